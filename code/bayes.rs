@@ -1,0 +1,1 @@
+//! bayes (being written)

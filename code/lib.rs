@@ -1,0 +1,22 @@
+//! # dlbook: Deep Learning from Scratch, in Rust
+//!
+//! The library behind the book. Modules are named by topic, never by chapter number, so
+//! moving a chapter never breaks an API. Chapters, tests and notebooks carry the numbers.
+//!
+//! | week | chapter | modules |
+//! |---|---|---|
+//! | 1 | Mathematical foundations | [`linalg`], [`info`], [`bayes`] |
+//! | 2-13 | (being written) | |
+//!
+//! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
+//! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
+//! (the book's own structure: includes, anchors, claims), [`experiments`] (one file per
+//! experiment, each with a quick and a full configuration).
+
+pub mod bayes;
+pub mod book;
+pub mod data;
+pub mod experiments;
+pub mod info;
+pub mod linalg;
+pub mod report;

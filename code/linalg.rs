@@ -1,0 +1,1 @@
+//! linalg (being written)

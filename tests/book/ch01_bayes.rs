@@ -1,0 +1,1 @@
+//! ch01_bayes (being written)

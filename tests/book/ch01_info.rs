@@ -1,0 +1,1 @@
+//! ch01_info (being written)

@@ -1,0 +1,1 @@
+//! ch01_linalg (being written)

@@ -1,0 +1,1 @@
+//! data_io (being written)

@@ -1,0 +1,1 @@
+//! integrity (being written)

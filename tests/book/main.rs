@@ -1,0 +1,8 @@
+//! The book's tests: one binary, one module per chapter, plus the integrity checks.
+//! Run one chapter with `cargo test --test book ch01`.
+
+mod ch01_bayes;
+mod ch01_info;
+mod ch01_linalg;
+mod data_io;
+mod integrity;
