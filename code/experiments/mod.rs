@@ -1,1 +1,58 @@
-//! experiments (being written)
+//! The book's experiments: one file each, with a serialisable `Config` that has a
+//! `quick()` preset (seconds: used by `cargo test` and the notebooks) and a `full()`
+//! preset (minutes: used by `dlbook regen`), and a `run` that returns a
+//! [`Report`](crate::report::Report).
+//!
+//! [`all`] lists them; `dlbook regen chNN` runs the full presets of one chapter and
+//! writes `chapters/generated/chNN/`.
+
+use anyhow::Result;
+
+use crate::data::DataDir;
+use crate::report::Report;
+
+pub mod beta_binomial;
+pub mod diagnostic_test;
+pub mod information;
+pub mod pca_mnist;
+
+/// Which preset to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Seconds: the preset `cargo test` and the notebooks use.
+    Quick,
+    /// Minutes: the preset behind the numbers in the book.
+    Full,
+}
+
+/// An entry in the list of experiments.
+pub struct Experiment {
+    /// File stem of its results (`pca_mnist`).
+    pub name: &'static str,
+    /// The chapter whose `generated/` folder holds the results (`ch01`).
+    pub chapter: &'static str,
+    /// The configuration of a preset, as stored in the report.
+    pub config: fn(Tier) -> serde_json::Value,
+    /// Runs a preset.
+    pub run: fn(Tier, &DataDir) -> Result<Report>,
+}
+
+/// Every experiment of the book, in chapter order.
+pub fn all() -> Vec<Experiment> {
+    vec![
+        pca_mnist::EXPERIMENT,
+        information::EXPERIMENT,
+        beta_binomial::EXPERIMENT,
+        diagnostic_test::EXPERIMENT,
+    ]
+}
+
+/// The experiments of one chapter (`ch01`), or all of them for `all`.
+pub fn of_chapter(chapter: &str) -> Vec<Experiment> {
+    all().into_iter().filter(|e| chapter == "all" || e.chapter == chapter).collect()
+}
+
+/// Serialises a config for a report.
+pub fn config_json<T: serde::Serialize>(cfg: &T) -> serde_json::Value {
+    serde_json::to_value(cfg).expect("configs are plain data")
+}
