@@ -123,8 +123,10 @@ pub fn test_fns(rust: &str) -> Vec<String> {
                 continue;
             }
             if let Some(rest) = t.strip_prefix("fn ") {
-                let name: String =
-                    rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 out.push(name);
             }
             pending = false;
@@ -170,8 +172,9 @@ pub fn image_links(markdown: &str) -> Vec<String> {
 /// Fragments of text that look like a path of the machine the book was built on, or a
 /// link to a local file: the book must speak only of itself.
 pub fn machine_paths(text: &str) -> Vec<String> {
-    const NEEDLES: [&str; 7] =
-        ["/home/", "/root/", "/work/", "/tmp/", "/Users/", "file://", "C:\\"];
+    const NEEDLES: [&str; 7] = [
+        "/home/", "/root/", "/work/", "/tmp/", "/Users/", "file://", "C:\\",
+    ];
     let mut out = vec![];
     for (i, line) in text.lines().enumerate() {
         for n in NEEDLES {
@@ -188,7 +191,9 @@ pub fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))?
+        {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
@@ -216,14 +221,23 @@ mod tests {
         assert_eq!(anchor_body(src, "foo").unwrap(), "fn a() {}\nb\n");
         assert_eq!(anchor_body(src, "fo"), None);
         // `foo_bar` must not match `foo`.
-        assert_eq!(anchor_body("// ANCHOR: foo_bar\nx\n// ANCHOR_END: foo_bar\n", "foo"), None);
+        assert_eq!(
+            anchor_body("// ANCHOR: foo_bar\nx\n// ANCHOR_END: foo_bar\n", "foo"),
+            None
+        );
     }
 
     #[test]
     fn finds_claims_and_tests() {
-        assert_eq!(claims("x <!-- claim: a_b --> y <!-- claim:c -->"), ["a_b", "c"]);
+        assert_eq!(
+            claims("x <!-- claim: a_b --> y <!-- claim:c -->"),
+            ["a_b", "c"]
+        );
         let rs = "#[test]\nfn one() {}\n#[test]\n#[ignore]\nfn two() {}\nfn three() {}\n";
         assert_eq!(test_fns(rs), ["one", "two"]);
-        assert_eq!(summary_entries("- [A](a.md)\n  - [B](b/c.md)\n"), ["a.md", "b/c.md"]);
+        assert_eq!(
+            summary_entries("- [A](a.md)\n  - [B](b/c.md)\n"),
+            ["a.md", "b/c.md"]
+        );
     }
 }

@@ -89,7 +89,9 @@ impl Format {
             Format::Int => format!("{}", x.round() as i64),
         };
         // "-0.00" reads as a sign error; print it as "0.00".
-        if s.starts_with('-') && s[1..].chars().all(|c| matches!(c, '0' | '.' | ' ' | '%')) {
+        if s.starts_with('-')
+            && s[1..].chars().all(|c| matches!(c, '0' | '.' | ' ' | '%'))
+        {
             s[1..].to_string()
         } else {
             s
@@ -307,7 +309,13 @@ impl Report {
 
     /// Records a fact quoted in prose.
     pub fn fact(&mut self, name: &str, value: impl Into<Value>, format: Format) {
-        self.facts.insert(name.into(), Fact { value: value.into(), format });
+        self.facts.insert(
+            name.into(),
+            Fact {
+                value: value.into(),
+                format,
+            },
+        );
     }
 
     /// Looks a fact up by name.
@@ -371,7 +379,10 @@ impl Report {
             (format!("{}.md", self.experiment), self.to_markdown()),
         ];
         for f in &self.figures {
-            out.push((format!("{}-{}.svg", self.experiment, f.name), render_figure(f)?));
+            out.push((
+                format!("{}-{}.svg", self.experiment, f.name),
+                render_figure(f)?,
+            ));
         }
         Ok(out)
     }
@@ -380,7 +391,8 @@ impl Report {
     pub fn write_to(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         // Render from the rounded JSON, exactly as a later check will.
         let this = self.rounded();
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         let mut written = vec![];
         for (name, text) in this.render_files()? {
             let path = dir.join(name);
@@ -466,7 +478,10 @@ fn render_table(t: &Table) -> String {
         .iter()
         .enumerate()
         .map(|(j, _)| {
-            let numeric = t.rows.iter().any(|r| !matches!(r.get(j), Some(Value::Text(_))));
+            let numeric = t
+                .rows
+                .iter()
+                .any(|r| !matches!(r.get(j), Some(Value::Text(_))));
             if numeric {
                 "---:"
             } else {
@@ -511,15 +526,25 @@ const FIG_H: u32 = 450;
 /// Renders a figure to SVG text.
 pub fn render_figure(fig: &Figure) -> Result<String> {
     match &fig.plot {
-        Plot::Lines { x_label, y_label, x_scale, y_scale, series } => {
-            render_lines(&fig.title, x_label, y_label, *x_scale, *y_scale, series)
-        }
-        Plot::Scatter { x_label, y_label, groups } => {
-            render_scatter(&fig.title, x_label, y_label, groups)
-        }
-        Plot::Images { width, height, row_labels, col_labels, images } => {
-            render_images(&fig.title, *width, *height, row_labels, col_labels, images)
-        }
+        Plot::Lines {
+            x_label,
+            y_label,
+            x_scale,
+            y_scale,
+            series,
+        } => render_lines(&fig.title, x_label, y_label, *x_scale, *y_scale, series),
+        Plot::Scatter {
+            x_label,
+            y_label,
+            groups,
+        } => render_scatter(&fig.title, x_label, y_label, groups),
+        Plot::Images {
+            width,
+            height,
+            row_labels,
+            col_labels,
+            images,
+        } => render_images(&fig.title, *width, *height, row_labels, col_labels, images),
     }
 }
 
@@ -538,7 +563,11 @@ fn bounds(vals: impl Iterator<Item = f64>, scale: Scale) -> Result<(f64, f64)> {
     if scale == Scale::Log {
         return Ok((lo / 1.2, hi * 1.2));
     }
-    let pad = if hi > lo { 0.05 * (hi - lo) } else { 0.5 * lo.abs().max(1.0) };
+    let pad = if hi > lo {
+        0.05 * (hi - lo)
+    } else {
+        0.5 * lo.abs().max(1.0)
+    };
     Ok((lo - pad, hi + pad))
 }
 
@@ -564,18 +593,36 @@ fn render_lines(
             .collect::<Vec<_>>()
     });
     let (y0, y1) = bounds(y_vals, ys)?;
-    let (x0, x1) = if xs == Scale::Linear { (x0, x1) } else { (x0 * 1.2, x1 / 1.2) };
+    let (x0, x1) = if xs == Scale::Linear {
+        (x0, x1)
+    } else {
+        (x0 * 1.2, x1 / 1.2)
+    };
     match (xs, ys) {
         (Scale::Linear, Scale::Linear) => {
             draw_lines(title, x_label, y_label, x0..x1, y0..y1, series)
         }
         (Scale::Log, Scale::Linear) => {
             use plotters::prelude::IntoLogRange;
-            draw_lines(title, x_label, y_label, (x0..x1).log_scale(), y0..y1, series)
+            draw_lines(
+                title,
+                x_label,
+                y_label,
+                (x0..x1).log_scale(),
+                y0..y1,
+                series,
+            )
         }
         (Scale::Linear, Scale::Log) => {
             use plotters::prelude::IntoLogRange;
-            draw_lines(title, x_label, y_label, x0..x1, (y0..y1).log_scale(), series)
+            draw_lines(
+                title,
+                x_label,
+                y_label,
+                x0..x1,
+                (y0..y1).log_scale(),
+                series,
+            )
         }
         (Scale::Log, Scale::Log) => {
             use plotters::prelude::IntoLogRange;
@@ -627,14 +674,23 @@ where
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
             if let Some(band) = &s.band {
-                let upper = s.x.iter().zip(&s.y).zip(band).map(|((x, y), b)| (*x, y + b));
-                let lower = s.x.iter().zip(&s.y).zip(band).map(|((x, y), b)| (*x, y - b));
+                let upper =
+                    s.x.iter()
+                        .zip(&s.y)
+                        .zip(band)
+                        .map(|((x, y), b)| (*x, y + b));
+                let lower =
+                    s.x.iter()
+                        .zip(&s.y)
+                        .zip(band)
+                        .map(|((x, y), b)| (*x, y - b));
                 let poly: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
                 chart
                     .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.2).filled())))
                     .map_err(plot_err)?;
             }
-            let pts: Vec<(f64, f64)> = s.x.iter().copied().zip(s.y.iter().copied()).collect();
+            let pts: Vec<(f64, f64)> =
+                s.x.iter().copied().zip(s.y.iter().copied()).collect();
             chart
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(plot_err)?
@@ -657,13 +713,25 @@ where
     Ok(svg)
 }
 
-fn render_scatter(title: &str, x_label: &str, y_label: &str, groups: &[Group]) -> Result<String> {
+fn render_scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    groups: &[Group],
+) -> Result<String> {
     use plotters::prelude::*;
-    let (x0, x1) = bounds(groups.iter().flat_map(|g| g.x.iter().copied()), Scale::Linear)?;
-    let (y0, y1) = bounds(groups.iter().flat_map(|g| g.y.iter().copied()), Scale::Linear)?;
+    let (x0, x1) = bounds(
+        groups.iter().flat_map(|g| g.x.iter().copied()),
+        Scale::Linear,
+    )?;
+    let (y0, y1) = bounds(
+        groups.iter().flat_map(|g| g.y.iter().copied()),
+        Scale::Linear,
+    )?;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (FIG_W, FIG_W * 3 / 4)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (FIG_W, FIG_W * 3 / 4)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
@@ -681,7 +749,10 @@ fn render_scatter(title: &str, x_label: &str, y_label: &str, groups: &[Group]) -
             .map_err(plot_err)?;
         for (i, g) in groups.iter().enumerate() {
             let c = color(i);
-            let pts = g.x.iter().zip(&g.y).map(move |(x, y)| Circle::new((*x, *y), 2, c.filled()));
+            let pts =
+                g.x.iter()
+                    .zip(&g.y)
+                    .map(move |(x, y)| Circle::new((*x, *y), 2, c.filled()));
             chart
                 .draw_series(pts)
                 .map_err(plot_err)?
@@ -726,7 +797,10 @@ fn render_images(
         s,
         r#"<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">"#
     );
-    let _ = writeln!(s, r#"<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>"#
+    );
     let _ = writeln!(
         s,
         r#"<text x="{}" y="22" font-family="sans-serif" font-size="16" text-anchor="middle">{}</text>"#,
@@ -789,7 +863,9 @@ fn render_images(
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -12,7 +12,11 @@ use dlbook::experiments::{self, Tier};
 use dlbook::report::Report;
 
 #[derive(Parser)]
-#[command(name = "dlbook", version, about = "Deep Learning from Scratch, in Rust: the book's tool")]
+#[command(
+    name = "dlbook",
+    version,
+    about = "Deep Learning from Scratch, in Rust: the book's tool"
+)]
 struct Cli {
     /// Data directory (default: $DLBOOK_DATA, else ./data).
     #[arg(long, global = true, value_name = "DIR")]
@@ -80,7 +84,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let dir = DataDir::resolve(cli.data_dir.as_deref());
     match cli.command {
         Command::Data { command } => data_command(&dir, command),
-        Command::Regen { chapter, check, quick } => regen(&dir, &chapter, check, quick),
+        Command::Regen {
+            chapter,
+            check,
+            quick,
+        } => regen(&dir, &chapter, check, quick),
     }
 }
 
@@ -104,13 +112,27 @@ fn data_command(dir: &DataDir, command: DataCommand) -> Result<ExitCode> {
                 ok &= r.is_ok();
             }
             let bad = reports.iter().filter(|r| !r.is_ok()).count();
-            println!("{} files checked in {}, {bad} bad", reports.len(), dir.root().display());
+            println!(
+                "{} files checked in {}, {bad} bad",
+                reports.len(),
+                dir.root().display()
+            );
             if !ok {
-                eprintln!("fix: run `dlbook data fetch` (with --from DIR for a local copy)");
+                eprintln!(
+                    "fix: run `dlbook data fetch` (with --from DIR for a local copy)"
+                );
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        DataCommand::Fetch { names, from, offline } => {
+        DataCommand::Fetch {
+            names,
+            from,
+            offline,
+        } => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let opts = FetchOptions {
                 from,
@@ -154,7 +176,8 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
         let tier = if quick { Tier::Quick } else { Tier::Full };
         eprintln!("running {} ({:?})", e.name, tier);
         let t = std::time::Instant::now();
-        let report = (e.run)(tier, dir).with_context(|| format!("experiment {}", e.name))?;
+        let report =
+            (e.run)(tier, dir).with_context(|| format!("experiment {}", e.name))?;
         for p in report.write_to(&out)? {
             println!("wrote {}", p.strip_prefix(&root).unwrap_or(&p).display());
         }
@@ -166,7 +189,10 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
             eprintln!("{p}");
         }
         if !problems.is_empty() {
-            eprintln!("{} problem(s); run `dlbook regen {chapter}` to refresh", problems.len());
+            eprintln!(
+                "{} problem(s); run `dlbook regen {chapter}` to refresh",
+                problems.len()
+            );
             return Ok(ExitCode::FAILURE);
         }
         println!("{} experiment(s) up to date", exps.len());
@@ -176,9 +202,15 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
 
 fn check_one(out: &Path, e: &experiments::Experiment) -> Result<Vec<String>> {
     let (report, problems) = Report::check_dir(out, e.name)?;
-    let mut problems: Vec<String> =
-        problems.into_iter().map(|p| format!("{}/{p}", e.chapter)).collect();
-    let want = Report { config: (e.config)(Tier::Full), ..report.clone() }.rounded();
+    let mut problems: Vec<String> = problems
+        .into_iter()
+        .map(|p| format!("{}/{p}", e.chapter))
+        .collect();
+    let want = Report {
+        config: (e.config)(Tier::Full),
+        ..report.clone()
+    }
+    .rounded();
     if want.config != report.config {
         problems.push(format!(
             "{}/{}.json was made with another configuration than the current full()",
@@ -202,7 +234,10 @@ fn orphans(root: &Path, exps: &[experiments::Experiment]) -> Result<Vec<String>>
                         || name.starts_with(&format!("{}-", x.name)))
             });
             if !owned {
-                out.push(format!("{}/{name}: no experiment writes this file", e.chapter));
+                out.push(format!(
+                    "{}/{name}: no experiment writes this file",
+                    e.chapter
+                ));
             }
         }
     }

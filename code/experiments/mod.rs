@@ -49,7 +49,10 @@ pub fn all() -> Vec<Experiment> {
 
 /// The experiments of one chapter (`ch01`), or all of them for `all`.
 pub fn of_chapter(chapter: &str) -> Vec<Experiment> {
-    all().into_iter().filter(|e| chapter == "all" || e.chapter == chapter).collect()
+    all()
+        .into_iter()
+        .filter(|e| chapter == "all" || e.chapter == chapter)
+        .collect()
 }
 
 /// Serialises a config for a report.
