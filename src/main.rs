@@ -34,7 +34,7 @@ enum Command {
     },
     /// Run a chapter's experiments (full presets) and write chapters/generated/chNN/.
     Regen {
-        /// `ch01` ... `ch13`, or `all`.
+        /// `ch01` ... `ch13`, one experiment by name (`pca_mnist`), or `all`.
         chapter: String,
         /// Write nothing: re-render every generated file from its JSON, check that the
         /// JSON was made with the current configuration, and fail on any difference.
