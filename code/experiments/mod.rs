@@ -12,6 +12,7 @@ use crate::data::DataDir;
 use crate::report::Report;
 
 pub mod beta_binomial;
+pub mod datasets;
 pub mod diagnostic_test;
 pub mod information;
 pub mod pca_mnist;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Experiment> {
         information::EXPERIMENT,
         beta_binomial::EXPERIMENT,
         diagnostic_test::EXPERIMENT,
+        datasets::EXPERIMENT,
     ]
 }
 

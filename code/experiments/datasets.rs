@@ -1,0 +1,70 @@
+//! The data catalog as a table, for the book's data appendix: every file, its size and
+//! its sha256, straight from [`crate::data::catalog`], so the page cannot drift from the
+//! checks `dlbook data verify` runs.
+
+use anyhow::Result;
+
+use super::{Experiment, Tier};
+use crate::data::{self, DataDir};
+use crate::report::{Column, Format, Report, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "datasets",
+    chapter: "data",
+    config: |_| serde_json::json!({ "catalog": "dlbook::data::catalog" }),
+    run,
+};
+
+fn run(tier: Tier, _dir: &DataDir) -> Result<Report> {
+    let mut r = Report::new("data", "datasets", "The datasets the book reads");
+    r.config = (EXPERIMENT.config)(tier);
+    let col = |h: &str, f| Column {
+        header: h.into(),
+        format: f,
+    };
+    let mut rows = vec![];
+    for d in data::catalog() {
+        for f in d.files {
+            rows.push(vec![
+                Value::from(d.name),
+                Value::from(format!("`{}`", f.path)),
+                Value::Num(f.bytes as f64),
+                Value::from(format!("`{}`", f.sha256)),
+            ]);
+        }
+    }
+    r.tables.push(Table {
+        name: "files".into(),
+        caption: "Every file `dlbook data verify` checks, with its recorded sha256."
+            .into(),
+        columns: vec![
+            col("dataset", Format::Int),
+            col("file", Format::Int),
+            col("bytes", Format::Int),
+            col("sha256", Format::Int),
+        ],
+        rows,
+    });
+    let sources: Vec<Vec<Value>> = data::catalog()
+        .iter()
+        .map(|d| {
+            vec![
+                Value::from(d.name),
+                Value::from(d.about),
+                Value::from(d.package.unwrap_or("–")),
+            ]
+        })
+        .collect();
+    r.tables.push(Table {
+        name: "sources".into(),
+        caption: "What each dataset is, and the package that ships it.".into(),
+        columns: vec![
+            col("dataset", Format::Int),
+            col("what", Format::Int),
+            col("package", Format::Int),
+        ],
+        rows: sources,
+    });
+    Ok(r)
+}
