@@ -66,8 +66,11 @@ def main(book):
     probe = page.replace(".html", ".probe.html")
     text = open(page, encoding="utf-8").read()
     open(probe, "w", encoding="utf-8").write(text.replace("</body>", PROBE, 1))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=book)
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=book)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/{os.path.basename(probe)}"
