@@ -287,8 +287,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         })
         .collect();
     let mut images = vec![];
-    for i in 0..rows.len() {
-        images.push(test.images.image(rows[i]).to_vec());
+    for (i, &row) in rows.iter().enumerate() {
+        images.push(test.images.image(row).to_vec());
         for rec in &recon {
             images.push(to_pixels(rec.row(i)));
         }

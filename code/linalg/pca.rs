@@ -280,7 +280,7 @@ impl FittedPca {
             z.dim(),
             self.n_components()
         );
-        z.dot(&self.components) + &self.mean.view().insert_axis(Axis(0))
+        z.dot(&self.components) + self.mean.view().insert_axis(Axis(0))
     }
     // ANCHOR_END: pca_transform
 }

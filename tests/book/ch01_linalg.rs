@@ -12,7 +12,7 @@ use dlbook::linalg::{
     normalize_signs, normalize_svd_signs, orthogonality_error, subspace_distance,
     svd_jacobi, top_k_power, Eigh, JacobiOptions, Pca, PowerOptions, Solver,
 };
-use dlbook::report::Report;
+use dlbook::report::{Plot, Report};
 use ndarray::{array, s, Array1, Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -592,6 +592,45 @@ fn power_iteration_agrees_with_lapack_on_mnist() {
     assert!(sub[1] < 1e-8, "power subspace {}", sub[1]);
     // Gaps are small (ratios up to 0.96), so it needs thousands of mat-vecs.
     assert!(fact("power_worst_ratio") > 0.9 && fact("power_iters") > 1000.0);
+}
+
+#[test]
+fn zeros_and_ones_lie_apart_on_the_first_two_components() {
+    let fig = report()
+        .figures
+        .iter()
+        .find(|f| f.name == "scatter")
+        .expect("scatter");
+    let Plot::Scatter { groups, .. } = &fig.plot else {
+        panic!("not a scatter plot")
+    };
+    let centroid = |d: usize| {
+        let g = &groups[d];
+        let n = g.x.len() as f64;
+        (g.x.iter().sum::<f64>() / n, g.y.iter().sum::<f64>() / n)
+    };
+    let dist = |a: usize, b: usize| {
+        let ((xa, ya), (xb, yb)) = (centroid(a), centroid(b));
+        ((xa - xb).powi(2) + (ya - yb).powi(2)).sqrt()
+    };
+    // 1 has the smallest mean first coordinate, 0 the largest.
+    for d in 2..10 {
+        assert!(centroid(1).0 < centroid(d).0 && centroid(d).0 < centroid(0).0);
+    }
+    // The centroids of 0 and 1 are more than 3 away from every other digit's ...
+    for d in 0..10 {
+        for special in [0, 1] {
+            if d != special {
+                assert!(
+                    dist(special, d) > 3.0,
+                    "{special} vs {d}: {}",
+                    dist(special, d)
+                );
+            }
+        }
+    }
+    // ... while those of 4, 7 and 9 are within 1 of each other.
+    assert!(dist(4, 7) < 1.0 && dist(4, 9) < 1.0 && dist(7, 9) < 1.0);
 }
 
 #[test]
