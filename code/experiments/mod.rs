@@ -49,11 +49,12 @@ pub fn all() -> Vec<Experiment> {
     ]
 }
 
-/// The experiments of one chapter (`ch01`), or all of them for `all`.
+/// The experiments of one chapter (`ch01`), one experiment by name (`pca_mnist`), or
+/// all of them for `all`.
 pub fn of_chapter(chapter: &str) -> Vec<Experiment> {
     all()
         .into_iter()
-        .filter(|e| chapter == "all" || e.chapter == chapter)
+        .filter(|e| chapter == "all" || e.chapter == chapter || e.name == chapter)
         .collect()
 }
 

@@ -1,1 +1,0 @@
-//! linalg (being written)
