@@ -62,7 +62,10 @@ pub const SUM_TOLERANCE: f64 = 1e-9;
 
 /// Panics unless `p` is a probability vector (see the module docs for what is checked).
 pub fn assert_distribution(p: &[f64], name: &str) {
-    assert!(!p.is_empty(), "{name} is empty: a distribution needs an outcome");
+    assert!(
+        !p.is_empty(),
+        "{name} is empty: a distribution needs an outcome"
+    );
     for (i, &x) in p.iter().enumerate() {
         assert!(
             x.is_finite() && x >= 0.0,
@@ -99,7 +102,10 @@ pub fn normalize(weights: &[f64]) -> Result<Vec<f64>> {
     }
     let s: f64 = weights.iter().sum();
     if s <= 0.0 {
-        bail!("all {} weights are zero: nothing to normalise", weights.len());
+        bail!(
+            "all {} weights are zero: nothing to normalise",
+            weights.len()
+        );
     }
     Ok(weights.iter().map(|w| w / s).collect())
 }
@@ -107,7 +113,11 @@ pub fn normalize(weights: &[f64]) -> Result<Vec<f64>> {
 /// The distribution of counts: `counts[i] / Σ counts`. Panics if all counts are zero.
 pub fn from_counts(counts: &[u64]) -> Vec<f64> {
     let n: u64 = counts.iter().sum();
-    assert!(n > 0, "all {} counts are zero: no distribution", counts.len());
+    assert!(
+        n > 0,
+        "all {} counts are zero: no distribution",
+        counts.len()
+    );
     counts.iter().map(|&c| c as f64 / n as f64).collect()
 }
 
@@ -259,7 +269,12 @@ pub fn mutual_information(joint: &[Vec<f64>]) -> f64 {
 
 /// The joint distribution of two label sequences of equal length: rows are values of
 /// `x` (`0..n_x`), columns values of `y` (`0..n_y`). Panics on a value out of range.
-pub fn joint_from_pairs(x: &[usize], y: &[usize], n_x: usize, n_y: usize) -> Vec<Vec<f64>> {
+pub fn joint_from_pairs(
+    x: &[usize],
+    y: &[usize],
+    n_x: usize,
+    n_y: usize,
+) -> Vec<Vec<f64>> {
     assert!(
         x.len() == y.len() && !x.is_empty(),
         "x has {} values and y has {}: need the same, non-zero number",
@@ -268,7 +283,10 @@ pub fn joint_from_pairs(x: &[usize], y: &[usize], n_x: usize, n_y: usize) -> Vec
     );
     let mut counts = vec![vec![0u64; n_y]; n_x];
     for (&a, &b) in x.iter().zip(y) {
-        assert!(a < n_x && b < n_y, "pair ({a}, {b}) is outside {n_x} x {n_y}");
+        assert!(
+            a < n_x && b < n_y,
+            "pair ({a}, {b}) is outside {n_x} x {n_y}"
+        );
         counts[a][b] += 1;
     }
     let n = x.len() as f64;
@@ -300,11 +318,12 @@ pub fn information_gain(
 /// proportional to `density(x_i)`. Used to compare discrete divergences with the
 /// closed forms of continuous ones.
 pub fn discretize(density: impl Fn(f64) -> f64, lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    assert!(hi > lo && n > 0, "need lo < hi and n > 0, got [{lo}, {hi}], n = {n}");
+    assert!(
+        hi > lo && n > 0,
+        "need lo < hi and n > 0, got [{lo}, {hi}], n = {n}"
+    );
     let h = (hi - lo) / n as f64;
-    let w: Vec<f64> = (0..n)
-        .map(|i| density(lo + (i as f64 + 0.5) * h))
-        .collect();
+    let w: Vec<f64> = (0..n).map(|i| density(lo + (i as f64 + 0.5) * h)).collect();
     normalize(&w).expect("a density is non-negative and not zero everywhere")
 }
 
@@ -328,7 +347,10 @@ mod tests {
         assert_eq!(entropy(&[1.0, 0.0]), 0.0);
         assert!((entropy_bits(&[0.5, 0.5]) - 1.0).abs() < 1e-15);
         assert_eq!(kl_divergence(&[0.5, 0.5], &[1.0, 0.0]), f64::INFINITY);
-        assert_eq!(kl_divergence(&[1.0, 0.0], &[0.5, 0.5]), std::f64::consts::LN_2);
+        assert_eq!(
+            kl_divergence(&[1.0, 0.0], &[0.5, 0.5]),
+            std::f64::consts::LN_2
+        );
         assert!(normalize(&[0.0, 0.0]).is_err());
         assert!(normalize(&[1.0, -1.0]).is_err());
     }

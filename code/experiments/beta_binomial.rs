@@ -352,7 +352,11 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
             let prior = Beta::from_mean_strength(cfg.ablation_prior_mean, s);
             let post = prior.posterior(k, n);
             let (l, u) = post.credible_interval(cfg.level);
-            let covers = if l <= theta && theta <= u { "yes" } else { "no" };
+            let covers = if l <= theta && theta <= u {
+                "yes"
+            } else {
+                "no"
+            };
             rows.push(vec![
                 Value::Num(s),
                 Value::Num(n as f64),
@@ -395,7 +399,14 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
                 .iter()
                 .map(|&seed| {
                     let seed = seed * 1_000 + n;
-                    simulated_coverage(&prior, None, n, cfg.level, cfg.sims_per_seed, seed)
+                    simulated_coverage(
+                        &prior,
+                        None,
+                        n,
+                        cfg.level,
+                        cfg.sims_per_seed,
+                        seed,
+                    )
                 })
                 .collect();
             if name.starts_with("uniform") && n == cfg.prior_coverage_n[0] {
@@ -432,7 +443,14 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
                     .iter()
                     .map(|&seed| {
                         let seed = seed * 1_000 + 500 + n;
-                        simulated_coverage(&prior, Some(t), n, cfg.level, cfg.sims_per_seed, seed)
+                        simulated_coverage(
+                            &prior,
+                            Some(t),
+                            n,
+                            cfg.level,
+                            cfg.sims_per_seed,
+                            seed,
+                        )
                     })
                     .collect();
                 let (m, _) = Value::mean_std(&per_seed);

@@ -97,7 +97,12 @@ fn col(header: &str, format: Format) -> Column {
 
 /// Simulates `population` people: each is ill with probability `prevalence` and tests
 /// positive with the test's rates. Returns the fraction of positives who are ill.
-pub fn simulate_ppv(test: &DiagnosticTest, prevalence: f64, population: u64, seed: u64) -> f64 {
+pub fn simulate_ppv(
+    test: &DiagnosticTest,
+    prevalence: f64,
+    population: u64,
+    seed: u64,
+) -> f64 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut positives, mut true_positives) = (0u64, 0u64);
     for _ in 0..population {
@@ -177,7 +182,12 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         ],
         rows: vec![
             vec!["ill".into(), tp.into(), (ill - tp).into(), ill.into()],
-            vec!["healthy".into(), fp.into(), (healthy - fp).into(), healthy.into()],
+            vec![
+                "healthy".into(),
+                fp.into(),
+                (healthy - fp).into(),
+                healthy.into(),
+            ],
             vec![
                 "total".into(),
                 (tp + fp).into(),
@@ -207,7 +217,11 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         .iter()
         .map(|&p| {
             let mut row = vec![Value::Num(p), Value::Num(test.p_positive(p))];
-            row.extend(tests.iter().map(|t| Value::Num(t.p_disease_given_positive(p))));
+            row.extend(
+                tests
+                    .iter()
+                    .map(|t| Value::Num(t.p_disease_given_positive(p))),
+            );
             row.push(Value::Num(test.p_disease_given_negative(p)));
             row
         })

@@ -126,7 +126,11 @@ pub fn named_pairs() -> Vec<(&'static str, Vec<f64>, Vec<f64>)> {
             vec![0.97, 0.01, 0.01, 0.01],
             vec![0.25; 4],
         ),
-        ("q misses an outcome", vec![0.5, 0.3, 0.2], vec![0.6, 0.4, 0.0]),
+        (
+            "q misses an outcome",
+            vec![0.5, 0.3, 0.2],
+            vec![0.6, 0.4, 0.0],
+        ),
         ("disjoint supports", vec![1.0, 0.0], vec![0.0, 1.0]),
     ]
 }
@@ -198,8 +202,11 @@ pub fn ngram_cross_entropy(
     total / n as f64
 }
 
+/// A yes/no question about a character, with its name.
+pub type Question = (&'static str, fn(u8) -> bool);
+
 /// Yes/no questions about the previous character, for the information-gain table.
-pub fn split_questions() -> Vec<(&'static str, fn(u8) -> bool)> {
+pub fn split_questions() -> Vec<Question> {
     vec![
         ("is a space", |b| b == b' '),
         ("is a newline", |b| b == b'\n'),
@@ -212,7 +219,11 @@ pub fn split_questions() -> Vec<(&'static str, fn(u8) -> bool)> {
 
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let mut r = Report::new("ch01", "information", "Entropy, cross-entropy and divergences");
+    let mut r = Report::new(
+        "ch01",
+        "information",
+        "Entropy, cross-entropy and divergences",
+    );
     r.config = super::config_json(cfg);
 
     // Binary entropy and the cross-entropy against a fixed q.
@@ -228,7 +239,11 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         .iter()
         .map(|&p| to_bits(info::cross_entropy(&[p, 1.0 - p], &[q, 1.0 - q])))
         .collect();
-    r.fact("bernoulli_max_bits", h.iter().copied().fold(0.0, f64::max), Format::Fixed(4));
+    r.fact(
+        "bernoulli_max_bits",
+        h.iter().copied().fold(0.0, f64::max),
+        Format::Fixed(4),
+    );
     r.figures.push(Figure {
         name: "bernoulli".into(),
         title: format!("Entropy of a coin, and its cross-entropy with q = {q}"),
@@ -266,7 +281,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let (mut kl_pq, mut kl_qp, mut js) = (vec![], vec![], vec![]);
     let mut max_err: f64 = 0.0;
     for &s in &sigmas {
-        let qd = info::discretize(|x| info::gaussian_pdf(x, 0.0, s), lo, hi, cfg.grid_cells);
+        let qd =
+            info::discretize(|x| info::gaussian_pdf(x, 0.0, s), lo, hi, cfg.grid_cells);
         let (a, b) = (info::kl_divergence(&p, &qd), info::kl_divergence(&qd, &p));
         max_err = max_err
             .max((a - info::gaussian_kl(0.0, 1.0, 0.0, s)).abs())
@@ -410,7 +426,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let mut rows = vec![];
     let mut best_binary: f64 = 0.0;
     for (name, question) in split_questions() {
-        let branch: Vec<usize> = prev.iter().map(|&c| question(vocab[c]) as usize).collect();
+        let branch: Vec<usize> =
+            prev.iter().map(|&c| question(vocab[c]) as usize).collect();
         let share = branch.iter().sum::<usize>() as f64 / branch.len() as f64;
         let gain = to_bits(info::information_gain(labels, &branch, v, 2));
         best_binary = best_binary.max(gain);
@@ -432,10 +449,11 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     r.fact("full_split_gain_bits", full, Format::Fixed(3));
     r.tables.push(Table {
         name: "split_gain".into(),
-        caption: "Information gain about the next character of Tiny Shakespeare, in bits, \
+        caption:
+            "Information gain about the next character of Tiny Shakespeare, in bits, \
                   of one question about the previous character (a decision-tree split); \
                   \"yes share\" is the fraction of positions where the answer is yes."
-            .into(),
+                .into(),
         columns: vec![
             col("split", f3),
             col("yes share", Format::Percent(1)),

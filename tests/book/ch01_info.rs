@@ -236,9 +236,8 @@ fn cross_entropy_loss_is_negative_log_likelihood() {
             }
         })
         .collect();
-    let mean_loss = |q: &[f64]| {
-        labels.iter().map(|&y| -q[y].ln()).sum::<f64>() / labels.len() as f64
-    };
+    let mean_loss =
+        |q: &[f64]| labels.iter().map(|&y| -q[y].ln()).sum::<f64>() / labels.len() as f64;
     let at_p = mean_loss(&p);
     for q in [[0.1, 0.6, 0.3], [0.3, 0.4, 0.3], [1.0 / 3.0; 3]] {
         assert!(mean_loss(&q) > at_p);
@@ -302,8 +301,10 @@ fn mutual_information_is_symmetric_and_nonnegative() {
         assert!((i - h).abs() < 1e-12);
         // Independent variables share no information.
         let (px, py) = info::marginals(&joint);
-        let product: Vec<Vec<f64>> =
-            px.iter().map(|a| py.iter().map(|b| a * b).collect()).collect();
+        let product: Vec<Vec<f64>> = px
+            .iter()
+            .map(|a| py.iter().map(|b| a * b).collect())
+            .collect();
         assert!(info::mutual_information(&product) < 1e-12);
     }
 }
@@ -416,7 +417,11 @@ fn experiment_named_pairs() {
 
 #[test]
 fn experiment_context_lowers_entropy() {
-    let (u, b, t) = (fact("unigram_bits"), fact("bigram_bits"), fact("trigram_bits"));
+    let (u, b, t) = (
+        fact("unigram_bits"),
+        fact("bigram_bits"),
+        fact("trigram_bits"),
+    );
     assert!(t < b && b < u && u < fact("max_bits"));
     assert!(u > 4.0 && u < 5.0, "unigram entropy {u} bits");
     assert!(u - b > 1.0, "one character of context saves over a bit");
@@ -453,7 +458,10 @@ fn experiment_split_gains() {
     assert!(binary.iter().all(|&g| g > 0.0 && g < whole[0]));
     let best = binary.iter().copied().fold(0.0, f64::max);
     assert_eq!(best, fact("best_binary_gain_bits"));
-    assert!(whole[0] > 5.0 * best, "one question recovers a small part of the gain");
+    assert!(
+        whole[0] > 5.0 * best,
+        "one question recovers a small part of the gain"
+    );
     let best_row = &t.rows[gains.iter().position(|&g| g == best).unwrap()];
     assert_eq!(best_row[0], Value::from("previous character is a vowel"));
 }
