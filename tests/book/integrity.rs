@@ -275,7 +275,10 @@ fn notebooks_hold_no_outputs_and_start_from_the_library() {
             problems.push(format!("{name}: kernel is not `rust` (evcxr)"));
         }
         // `chNN_slug.ipynb` goes with chapter NN's test modules `tests/book/chNN_*.rs`.
-        let nn = stem.strip_prefix("ch").and_then(|s| s.get(..2)).unwrap_or("");
+        let nn = stem
+            .strip_prefix("ch")
+            .and_then(|s| s.get(..2))
+            .unwrap_or("");
         if nn.is_empty() || chapter_tests(nn).is_empty() {
             problems.push(format!("{name}: no tests/book/ch{nn}_*.rs for its chapter"));
         }
