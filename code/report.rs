@@ -875,7 +875,8 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 // ---------------------------------------------------------------------------------------
 // Notebooks
 
-/// Shows Markdown as rich output in an evcxr (Rust Jupyter) notebook cell.
+/// Shows Markdown as rich output in an evcxr (Rust Jupyter) notebook cell. A cell shows
+/// one rich output: put a table and a figure in cells of their own.
 pub fn show_markdown(md: &str) {
     println!("EVCXR_BEGIN_CONTENT text/markdown\n{md}\nEVCXR_END_CONTENT");
 }
