@@ -13,10 +13,14 @@
 //! (the book's own structure: includes, anchors, claims), [`experiments`] (one file per
 //! experiment, each with a quick and a full configuration).
 
+pub mod augment;
+pub mod autograd;
 pub mod bayes;
 pub mod book;
 pub mod data;
 pub mod experiments;
 pub mod info;
 pub mod linalg;
+pub mod nn;
+pub mod optim;
 pub mod report;

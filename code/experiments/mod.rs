@@ -17,6 +17,10 @@ pub mod diagnostic_test;
 pub mod information;
 pub mod pca_mnist;
 
+// Week 2 experiments (declared here, registered in `week2`):
+
+// Week 3 experiments (declared here, registered in `week3`):
+
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
@@ -40,13 +44,30 @@ pub struct Experiment {
 
 /// Every experiment of the book, in chapter order.
 pub fn all() -> Vec<Experiment> {
+    let mut all = week1();
+    all.extend(week2());
+    all.extend(week3());
+    all.push(datasets::EXPERIMENT);
+    all
+}
+
+fn week1() -> Vec<Experiment> {
     vec![
         pca_mnist::EXPERIMENT,
         information::EXPERIMENT,
         beta_binomial::EXPERIMENT,
         diagnostic_test::EXPERIMENT,
-        datasets::EXPERIMENT,
     ]
+}
+
+// Week 2: neural-network basics.
+fn week2() -> Vec<Experiment> {
+    vec![]
+}
+
+// Week 3: optimization and regularization.
+fn week3() -> Vec<Experiment> {
+    vec![]
 }
 
 /// The experiments of one chapter (`ch01`), one experiment by name (`pca_mnist`), or

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod contour;
+pub mod graph;
+
 /// Floats are rounded to this many significant digits before they are stored, which
 /// keeps the JSON readable and its diffs free of last-bit noise.
 pub const SIGNIFICANT_DIGITS: i32 = 6;
@@ -265,6 +268,11 @@ pub enum Plot {
         /// The point groups.
         groups: Vec<Group>,
     },
+    /// A scalar field over a grid with paths drawn on top (e.g. optimizer trajectories
+    /// on a loss surface).
+    Contour(contour::ContourPlot),
+    /// A directed graph, e.g. a computational graph with values and gradients.
+    Graph(graph::GraphPlot),
     /// A grid of grey-scale images (0 = white, 255 = black ink), e.g. digits.
     Images {
         /// Pixels per image row.
@@ -538,6 +546,8 @@ pub fn render_figure(fig: &Figure) -> Result<String> {
             y_label,
             groups,
         } => render_scatter(&fig.title, x_label, y_label, groups),
+        Plot::Contour(c) => contour::render(&fig.title, c),
+        Plot::Graph(g) => graph::render(&fig.title, g),
         Plot::Images {
             width,
             height,

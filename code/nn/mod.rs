@@ -1,0 +1,83 @@
+//! Neural-network layers from scratch, on `ndarray`, in `f32`.
+//!
+//! The contract every layer of the book follows (weeks 2 to 11):
+//!
+//! - [`Param`]: a trainable tensor and the gradient accumulated for it.
+//! - [`Module`]: anything that owns parameters visits them by dotted name
+//!   (`encoder.layers.0.attn.w_q`), so optimizers, checkpoints and freezing are one loop.
+//! - [`Layer`]: `forward` caches what `backward` needs; `backward` takes the gradient of
+//!   the loss with respect to the output (`dy`), **accumulates** the parameter gradients
+//!   into [`Param::grad`] and returns the gradient with respect to the input (`dx`).
+//!
+//! Tensors are [`ndarray::ArrayD<f32>`] so one trait covers dense, convolutional and
+//! sequence layers; each layer documents its shapes in a `# Shapes` section.
+
+use ndarray::ArrayD;
+
+/// A trainable tensor and the gradient accumulated for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// The values.
+    pub value: ArrayD<f32>,
+    /// d loss / d value, accumulated by `backward`, cleared by [`Param::zero_grad`].
+    pub grad: ArrayD<f32>,
+}
+
+impl Param {
+    /// A parameter with these values and a zero gradient.
+    pub fn new(value: ArrayD<f32>) -> Self {
+        let grad = ArrayD::zeros(value.raw_dim());
+        Param { value, grad }
+    }
+
+    /// Sets the gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.grad.fill(0.0);
+    }
+}
+
+/// `prefix.name`, or `name` when the prefix is empty.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Anything that owns parameters.
+pub trait Module {
+    /// Calls `f` on every parameter with its dotted name under `prefix`, in a fixed order.
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param));
+
+    /// Zeroes every parameter gradient.
+    fn zero_grad(&mut self) {
+        self.visit_params("", &mut |_, p| p.zero_grad());
+    }
+
+    /// The number of scalar parameters.
+    fn n_params(&mut self) -> usize {
+        let mut n = 0;
+        self.visit_params("", &mut |_, p| n += p.value.len());
+        n
+    }
+}
+
+/// Training or evaluation: dropout and batch norm behave differently in each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: dropout drops, batch norm uses and updates batch statistics.
+    Train,
+    /// Evaluation: dropout is the identity, batch norm uses running statistics.
+    Eval,
+}
+
+/// A differentiable layer.
+pub trait Layer: Module {
+    /// Computes the output and caches what [`Layer::backward`] needs.
+    fn forward(&mut self, x: &ArrayD<f32>, mode: Mode) -> ArrayD<f32>;
+
+    /// Given `dy` = d loss / d output of the last `forward`, accumulates parameter
+    /// gradients and returns `dx` = d loss / d input.
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32>;
+}
