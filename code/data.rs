@@ -291,7 +291,10 @@ impl FileReport {
 
 impl fmt::Display for FileReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<8} {}", self.status.to_string(), self.path)
+        match &self.status {
+            Status::Corrupt(why) => write!(f, "CORRUPT  {}: {why}", self.path),
+            other => write!(f, "{:<8} {}", other.to_string(), self.path),
+        }
     }
 }
 
