@@ -8,9 +8,10 @@
 //!
 //! - a hidden unit is **dead** when its output is 0 for every probe image (only ReLU
 //!   can output exactly 0 on a whole set; it then receives no gradient ever again);
-//! - an activation is **saturated** when its local derivative is below `0.01 max f'`:
-//!   sigmoid outputs outside $[0.01, 0.99]$ (roughly), tanh outputs with
-//!   $|y| > 0.995$; for ReLU a zero output has derivative 0 and counts as saturated.
+//! - an activation is **saturated** when its local derivative is below
+//!   `saturation` times its largest value (10 %: sigmoid outputs outside about
+//!   $[0.03, 0.97]$, tanh outputs with $|y| > 0.95$); for ReLU a zero output has
+//!   derivative 0 and counts as saturated.
 //!
 //! The ablation trains ReLU and leaky ReLU with a large learning rate, which pushes
 //! many ReLU units into the dead region.
@@ -57,6 +58,9 @@ pub struct Config {
     pub n_epochs: usize,
     /// Test images used to count dead and saturated units.
     pub n_probe: usize,
+    /// An activation counts as saturated when its derivative is below this fraction of
+    /// the activation's largest derivative.
+    pub saturation: f32,
     /// Learning rate of the dead-unit ablation.
     pub ablation_lr: f32,
     /// Seeds.
@@ -80,18 +84,19 @@ impl Config {
             batch_size: 64,
             n_epochs: 5,
             n_probe: 1000,
+            saturation: 0.1,
             ablation_lr: 1.0,
             seeds: vec![0, 1, 2],
         }
     }
 
-    /// The test configuration: a small subset, 2 epochs.
+    /// The test configuration: a small subset, 3 epochs.
     pub fn quick() -> Self {
         Config {
-            n_train: 3000,
-            n_test: 1000,
+            n_train: 5000,
+            n_test: 2000,
             hidden: 64,
-            n_epochs: 2,
+            n_epochs: 3,
             n_probe: 500,
             ..Self::full()
         }
@@ -130,7 +135,7 @@ pub struct ActRun {
 // ANCHOR: dead_units
 /// Fractions of dead units and of saturated activations over the hidden layers of the
 /// last `forward` of `mlp`.
-pub fn dead_and_saturated(mlp: &Mlp) -> (f64, f64) {
+pub fn dead_and_saturated(mlp: &Mlp, saturation: f32) -> (f64, f64) {
     let (mut units, mut dead, mut values, mut sat) = (0usize, 0usize, 0usize, 0usize);
     for act in &mlp.activations {
         let y = act.last_output().expect("forward ran");
@@ -148,8 +153,8 @@ pub fn dead_and_saturated(mlp: &Mlp) -> (f64, f64) {
         sat += y
             .iter()
             .filter(|&&v| match act.kind {
-                Activation::Sigmoid => v * (1.0 - v) < 0.0025,
-                Activation::Tanh => 1.0 - v * v < 0.01,
+                Activation::Sigmoid => v * (1.0 - v) < 0.25 * saturation,
+                Activation::Tanh => 1.0 - v * v < saturation,
                 Activation::Relu => v == 0.0,
                 _ => false,
             })
@@ -190,7 +195,7 @@ pub fn train_one(
         test_acc.push(evaluate(&mut mlp, xt, yt));
     }
     let _ = mlp.forward(&rows(xt, 0, cfg.n_probe.min(xt.nrows())), Mode::Eval);
-    let (dead, saturated) = dead_and_saturated(&mlp);
+    let (dead, saturated) = dead_and_saturated(&mlp, cfg.saturation);
     ActRun {
         test_acc,
         train_loss,
@@ -271,7 +276,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         caption: format!(
             "784-{h}-{h}-10 MLP, {} training / {} test images, lr = {}, batch {}, {} \
              epochs, mean ± std over {} seeds. Dead = hidden units with zero output on all \
-             {} probe images; saturated = activations with f' below 1 % of its maximum.",
+             {} probe images; saturated = activations with f' below {} % of its maximum.",
             x.nrows(),
             xt.nrows(),
             cfg.lr,
@@ -279,6 +284,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             cfg.n_epochs,
             cfg.seeds.len(),
             cfg.n_probe,
+            100.0 * cfg.saturation,
             h = cfg.hidden
         ),
         columns: vec![

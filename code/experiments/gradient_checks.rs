@@ -315,7 +315,7 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
     r.tables.push(Table {
         name: "errors".into(),
         caption: format!(
-            "Largest relative error (max |a - b| / max |a|, b|) over input and parameter \
+            "Largest relative error, max |a − b| / max(|a|, |b|), over input and parameter \
              gradients and over {} seeds. Manual and finite differences in f32 \
              (h = {}), candle in F64.",
             cfg.seeds.len(),

@@ -82,9 +82,23 @@ impl Config {
     }
 }
 
+/// What one fresh network measured, per `Linear` layer (input side first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthRun {
+    /// $\lVert \partial L/\partial W_\ell \rVert_F$.
+    pub weight_grad: Vec<f64>,
+    /// $\lVert \partial L/\partial a_\ell \rVert_F$, the backward signal arriving at
+    /// layer $\ell$'s output $a_\ell = h_{\ell-1} W_\ell^\top + b_\ell$.
+    pub signal: Vec<f64>,
+}
+
+fn norm(a: &ndarray::ArrayD<f32>) -> f64 {
+    a.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt()
+}
+
 // ANCHOR: layer_grad_norms
-/// $\lVert\partial L/\partial W_\ell\rVert_F$ for every layer $\ell$ (input side first)
-/// of a fresh network on one batch.
+/// Backpropagates softmax cross-entropy through a fresh network on one batch, recording
+/// the norm of the backward signal and of the weight gradient at every layer.
 pub fn layer_grad_norms(
     act: Activation,
     init: Init,
@@ -92,26 +106,37 @@ pub fn layer_grad_norms(
     seed: u64,
     x: &ndarray::ArrayD<f32>,
     labels: &[usize],
-) -> Vec<f64> {
+) -> DepthRun {
     let mut mlp = Mlp::new(sizes, act, init, seed);
     mlp.zero_grad();
     let logits = mlp.forward(x, Mode::Train);
-    let (_, dlogits) = softmax_cross_entropy(&logits, labels);
-    mlp.backward(&dlogits);
-    grad_norms(&mut mlp)
+    let (_, mut d) = softmax_cross_entropy(&logits, labels);
+    let mut signal = vec![0.0; mlp.depth()];
+    for k in (0..mlp.depth()).rev() {
+        if k + 1 < mlp.depth() {
+            d = mlp.activations[k].backward(&d);
+        }
+        signal[k] = norm(&d); // dL/da_k
+        d = mlp.linears[k].backward(&d);
+    }
+    let weight_grad = grad_norms(&mut mlp)
         .into_iter()
         .filter(|(name, _)| name.ends_with("weight"))
         .map(|(_, n)| n)
-        .collect()
+        .collect();
+    DepthRun {
+        weight_grad,
+        signal,
+    }
 }
 // ANCHOR_END: layer_grad_norms
 
-/// All norms: `[activation][init][seed][layer]`.
-pub fn all_norms(
+/// All runs: `[activation][init][seed]`.
+pub fn all_runs(
     cfg: &Config,
     x: &ndarray::ArrayD<f32>,
     y: &[usize],
-) -> Vec<Vec<Vec<Vec<f64>>>> {
+) -> Vec<Vec<Vec<DepthRun>>> {
     let mut sizes = vec![x.shape()[1]];
     sizes.extend(std::iter::repeat_n(cfg.width, cfg.depth - 1));
     sizes.push(10);
@@ -143,7 +168,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let train = data::mnist(dir, Split::Train)?;
     let (x, y) = image_matrix(&train, cfg.batch_size);
     let xb = rows(&x, 0, x.nrows());
-    let norms = all_norms(cfg, &xb, &y);
+    let norms = all_runs(cfg, &xb, &y);
     let mut r = Report::new(
         "ch02",
         "gradient_depth",
@@ -159,9 +184,11 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         let mut series = vec![];
         for (i, &init) in cfg.inits.iter().enumerate() {
             let runs = &norms[a][i];
-            let first: Vec<f64> = runs.iter().map(|v| v[0]).collect();
-            let last: Vec<f64> = runs.iter().map(|v| v[cfg.depth - 1]).collect();
-            let ratio: Vec<f64> = runs.iter().map(|v| v[0] / v[cfg.depth - 1]).collect();
+            let l = cfg.depth - 1;
+            let first: Vec<f64> = runs.iter().map(|v| v.weight_grad[0]).collect();
+            let last: Vec<f64> = runs.iter().map(|v| v.weight_grad[l]).collect();
+            let ratio: Vec<f64> =
+                runs.iter().map(|v| v.signal[0] / v.signal[l]).collect();
             table.push(vec![
                 Value::Text(act.name()),
                 Value::Text(init.name()),
@@ -172,7 +199,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             // Geometric mean over seeds (the figure is on a log scale).
             let y: Vec<f64> = (0..cfg.depth)
                 .map(|l| {
-                    let logs: f64 = runs.iter().map(|v| v[l].max(1e-300).ln()).sum();
+                    let logs: f64 =
+                        runs.iter().map(|v| v.signal[l].max(1e-300).ln()).sum();
                     (logs / runs.len() as f64).exp().max(1e-30)
                 })
                 .collect();
@@ -185,10 +213,13 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         }
         r.figures.push(Figure {
             name: act.name().to_lowercase(),
-            title: format!("{}: gradient norm per layer at initialization", act.name()),
+            title: format!(
+                "{}: backward signal per layer at initialization",
+                act.name()
+            ),
             plot: Plot::Lines {
                 x_label: "layer (1 = input side)".into(),
-                y_label: "‖dL/dW‖ (geometric mean over seeds)".into(),
+                y_label: "‖dL/da‖ (geometric mean over seeds)".into(),
                 x_scale: Scale::Linear,
                 y_scale: Scale::Log,
                 series,
@@ -199,7 +230,9 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         name: "norms".into(),
         caption: format!(
             "{}-layer MLP of width {} on a batch of {} MNIST images, softmax cross-entropy, \
-             {} seeds (mean ± std). The ratio is first layer / last layer.",
+             {} seeds (mean ± std). Signal ratio = ‖dL/da₁‖ / ‖dL/da_L‖, the backward \
+             signal at the first layer relative to the last (1 = neither vanishes nor \
+             explodes).",
             cfg.depth,
             cfg.width,
             cfg.batch_size,
@@ -210,7 +243,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             col("init", Format::Int),
             col("‖dL/dW₁‖", Format::Sci(1)),
             col("‖dL/dW_L‖", Format::Sci(1)),
-            col("first / last", Format::Sci(1)),
+            col("signal ratio first / last", Format::Sci(1)),
         ],
         rows: table,
     });

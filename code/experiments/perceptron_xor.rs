@@ -75,11 +75,10 @@ impl Config {
         }
     }
 
-    /// The test configuration: 30 seeds, fewer steps.
+    /// The test configuration: 100 seeds.
     pub fn quick() -> Self {
         Config {
-            seeds: (0..30).collect(),
-            n_epochs: 2000,
+            seeds: (0..100).collect(),
             grid: 24,
             ..Self::full()
         }

@@ -191,8 +191,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         columns: vec![
             col("from scratch", Format::Percent(2)),
             col("candle", Format::Percent(2)),
-            col("|accuracy gap|", Format::Percent(2)),
-            col("max |weight difference|", Format::Sci(1)),
+            col("accuracy gap (absolute)", Format::Percent(2)),
+            col("largest weight difference", Format::Sci(1)),
         ],
         rows: vec![vec![
             Value::Seeds(ours),

@@ -80,11 +80,16 @@ fn relu_learns_faster_than_sigmoid() {
 }
 
 #[test]
-fn every_activation_learns_mnist() {
+fn sigmoid_ends_behind_the_others() {
     let r = activations();
-    for act in ["sigmoid", "tanh", "ReLU", "leaky ReLU (0.01)"] {
+    let sigmoid = cell(r, "activations", "sigmoid", "final test acc.");
+    for act in ["tanh", "ReLU", "leaky ReLU (0.01)"] {
         let acc = cell(r, "activations", act, "final test acc.");
-        assert!(min(&acc) > 0.75, "{act}: {acc:?}");
+        assert!(min(&acc) > 0.6, "{act}: {acc:?}");
+        assert!(
+            min(&acc) > max(&sigmoid),
+            "{act}: {acc:?} vs sigmoid {sigmoid:?}"
+        );
     }
 }
 
@@ -102,11 +107,15 @@ fn a_large_learning_rate_kills_relu_units_not_leaky_ones() {
 }
 
 #[test]
-fn sigmoid_saturates_more_than_tanh() {
+fn saturation_is_rare_at_this_learning_rate() {
     let r = activations();
-    let s = cell(r, "activations", "sigmoid", "saturated");
-    let t = cell(r, "activations", "tanh", "saturated");
-    assert!(mean(&s) > mean(&t), "sigmoid {s:?} tanh {t:?}");
+    for act in ["sigmoid", "tanh"] {
+        let s = cell(r, "activations", act, "saturated");
+        assert!(max(&s) < 0.1, "{act}: {s:?}");
+    }
+    // ReLU outputs are exactly zero (derivative 0) for a large share of inputs.
+    let relu = cell(r, "activations", "ReLU", "saturated");
+    assert!(min(&relu) > 0.25, "relu zeros {relu:?}");
 }
 
 // ANCHOR: usage_true_class_gradient
@@ -124,29 +133,39 @@ fn squared_error_gradient_vanishes_when_confidently_wrong() {
 }
 
 #[test]
-fn cross_entropy_beats_squared_error_at_its_best_rate() {
+fn cross_entropy_leads_at_the_same_rate_mse_catches_up_at_a_larger_one() {
     let r = losses();
-    let ce = r.get_fact("best_ce").expect("fact");
-    let mse = r.get_fact("best_mse").expect("fact");
-    assert!(ce > mse, "ce {ce} mse {mse}");
-}
-
-#[test]
-fn sigmoid_gradients_vanish_with_depth_under_every_init() {
-    let r = depth();
-    for init in ["naive N(0, 0.01²)", "naive N(0, 1²)", "Xavier", "He"] {
-        let t = r.table("norms").unwrap();
+    let t = r.table("losses").unwrap();
+    let at = |loss: &str, lr: f64| -> Vec<f64> {
         let row = t
             .rows
             .iter()
             .find(|c| {
-                c[0] == Value::Text("sigmoid".into()) && c[1] == Value::Text(init.into())
+                c[0] == Value::Text(loss.into())
+                    && c[1].number().is_some_and(|x| (x - lr).abs() < 1e-6)
             })
             .expect("row");
-        let Value::Seeds(ratio) = &row[4] else {
-            panic!()
-        };
-        assert!(max(ratio) < 1e-2, "sigmoid {init}: first/last {ratio:?}");
+        let Value::Seeds(v) = &row[2] else { panic!() };
+        v.clone()
+    };
+    let (ce, mse) = (at("cross-entropy", 0.1), at("MSE on softmax", 0.1));
+    for (c, m) in ce.iter().zip(&mse) {
+        assert!(c > m, "at lr 0.1: ce {ce:?} mse {mse:?}");
+    }
+    let best_ce = r.get_fact("best_ce").expect("fact");
+    let best_mse = r.get_fact("best_mse").expect("fact");
+    assert!(
+        (best_ce - best_mse).abs() < 0.02,
+        "best ce {best_ce} mse {best_mse}"
+    );
+}
+
+#[test]
+fn sigmoid_gradients_vanish_under_xavier_and_he() {
+    let r = depth();
+    for init in ["naive N(0, 0.01²)", "Xavier", "He"] {
+        let v = ratio(r, "sigmoid", init);
+        assert!(max(&v) < 1e-4, "sigmoid {init}: first/last {v:?}");
     }
 }
 
@@ -162,11 +181,11 @@ fn ratio(r: &Report, act: &str, init: &str) -> Vec<f64> {
 }
 
 #[test]
-fn matched_init_keeps_gradients_within_a_factor_of_ten() {
+fn matched_init_keeps_the_signal_within_a_factor_of_three() {
     let r = depth();
     for (act, init) in [("ReLU", "He"), ("tanh", "Xavier")] {
         let v = ratio(r, act, init);
-        assert!(min(&v) > 0.1 && max(&v) < 10.0, "{act} {init}: {v:?}");
+        assert!(min(&v) > 0.3 && max(&v) < 3.0, "{act} {init}: {v:?}");
     }
 }
 
@@ -177,18 +196,28 @@ fn naive_init_vanishes_or_explodes() {
         let small = ratio(r, act, "naive N(0, 0.01²)");
         assert!(max(&small) < 1e-6, "{act} small init: {small:?}");
     }
-    let big = ratio(r, "ReLU", "naive N(0, 1²)");
-    assert!(min(&big) > 1e3, "ReLU N(0,1): {big:?}");
+    for act in ["tanh", "ReLU"] {
+        let big = ratio(r, act, "naive N(0, 1²)");
+        assert!(min(&big) > 1e3, "{act} N(0,1): {big:?}");
+    }
+}
+
+#[test]
+fn xavier_halves_the_relu_signal_at_every_layer() {
+    // He's factor 2 missing: each layer scales the signal by about 1/sqrt(2), so 11
+    // layers give about 2^(-5.5) = 0.022.
+    let v = ratio(depth(), "ReLU", "Xavier");
+    assert!(min(&v) > 0.01 && max(&v) < 0.05, "{v:?}");
 }
 
 #[test]
 fn scratch_and_candle_train_to_the_same_accuracy() {
     let r = twin();
     let gap = r.get_fact("max_acc_gap").expect("fact");
-    assert!(gap <= 0.005, "accuracy gap {gap}");
+    assert!(gap <= 0.002, "accuracy gap {gap}");
     let t = r.table("twin").unwrap();
     let Value::Seeds(diffs) = &t.rows[0][3] else {
         panic!()
     };
-    assert!(max(diffs) < 1e-3, "weight differences {diffs:?}");
+    assert!(max(diffs) < 1e-5, "weight differences {diffs:?}");
 }
