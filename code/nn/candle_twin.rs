@@ -139,6 +139,9 @@ pub fn loss_grad(kind: &LossKind, pred: &ArrayD<f32>) -> Result<(f64, ArrayD<f64
 }
 // ANCHOR_END: candle_loss
 
+/// Gradients by parameter name.
+pub type NamedGrads = Vec<(String, ArrayD<f64>)>;
+
 // ANCHOR: candle_mlp
 /// The MLP in candle: `candle_nn::Linear` layers holding [`Var`]s copied from a
 /// from-scratch [`Mlp`], the same activation between them.
@@ -203,7 +206,7 @@ impl CandleMlp {
         &self,
         x: &ArrayD<f32>,
         labels: &[usize],
-    ) -> Result<(f64, Vec<(String, ArrayD<f64>)>)> {
+    ) -> Result<(f64, NamedGrads)> {
         let dtype = self.vars[0].0.dtype();
         let logits = self.forward(&to_tensor(x, dtype)?)?;
         let loss = candle_loss(&LossKind::SoftmaxCe(labels.to_vec()), &logits)?;

@@ -119,8 +119,7 @@ pub fn render(title: &str, g: &GraphPlot) -> Result<String> {
             r##"<line x1="{xa}" y1="{ya}" x2="{xb}" y2="{yb}" stroke="#555" marker-end="url(#arrow)"/>"##
         );
     }
-    for i in 0..n {
-        let (x, y) = pos[i];
+    for (i, &(x, y)) in pos.iter().enumerate() {
         let w = width_of(i);
         if is_op(i) {
             let _ = writeln!(
