@@ -47,7 +47,7 @@ impl Init {
         }
     }
 
-    /// A short name for tables (`naive(0.01)`, `xavier`, `he`).
+    /// A short name for tables (`naive N(0, 0.01²)`, `Xavier`, `He`).
     pub fn name(self) -> String {
         match self {
             Init::Normal(s) => format!("naive N(0, {s}²)"),

@@ -1,8 +1,8 @@
 //! Graph figures: a directed graph such as a computational graph, drawn left to right.
 //!
 //! Layout: a node's column is the length of the longest path reaching it from a node
-//! without inputs, so every edge points rightwards; nodes keep their input order within
-//! a column. Value nodes are boxes, operation nodes circles. The SVG is plain text with
+//! without inputs, so every edge points rightwards, and a node without inputs sits just
+//! left of its first consumer; nodes keep their input order within a column. Value nodes are boxes, operation nodes circles. The SVG is plain text with
 //! integer coordinates, so its bytes are deterministic.
 
 use std::fmt::Write as _;
@@ -52,6 +52,19 @@ pub fn render(title: &str, g: &GraphPlot) -> Result<String> {
         }
         if round == n {
             bail!("graph figure `{title}` has a cycle");
+        }
+    }
+    // Sources sit just left of their first consumer, not all in the first column.
+    for i in 0..n {
+        let has_input = g.edges.iter().any(|&(_, b)| b == i);
+        let first_use = g
+            .edges
+            .iter()
+            .filter(|&&(a, _)| a == i)
+            .map(|&(_, b)| layer[b])
+            .min();
+        if let (false, Some(u)) = (has_input, first_use) {
+            layer[i] = u.saturating_sub(1);
         }
     }
     let is_op = |i: usize| g.is_op.get(i).copied().unwrap_or(false);
