@@ -13,7 +13,7 @@
 //! | $\log a$ | $1/a$ |
 //! | $\tanh a$ | $1 - \tanh^2 a$ |
 //! | $\sigma(a)$ | $\sigma(a)(1 - \sigma(a))$ |
-//! | $\mathrm{relu}(a)$ | $[a > 0]$ |
+//! | $\mathrm{relu}(a)$ | $1$ if $a > 0$, else $0$ |
 //!
 //! [`Value::backward`] sets $\bar{L} = \partial L/\partial L = 1$ and visits the nodes in
 //! reverse topological order (every node after all the nodes that use it), adding
