@@ -104,6 +104,15 @@ fn a_large_learning_rate_kills_relu_units_not_leaky_ones() {
         "high lr {high:?} vs default {normal:?}"
     );
     assert_eq!(max(&leaky), 0.0);
+    // Neither trains well at that rate.
+    for act in ["ReLU", "leaky ReLU (0.01)"] {
+        let high = cell(r, "dead_relu", act, "test acc.");
+        let default = cell(r, "activations", act, "test acc. after epoch 1");
+        assert!(
+            mean(&high) < mean(&default),
+            "{act}: {high:?} vs {default:?}"
+        );
+    }
 }
 
 #[test]
