@@ -143,6 +143,20 @@ pub struct XorRun {
     pub solved: bool,
 }
 
+impl XorRun {
+    /// Whether some hidden unit outputs exactly 0 on all four XOR points (a dead ReLU).
+    pub fn has_dead_unit(&mut self) -> bool {
+        let (x, _) = xor_batch();
+        let _ = self.mlp.forward(&x, Mode::Eval);
+        let h = self.mlp.activations[0].last_output().expect("forward ran");
+        let h = h
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("(4, 2)");
+        h.columns().into_iter().any(|c| c.iter().all(|&v| v == 0.0))
+    }
+}
+
 // ANCHOR: train_xor
 /// Trains a 2-2-1 network on XOR by full-batch gradient descent.
 pub fn train_xor(
@@ -325,19 +339,37 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
             .iter()
             .map(|&s| train_xor(act, cfg.init, s, cfg.lr, cfg.n_epochs))
             .collect();
+        let mut runs = runs;
         let solved = runs.iter().filter(|x| x.solved).count() as f64 / runs.len() as f64;
+        let n_failed = runs.iter().filter(|x| !x.solved).count();
+        let failed_dead = runs
+            .iter_mut()
+            .filter(|x| !x.solved)
+            .map(|x| x.has_dead_unit())
+            .filter(|&d| d)
+            .count();
+        let dead_share = if n_failed == 0 {
+            0.0
+        } else {
+            failed_dead as f64 / n_failed as f64
+        };
         let losses: Vec<f64> = runs.iter().map(|x| f64::from(x.loss)).collect();
         rows.push(vec![
             Value::Text(act.name()),
             Value::Num(runs.len() as f64),
             Value::Num(solved),
             Value::Seeds(losses),
+            Value::Num(dead_share),
         ]);
         let key = act.name().to_lowercase().replace(' ', "_");
         r.fact(&format!("xor_solved_{key}"), solved, Format::Percent(0));
+        r.fact(
+            &format!("xor_failed_dead_{key}"),
+            dead_share,
+            Format::Percent(0),
+        );
         // The boundary of the first solved and the first failed seed.
         row_labels.push(act.name());
-        let mut runs = runs;
         for want in [true, false] {
             let img = match runs.iter_mut().find(|x| x.solved == want) {
                 Some(x) => probability_image(&mut x.mlp, cfg.grid),
@@ -350,7 +382,8 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         name: "xor_mlp".into(),
         caption: format!(
             "2-2-1 networks on XOR: {} seeds each, {} init, full-batch gradient descent \
-             (lr = {}, {} steps) on binary cross-entropy. Solved = all 4 points correct.",
+             (lr = {}, {} steps) on binary cross-entropy. Solved = all 4 points correct; a \
+             dead unit outputs 0 on all 4 points after training.",
             cfg.seeds.len(),
             cfg.init.name(),
             cfg.lr,
@@ -361,6 +394,7 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
             col("seeds", Format::Int),
             col("solved", Format::Percent(0)),
             col("final loss", Format::Fixed(3)),
+            col("failed seeds with a dead hidden unit", Format::Percent(0)),
         ],
         rows,
     });

@@ -123,6 +123,16 @@ fn xor_success_depends_on_the_seed_and_activation() {
 }
 
 #[test]
+fn most_failed_relu_xor_seeds_have_a_dead_unit() {
+    let r = report();
+    let relu = r.get_fact("xor_failed_dead_relu").expect("fact");
+    assert!(relu > 0.5, "relu failed seeds with a dead unit: {relu}");
+    for k in ["tanh", "sigmoid"] {
+        assert_eq!(r.get_fact(&format!("xor_failed_dead_{k}")), Some(0.0));
+    }
+}
+
+#[test]
 fn boundary_figure_has_one_image_per_activation_and_outcome() {
     let r = report();
     let fig = r
