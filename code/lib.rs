@@ -6,7 +6,8 @@
 //! | week | chapter | modules |
 //! |---|---|---|
 //! | 1 | Mathematical foundations | [`linalg`], [`info`], [`bayes`] |
-//! | 2-13 | (being written) | |
+//! | 2 | Neural-network basics | [`autograd`], [`nn`] |
+//! | 3-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]

@@ -4,5 +4,9 @@
 mod ch01_bayes;
 mod ch01_info;
 mod ch01_linalg;
+mod ch02_autograd;
+mod ch02_layers;
+mod ch02_perceptron;
+mod ch02_training;
 mod data_io;
 mod integrity;
