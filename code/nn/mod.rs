@@ -81,3 +81,8 @@ pub trait Layer: Module {
     /// gradients and returns `dx` = d loss / d input.
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32>;
 }
+
+pub mod batchnorm;
+pub mod dropout;
+pub mod layernorm;
+pub mod regularization;
