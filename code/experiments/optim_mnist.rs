@@ -67,17 +67,17 @@ impl Config {
     pub fn full() -> Self {
         Config {
             sizes: vec![784, 128, 10],
-            n_train: 50_000,
+            n_train: 20_000,
             n_val: 10_000,
             n_test: 10_000,
-            n_epochs: 3,
+            n_epochs: 2,
             batch_size: 64,
             seeds: vec![0, 1, 2],
             log_every: 100,
-            lrs: vec![1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
-            sweep_n_train: 10_000,
+            lrs: vec![1e-4, 1e-3, 1e-2, 1e-1, 3e-1, 1.0],
+            sweep_n_train: 5_000,
             sweep_epochs: 1,
-            adam_lrs: vec![1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+            adam_lrs: vec![1e-4, 1e-3, 1e-2],
             adam_beta1s: vec![0.0, 0.5, 0.9, 0.99],
         }
     }

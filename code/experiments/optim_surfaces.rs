@@ -125,6 +125,7 @@ impl Module for Point {
     }
 }
 
+// ANCHOR: trajectory
 /// The path of `kind` with learning rate `lr` from `start`: `steps + 1` points.
 pub fn trajectory(
     surface: Surface,
@@ -151,6 +152,7 @@ pub fn trajectory(
     }
     path
 }
+// ANCHOR_END: trajectory
 
 /// The loss along a path.
 pub fn losses(surface: Surface, path: &[[f32; 2]]) -> Vec<f32> {

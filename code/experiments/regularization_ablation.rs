@@ -158,9 +158,9 @@ impl Config {
     pub fn full() -> Self {
         Config {
             sizes: vec![784, 128, 128, 10],
-            n_train: 60_000,
+            n_train: 20_000,
             n_test: 10_000,
-            n_epochs: 4,
+            n_epochs: 3,
             batch_size: 64,
             lr: 1e-3,
             seeds: vec![0, 1, 2],

@@ -4,5 +4,7 @@
 mod ch01_bayes;
 mod ch01_info;
 mod ch01_linalg;
+mod ch03_optim;
+mod ch03_regularization;
 mod data_io;
 mod integrity;
