@@ -29,7 +29,12 @@ pub trait Transform {
 // ANCHOR_END: transform
 
 fn check(img: &[f32], w: usize, h: usize) {
-    assert_eq!(img.len(), w * h, "image of {} pixels is not {h}x{w}", img.len());
+    assert_eq!(
+        img.len(),
+        w * h,
+        "image of {} pixels is not {h}x{w}",
+        img.len()
+    );
 }
 
 /// Translation by up to `max` pixels in each direction.
@@ -159,7 +164,12 @@ pub fn augment_batch(
     t: &dyn Transform,
     rng: &mut ChaCha8Rng,
 ) -> Array2<f32> {
-    assert_eq!(x.ncols(), w * h, "rows of {:?} are not {h}x{w} images", x.dim());
+    assert_eq!(
+        x.ncols(),
+        w * h,
+        "rows of {:?} are not {h}x{w} images",
+        x.dim()
+    );
     let mut out = Array2::zeros(x.raw_dim());
     for (src, mut dst) in x.rows().into_iter().zip(out.rows_mut()) {
         let img: Vec<f32> = src.to_vec();

@@ -179,7 +179,14 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             .iter()
             .map(|&lr| {
                 let mut opt = kind.build(lr);
-                let h = train_mlp(cfg, opt.as_mut(), &sweep_train, &val, cfg.sweep_epochs, seed0);
+                let h = train_mlp(
+                    cfg,
+                    opt.as_mut(),
+                    &sweep_train,
+                    &val,
+                    cfg.sweep_epochs,
+                    seed0,
+                );
                 h.final_acc()
             })
             .collect();
@@ -203,7 +210,11 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         });
     }
     let mut cols = vec![col("optimizer", Format::Int)];
-    cols.extend(cfg.lrs.iter().map(|l| col(&format!("η = {l}"), Format::Percent(1))));
+    cols.extend(
+        cfg.lrs
+            .iter()
+            .map(|l| col(&format!("η = {l}"), Format::Percent(1))),
+    );
     r.tables.push(Table {
         name: "lr_sweep".into(),
         caption: format!(
@@ -237,7 +248,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
                 ..Adam::new(lr)
             };
             let acc =
-                train_mlp(cfg, &mut opt, &sweep_train, &val, cfg.sweep_epochs, seed0).final_acc();
+                train_mlp(cfg, &mut opt, &sweep_train, &val, cfg.sweep_epochs, seed0)
+                    .final_acc();
             if acc > grid_best.0 {
                 grid_best = (acc, lr, b1);
             }
@@ -246,7 +258,11 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         grid_rows.push(row);
     }
     let mut cols = vec![col("Adam", Format::Int)];
-    cols.extend(cfg.adam_lrs.iter().map(|l| col(&format!("η = {l}"), Format::Percent(1))));
+    cols.extend(
+        cfg.adam_lrs
+            .iter()
+            .map(|l| col(&format!("η = {l}"), Format::Percent(1))),
+    );
     r.tables.push(Table {
         name: "adam_grid".into(),
         caption: format!(
@@ -257,8 +273,16 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         rows: grid_rows,
     });
     r.fact("adam_grid_best_acc", grid_best.0, Format::Percent(1));
-    r.fact("adam_grid_best_lr", f64::from(grid_best.1), Format::Fixed(4));
-    r.fact("adam_grid_best_beta1", f64::from(grid_best.2), Format::Fixed(2));
+    r.fact(
+        "adam_grid_best_lr",
+        f64::from(grid_best.1),
+        Format::Fixed(4),
+    );
+    r.fact(
+        "adam_grid_best_beta1",
+        f64::from(grid_best.2),
+        Format::Fixed(2),
+    );
 
     // 3. The comparison over seeds.
     let mut rows = vec![];
@@ -276,13 +300,28 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
         let last: Vec<f64> = hs
             .iter()
-            .map(|h| h.train_loss.get(n_pts.wrapping_sub(1)).copied().unwrap_or(f64::NAN))
+            .map(|h| {
+                h.train_loss
+                    .get(n_pts.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            })
             .collect();
-        let first_window: Vec<f64> =
-            hs.iter().map(|h| h.train_loss.first().copied().unwrap_or(f64::NAN)).collect();
+        let first_window: Vec<f64> = hs
+            .iter()
+            .map(|h| h.train_loss.first().copied().unwrap_or(f64::NAN))
+            .collect();
         let key = kind.name().to_lowercase();
-        r.fact(&format!("acc_{key}"), Value::Seeds(accs.clone()), Format::Percent(2));
-        r.fact(&format!("loss_{key}"), Value::Seeds(last.clone()), Format::Fixed(3));
+        r.fact(
+            &format!("acc_{key}"),
+            Value::Seeds(accs.clone()),
+            Format::Percent(2),
+        );
+        r.fact(
+            &format!("loss_{key}"),
+            Value::Seeds(last.clone()),
+            Format::Fixed(3),
+        );
         r.fact(
             &format!("first_loss_{key}"),
             Value::Seeds(first_window),

@@ -54,9 +54,9 @@ impl Config {
     /// The book's configuration.
     pub fn full() -> Self {
         Config {
-            kappa: 50.0,
+            kappa: 200.0,
             quad_start: [-4.0, 1.5],
-            quad_steps: 300,
+            quad_steps: 2000,
             rosen_start: [-1.2, 1.0],
             rosen_steps: 3000,
             lrs: vec![
@@ -224,7 +224,9 @@ fn contour(
     log_scale: bool,
 ) -> ContourPlot {
     let lin = |(a, b): (f64, f64)| -> Vec<f64> {
-        (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect()
+        (0..n)
+            .map(|i| a + (b - a) * i as f64 / (n - 1) as f64)
+            .collect()
     };
     let (xs, ys) = (lin(x), lin(y));
     let z = ys
@@ -301,8 +303,9 @@ pub fn run(cfg: &Config) -> Result<Report> {
                 },
             ]);
             if sname == "quadratic" {
-                let ok: Vec<usize> =
-                    (0..cfg.lrs.len()).filter(|&i| t.sweep[i].is_finite()).collect();
+                let ok: Vec<usize> = (0..cfg.lrs.len())
+                    .filter(|&i| t.sweep[i].is_finite())
+                    .collect();
                 sweep_series.push(Series {
                     name: t.kind.name().into(),
                     x: ok.iter().map(|&i| f64::from(cfg.lrs[i])).collect(),

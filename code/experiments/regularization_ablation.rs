@@ -250,7 +250,9 @@ pub fn train_variant(
 }
 
 fn to_u8(img: &[f32]) -> Vec<u8> {
-    img.iter().map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
+    img.iter()
+        .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect()
 }
 
 /// Runs the experiment.
@@ -289,9 +291,18 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
         let last: Vec<f64> = hs
             .iter()
-            .map(|h| h.train_loss.get(n_pts.wrapping_sub(1)).copied().unwrap_or(0.0))
+            .map(|h| {
+                h.train_loss
+                    .get(n_pts.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(0.0)
+            })
             .collect();
-        r.fact(&format!("acc_{vi}"), Value::Seeds(accs.clone()), Format::Percent(2));
+        r.fact(
+            &format!("acc_{vi}"),
+            Value::Seeds(accs.clone()),
+            Format::Percent(2),
+        );
         rows.push(vec![
             Value::from(v.name.as_str()),
             Value::Seeds(accs),

@@ -73,8 +73,18 @@ impl BatchNorm {
     }
 
     fn gamma_beta(&self) -> (Array1<f32>, Array1<f32>) {
-        let g = self.gamma.value.view().into_dimensionality().expect("gamma is 1-D");
-        let b = self.beta.value.view().into_dimensionality().expect("beta is 1-D");
+        let g = self
+            .gamma
+            .value
+            .view()
+            .into_dimensionality()
+            .expect("gamma is 1-D");
+        let b = self
+            .beta
+            .value
+            .view()
+            .into_dimensionality()
+            .expect("beta is 1-D");
         (g.to_owned(), b.to_owned())
     }
 }
@@ -94,11 +104,17 @@ impl Layer for BatchNorm {
             .into_dimensionality::<Ix2>()
             .ok()
             .filter(|x| x.ncols() == d)
-            .unwrap_or_else(|| panic!("batch norm over {d} features got {:?}", x.shape()));
+            .unwrap_or_else(|| {
+                panic!("batch norm over {d} features got {:?}", x.shape())
+            });
         let n = x.nrows();
         let (mean, var) = match mode {
             Mode::Train => {
-                assert!(n >= 2, "batch norm in training needs N >= 2, got {:?}", x.shape());
+                assert!(
+                    n >= 2,
+                    "batch norm in training needs N >= 2, got {:?}",
+                    x.shape()
+                );
                 let mean = x.mean_axis(Axis(0)).expect("N >= 2");
                 let var = x.var_axis(Axis(0), 0.0);
                 let a = self.momentum;
@@ -118,14 +134,19 @@ impl Layer for BatchNorm {
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        let (x_hat, inv_std, mode) = self.cache.as_ref().expect("backward before forward");
+        let (x_hat, inv_std, mode) =
+            self.cache.as_ref().expect("backward before forward");
         let dy = dy
             .view()
             .into_dimensionality::<Ix2>()
             .ok()
             .filter(|d| d.dim() == x_hat.dim())
             .unwrap_or_else(|| {
-                panic!("batch norm backward: dy {:?} vs y {:?}", dy.shape(), x_hat.dim())
+                panic!(
+                    "batch norm backward: dy {:?} vs y {:?}",
+                    dy.shape(),
+                    x_hat.dim()
+                )
             });
         let n = x_hat.nrows() as f32;
         let (gamma, _) = self.gamma_beta();

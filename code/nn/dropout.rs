@@ -34,7 +34,10 @@ impl Dropout {
     /// Dropout with drop probability `p`; masks are drawn from a generator seeded with
     /// `seed`. Panics unless `0 <= p < 1`.
     pub fn new(p: f32, seed: u64) -> Self {
-        assert!((0.0..1.0).contains(&p), "dropout probability {p} is not in [0, 1)");
+        assert!(
+            (0.0..1.0).contains(&p),
+            "dropout probability {p} is not in [0, 1)"
+        );
         Dropout {
             p,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -60,7 +63,13 @@ impl Layer for Dropout {
         }
         let q = 1.0 - self.p;
         let rng = &mut self.rng;
-        let mask = x.mapv(|_| if rng.random::<f32>() < q { 1.0 / q } else { 0.0 });
+        let mask = x.mapv(|_| {
+            if rng.random::<f32>() < q {
+                1.0 / q
+            } else {
+                0.0
+            }
+        });
         let y = x * &mask;
         self.mask = Some(mask);
         y

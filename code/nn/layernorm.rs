@@ -64,13 +64,25 @@ impl Layer for LayerNorm {
             .into_dimensionality::<Ix2>()
             .ok()
             .filter(|x| x.ncols() == d)
-            .unwrap_or_else(|| panic!("layer norm over {d} features got {:?}", x.shape()));
+            .unwrap_or_else(|| {
+                panic!("layer norm over {d} features got {:?}", x.shape())
+            });
         let mean = x.mean_axis(Axis(1)).expect("D >= 1").insert_axis(Axis(1)); // (N, 1)
         let var = x.var_axis(Axis(1), 0.0); // (N,)
         let inv_std = var.mapv(|v| 1.0 / (v + self.eps).sqrt());
         let x_hat = (&x - &mean) * &inv_std.view().insert_axis(Axis(1));
-        let gamma = self.gamma.value.view().into_dimensionality::<Ix1>().expect("1-D");
-        let beta = self.beta.value.view().into_dimensionality::<Ix1>().expect("1-D");
+        let gamma = self
+            .gamma
+            .value
+            .view()
+            .into_dimensionality::<Ix1>()
+            .expect("1-D");
+        let beta = self
+            .beta
+            .value
+            .view()
+            .into_dimensionality::<Ix1>()
+            .expect("1-D");
         let y = &x_hat * &gamma + &beta;
         self.cache = Some((x_hat, inv_std));
         y.into_dyn()
@@ -84,10 +96,19 @@ impl Layer for LayerNorm {
             .ok()
             .filter(|d| d.dim() == x_hat.dim())
             .unwrap_or_else(|| {
-                panic!("layer norm backward: dy {:?} vs y {:?}", dy.shape(), x_hat.dim())
+                panic!(
+                    "layer norm backward: dy {:?} vs y {:?}",
+                    dy.shape(),
+                    x_hat.dim()
+                )
             });
         let d = x_hat.ncols() as f32;
-        let gamma = self.gamma.value.view().into_dimensionality::<Ix1>().expect("1-D");
+        let gamma = self
+            .gamma
+            .value
+            .view()
+            .into_dimensionality::<Ix1>()
+            .expect("1-D");
         // ANCHOR: layernorm_backward
         let dbeta = dy.sum_axis(Axis(0));
         let dgamma = (&dy * x_hat).sum_axis(Axis(0));

@@ -42,7 +42,9 @@ pub fn penalty(model: &mut dyn Module, pen: Penalty) -> f32 {
             return;
         }
         total += match pen {
-            Penalty::L1(l) => l as f64 * p.value.iter().map(|w| w.abs() as f64).sum::<f64>(),
+            Penalty::L1(l) => {
+                l as f64 * p.value.iter().map(|w| w.abs() as f64).sum::<f64>()
+            }
             Penalty::L2(l) => {
                 0.5 * l as f64 * p.value.iter().map(|w| (w * w) as f64).sum::<f64>()
             }

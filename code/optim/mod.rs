@@ -129,7 +129,8 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, model: &mut dyn Module) {
-        let (lr, mu, wd, nesterov) = (self.lr, self.momentum, self.weight_decay, self.nesterov);
+        let (lr, mu, wd, nesterov) =
+            (self.lr, self.momentum, self.weight_decay, self.nesterov);
         let velocity = &mut self.velocity;
         model.visit_params("", &mut |name, p| {
             if mu == 0.0 {
@@ -140,12 +141,15 @@ impl Optimizer for Sgd {
                 return;
             }
             let v = state(velocity, name, p);
-            Zip::from(&mut p.value).and(&p.grad).and(v).for_each(|w, &g, v| {
-                let g = g + wd * *w;
-                *v = mu * *v + g;
-                let update = if nesterov { g + mu * *v } else { *v };
-                *w -= lr * update;
-            });
+            Zip::from(&mut p.value)
+                .and(&p.grad)
+                .and(v)
+                .for_each(|w, &g, v| {
+                    let g = g + wd * *w;
+                    *v = mu * *v + g;
+                    let update = if nesterov { g + mu * *v } else { *v };
+                    *w -= lr * update;
+                });
         });
     }
 
@@ -208,7 +212,8 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self, model: &mut dyn Module) {
         self.t += 1;
-        let (lr, b1, b2, eps, wd) = (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
+        let (lr, b1, b2, eps, wd) =
+            (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
         let decoupled = self.decoupled;
         // Bias corrections, as multipliers: 1 / (1 - beta^t).
         let scale_m = 1.0 / (1.0 - b1.powi(self.t));

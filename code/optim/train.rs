@@ -36,7 +36,10 @@ impl Dataset {
         let px = 28 * 28;
         let x = Array2::from_shape_vec(
             (n, px),
-            d.images.pixels[..n * px].iter().map(|&p| f32::from(p) / 255.0).collect(),
+            d.images.pixels[..n * px]
+                .iter()
+                .map(|&p| f32::from(p) / 255.0)
+                .collect(),
         )?;
         let y = d.labels[..n].iter().map(|&l| usize::from(l)).collect();
         Ok(Dataset { x, y })
@@ -98,7 +101,11 @@ pub fn evaluate(model: &mut dyn Layer, data: &Dataset) -> f64 {
     let mut hits = 0.0;
     for start in (0..data.len()).step_by(1000) {
         let end = (start + 1000).min(data.len());
-        let x = data.x.slice(ndarray::s![start..end, ..]).to_owned().into_dyn();
+        let x = data
+            .x
+            .slice(ndarray::s![start..end, ..])
+            .to_owned()
+            .into_dyn();
         let logits = model.forward(&x, Mode::Eval);
         hits += accuracy(&logits, &data.y[start..end]) * (end - start) as f64;
     }

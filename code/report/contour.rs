@@ -49,7 +49,11 @@ fn colormap(t: f64) -> plotters::style::RGBColor {
         (1.0, (0.0, 90.0, 50.0)),
     ];
     let t = t.clamp(0.0, 1.0);
-    let k = stops.iter().rposition(|s| s.0 <= t).unwrap_or(0).min(stops.len() - 2);
+    let k = stops
+        .iter()
+        .rposition(|s| s.0 <= t)
+        .unwrap_or(0)
+        .min(stops.len() - 2);
     let (t0, c0) = stops[k];
     let (t1, c1) = stops[k + 1];
     let f = (t - t0) / (t1 - t0);
@@ -86,7 +90,11 @@ pub fn render(title: &str, c: &ContourPlot) -> Result<String> {
         }
     }
     let span = if hi > lo { hi - lo } else { 1.0 };
-    let band = |v: f64| (((v - lo) / span) * levels as f64).floor().min(levels as f64 - 1.0);
+    let band = |v: f64| {
+        (((v - lo) / span) * levels as f64)
+            .floor()
+            .min(levels as f64 - 1.0)
+    };
     // Cell edges: midpoints between grid coordinates.
     let edges = |g: &[f64]| -> Vec<f64> {
         let mut e = vec![g[0] - (g[1] - g[0]) / 2.0];

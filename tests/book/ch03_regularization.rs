@@ -11,7 +11,9 @@ use dlbook::data::DataDir;
 use dlbook::experiments::regularization_ablation as ablation;
 use dlbook::nn::batchnorm::BatchNorm;
 use dlbook::nn::dropout::Dropout;
-use dlbook::nn::gradcheck::{finite_diff, manual_grads, max_rel_error, numeric_grads, Grads};
+use dlbook::nn::gradcheck::{
+    finite_diff, manual_grads, max_rel_error, numeric_grads, Grads,
+};
 use dlbook::nn::layernorm::LayerNorm;
 use dlbook::nn::regularization::{add_penalty_grad, penalty, Penalty};
 use dlbook::nn::{Layer, Mode, Module, Param};
@@ -35,7 +37,10 @@ fn var64(a: &ArrayD<f32>) -> Var {
 }
 
 fn to_f64_array(t: &Tensor, shape: &[usize]) -> ArrayD<f64> {
-    let v = t.flatten_all().and_then(|t| t.to_vec1::<f64>()).expect("f64 values");
+    let v = t
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f64>())
+        .expect("f64 values");
     ArrayD::from_shape_vec(shape.to_vec(), v).expect("same shape")
 }
 
@@ -56,7 +61,9 @@ fn candle_grads(
     let rt = var64(r).as_tensor().clone();
     let loss = (y * rt).and_then(|t| t.sum_all()).expect("a scalar");
     let g = loss.backward().expect("autograd");
-    let grad = |v: &Var, shape: &[usize]| to_f64_array(g.get(v.as_tensor()).expect("a grad"), shape);
+    let grad = |v: &Var, shape: &[usize]| {
+        to_f64_array(g.get(v.as_tensor()).expect("a grad"), shape)
+    };
     Grads {
         dx: grad(&xv, x.shape()),
         params: named
@@ -79,7 +86,10 @@ fn three_way(
     let manual = manual_grads(layer, x, &r);
     let numeric = numeric_grads(layer, x, &r, h);
     let candle = candle_grads(layer, x, &r, f);
-    (max_rel_error(&manual, &numeric), max_rel_error(&manual, &candle))
+    (
+        max_rel_error(&manual, &numeric),
+        max_rel_error(&manual, &candle),
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -195,8 +205,14 @@ pub fn dropout_usage() -> (f64, f64) {
 /// The digit-style pipeline on a small image: two runs from the same seed agree, and a
 /// different seed gives a different variant.
 pub fn augment_usage() -> (bool, bool) {
-    let img: Vec<f32> = (0..28 * 28)
-        .map(|i| if (i / 28).abs_diff(14) < 6 && (i % 28).abs_diff(14) < 3 { 1.0 } else { 0.0 })
+    let img: Vec<f32> = (0..28 * 28usize)
+        .map(|i| {
+            if (i / 28).abs_diff(14) < 6 && (i % 28).abs_diff(14) < 3 {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect();
     let pipeline = augment::digits_pipeline(2, 12.0, 0.1);
     let run = |seed| pipeline.apply(&img, 28, 28, &mut ChaCha8Rng::seed_from_u64(seed));
@@ -211,8 +227,8 @@ pub fn augment_usage() -> (bool, bool) {
 fn batchnorm_backward_matches_finite_differences_and_candle() {
     let (fd, candle) = batchnorm_check();
     println!("batch norm: vs finite differences {fd:.1e}, vs candle {candle:.1e}");
-    assert!(fd < 1e-2, "finite differences: {fd:e}");
-    assert!(candle < 1e-5, "candle: {candle:e}");
+    assert!(fd < 1e-3, "finite differences: {fd:e}");
+    assert!(candle < 1e-6, "candle: {candle:e}");
 }
 
 #[test]
@@ -232,20 +248,22 @@ fn batchnorm_eval_backward_matches_finite_differences_and_candle() {
     let mut layer = EvalMode(bn);
     let x = gaussian(&[12, 5], 6) * 3.0 + 2.0;
     let (fd, candle) = three_way(&mut layer, &x, 1e-2, |x, p| {
-        let x_hat = x.broadcast_sub(&rm)?.broadcast_div(&(&rv + 1e-5)?.sqrt()?)?;
+        let x_hat = x
+            .broadcast_sub(&rm)?
+            .broadcast_div(&(&rv + 1e-5)?.sqrt()?)?;
         x_hat.broadcast_mul(&p[0])?.broadcast_add(&p[1])
     });
     println!("batch norm (eval): vs finite differences {fd:.1e}, vs candle {candle:.1e}");
-    assert!(fd < 1e-2, "finite differences: {fd:e}");
-    assert!(candle < 1e-5, "candle: {candle:e}");
+    assert!(fd < 1e-3, "finite differences: {fd:e}");
+    assert!(candle < 1e-6, "candle: {candle:e}");
 }
 
 #[test]
 fn layernorm_backward_matches_finite_differences_and_candle() {
     let (fd, candle) = layernorm_check();
     println!("layer norm: vs finite differences {fd:.1e}, vs candle {candle:.1e}");
-    assert!(fd < 1e-2, "finite differences: {fd:e}");
-    assert!(candle < 1e-5, "candle: {candle:e}");
+    assert!(fd < 1e-3, "finite differences: {fd:e}");
+    assert!(candle < 1e-6, "candle: {candle:e}");
 }
 
 #[test]
@@ -286,14 +304,21 @@ fn penalty_gradients_match_finite_differences_and_candle() {
         });
         let v = var64(&w0);
         let loss = match pen {
-            Penalty::L1(l) => (v.as_tensor().abs().unwrap().sum_all().unwrap() * f64::from(l)),
-            Penalty::L2(l) => (v.as_tensor().sqr().unwrap().sum_all().unwrap() * (0.5 * f64::from(l))),
+            Penalty::L1(l) => {
+                v.as_tensor().abs().unwrap().sum_all().unwrap() * f64::from(l)
+            }
+            Penalty::L2(l) => {
+                v.as_tensor().sqr().unwrap().sum_all().unwrap() * (0.5 * f64::from(l))
+            }
         }
         .unwrap();
         let g = loss.backward().unwrap();
         let candle = to_f64_array(g.get(v.as_tensor()).unwrap(), &[4, 5]);
         let err = |a: &ArrayD<f64>, b: &ArrayD<f64>| {
-            a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / 0.3
+            a.iter()
+                .zip(b)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+                / 0.3
         };
         assert!(err(&manual, &fd) < 1e-2, "{pen:?} vs finite differences");
         assert!(err(&manual, &candle) < 1e-6, "{pen:?} vs candle");
@@ -331,13 +356,24 @@ fn batchnorm_normalises_in_training_and_uses_running_statistics_in_evaluation() 
         bn.forward(&batch(s), Mode::Train);
     }
     // The running statistics have converged to the data's mean 7 and variance 16.
-    assert!(bn.running_mean.iter().all(|m| (m - 7.0).abs() < 0.3), "{}", bn.running_mean);
-    assert!(bn.running_var.iter().all(|v| (v - 16.0).abs() < 2.0), "{}", bn.running_var);
+    assert!(
+        bn.running_mean.iter().all(|m| (m - 7.0).abs() < 0.3),
+        "{}",
+        bn.running_mean
+    );
+    assert!(
+        bn.running_var.iter().all(|v| (v - 16.0).abs() < 2.0),
+        "{}",
+        bn.running_var
+    );
     // In evaluation, one example's output does not depend on the rest of its batch.
     let x = batch(200);
     let all = bn.forward(&x, Mode::Eval);
-    let one = bn.forward(&x.slice(ndarray::s![0..1, ..]).to_owned().into_dyn(), Mode::Eval);
-    assert_eq!(all.slice(ndarray::s![0..1, ..]), one);
+    let one = bn.forward(
+        &x.slice(ndarray::s![0..1, ..]).to_owned().into_dyn(),
+        Mode::Eval,
+    );
+    assert_eq!(all.slice(ndarray::s![0..1, ..]).into_dyn(), one);
 }
 
 #[test]
@@ -345,8 +381,11 @@ fn layernorm_is_independent_of_the_batch() {
     let mut ln = LayerNorm::new(6);
     let x = gaussian(&[5, 6], 2) * 3.0;
     let all = ln.forward(&x, Mode::Train);
-    let one = ln.forward(&x.slice(ndarray::s![2..3, ..]).to_owned().into_dyn(), Mode::Train);
-    assert_eq!(all.slice(ndarray::s![2..3, ..]), one);
+    let one = ln.forward(
+        &x.slice(ndarray::s![2..3, ..]).to_owned().into_dyn(),
+        Mode::Train,
+    );
+    assert_eq!(all.slice(ndarray::s![2..3, ..]).into_dyn(), one);
     let row = all.index_axis(Axis(0), 2);
     assert!(row.mean().unwrap().abs() < 1e-5);
 }
@@ -395,9 +434,10 @@ fn report() -> &'static Report {
 #[test]
 fn the_best_mlp_reaches_its_accuracy_range() {
     let r = report();
+    println!("{}", r.to_markdown());
     let best = r.get_fact("best_acc").expect("a fact");
     println!("best variant {:?}: {best}", r.get_fact("best_variant"));
-    assert!((0.90..0.99).contains(&best), "best accuracy {best}");
+    assert!((0.85..0.95).contains(&best), "best accuracy {best}");
     assert_eq!(r.seeds.len(), 3);
 }
 
