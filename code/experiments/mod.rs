@@ -18,6 +18,13 @@ pub mod information;
 pub mod pca_mnist;
 
 // Week 2 experiments (declared here, registered in `week2`):
+pub mod activations_mnist;
+pub mod autograd_graph;
+pub mod gradient_checks;
+pub mod gradient_depth;
+pub mod mse_vs_ce;
+pub mod perceptron_xor;
+pub mod twin_mnist;
 
 // Week 3 experiments (declared here, registered in `week3`):
 pub mod optim_mnist;
@@ -65,7 +72,15 @@ fn week1() -> Vec<Experiment> {
 
 // Week 2: neural-network basics.
 fn week2() -> Vec<Experiment> {
-    vec![]
+    vec![
+        autograd_graph::EXPERIMENT,
+        gradient_checks::EXPERIMENT,
+        perceptron_xor::EXPERIMENT,
+        activations_mnist::EXPERIMENT,
+        mse_vs_ce::EXPERIMENT,
+        gradient_depth::EXPERIMENT,
+        twin_mnist::EXPERIMENT,
+    ]
 }
 
 // Week 3: optimization and regularization.

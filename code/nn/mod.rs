@@ -82,6 +82,20 @@ pub trait Layer: Module {
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32>;
 }
 
+pub mod activation;
+pub mod candle_twin;
+pub mod gradcheck;
+pub mod linear;
+pub mod loss;
+pub mod mlp;
+pub mod perceptron;
+pub mod train;
+
+pub use activation::{Activation, ActivationLayer, Softmax};
+pub use linear::{Init, Linear};
+pub use loss::{bce_with_logits, mse, softmax_cross_entropy};
+pub use mlp::{sgd_step, Mlp, Sequential};
+
 pub mod batchnorm;
 pub mod dropout;
 pub mod layernorm;

@@ -4,6 +4,10 @@
 mod ch01_bayes;
 mod ch01_info;
 mod ch01_linalg;
+mod ch02_autograd;
+mod ch02_layers;
+mod ch02_perceptron;
+mod ch02_training;
 mod ch03_optim;
 mod ch03_regularization;
 mod data_io;

@@ -1,0 +1,347 @@
+//! Experiment `activations_mnist`: the same MLP on an MNIST subset with each hidden
+//! activation, measuring speed of learning, dead ReLU units and saturation.
+//!
+//! Every network is `784 - h - h - 10`, trained by mini-batch gradient descent on softmax
+//! cross-entropy. Sigmoid and tanh start from Xavier initialization, ReLU and leaky ReLU
+//! from He initialization (each with the initialization derived for it). After training,
+//! on the first `n_probe` test images:
+//!
+//! - a hidden unit is **dead** when its output is 0 for every probe image (only ReLU
+//!   can output exactly 0 on a whole set; it then receives no gradient ever again);
+//! - an activation is **saturated** when its local derivative is below `0.01 max f'`:
+//!   sigmoid outputs outside $[0.01, 0.99]$ (roughly), tanh outputs with
+//!   $|y| > 0.995$; for ReLU a zero output has derivative 0 and counts as saturated.
+//!
+//! The ablation trains ReLU and leaky ReLU with a large learning rate, which pushes
+//! many ReLU units into the dead region.
+
+use anyhow::Result;
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{Experiment, Tier};
+use crate::data::{self, DataDir, Split};
+use crate::nn::activation::Activation;
+use crate::nn::linear::Init;
+use crate::nn::mlp::{rows, Mlp};
+use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss};
+use crate::nn::{Layer, Mode};
+use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "activations_mnist",
+    chapter: "ch02",
+    config: |t| super::config_json(&Config::for_tier(t)),
+    run: |t, d| run(&Config::for_tier(t), d),
+};
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Training images (the first ones).
+    pub n_train: usize,
+    /// Test images (the first ones).
+    pub n_test: usize,
+    /// Hidden width.
+    pub hidden: usize,
+    /// Activations compared.
+    pub activations: Vec<Activation>,
+    /// Learning rate.
+    pub lr: f32,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Epochs.
+    pub n_epochs: usize,
+    /// Test images used to count dead and saturated units.
+    pub n_probe: usize,
+    /// Learning rate of the dead-unit ablation.
+    pub ablation_lr: f32,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+}
+
+impl Config {
+    /// The book's configuration.
+    pub fn full() -> Self {
+        Config {
+            n_train: 20_000,
+            n_test: 10_000,
+            hidden: 128,
+            activations: vec![
+                Activation::Sigmoid,
+                Activation::Tanh,
+                Activation::Relu,
+                Activation::LeakyRelu(0.01),
+            ],
+            lr: 0.1,
+            batch_size: 64,
+            n_epochs: 5,
+            n_probe: 1000,
+            ablation_lr: 1.0,
+            seeds: vec![0, 1, 2],
+        }
+    }
+
+    /// The test configuration: a small subset, 2 epochs.
+    pub fn quick() -> Self {
+        Config {
+            n_train: 3000,
+            n_test: 1000,
+            hidden: 64,
+            n_epochs: 2,
+            n_probe: 500,
+            ..Self::full()
+        }
+    }
+
+    /// The preset of a tier.
+    pub fn for_tier(t: Tier) -> Self {
+        match t {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
+    }
+}
+
+/// The initialization matched to an activation: He for the ReLU family, else Xavier.
+pub fn matched_init(act: Activation) -> Init {
+    match act {
+        Activation::Relu | Activation::LeakyRelu(_) => Init::He,
+        _ => Init::Xavier,
+    }
+}
+
+/// What one training run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActRun {
+    /// Test accuracy after each epoch.
+    pub test_acc: Vec<f64>,
+    /// Mean training loss of each epoch.
+    pub train_loss: Vec<f64>,
+    /// Fraction of hidden units dead on the probe set.
+    pub dead: f64,
+    /// Fraction of hidden activations saturated on the probe set.
+    pub saturated: f64,
+}
+
+// ANCHOR: dead_units
+/// Fractions of dead units and of saturated activations over the hidden layers of the
+/// last `forward` of `mlp`.
+pub fn dead_and_saturated(mlp: &Mlp) -> (f64, f64) {
+    let (mut units, mut dead, mut values, mut sat) = (0usize, 0usize, 0usize, 0usize);
+    for act in &mlp.activations {
+        let y = act.last_output().expect("forward ran");
+        let y = y
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("(n, h)");
+        for unit in y.columns() {
+            units += 1;
+            if unit.iter().all(|&v| v == 0.0) {
+                dead += 1;
+            }
+        }
+        values += y.len();
+        sat += y
+            .iter()
+            .filter(|&&v| match act.kind {
+                Activation::Sigmoid => v * (1.0 - v) < 0.0025,
+                Activation::Tanh => 1.0 - v * v < 0.01,
+                Activation::Relu => v == 0.0,
+                _ => false,
+            })
+            .count();
+    }
+    (dead as f64 / units as f64, sat as f64 / values as f64)
+}
+// ANCHOR_END: dead_units
+
+/// Trains one network and measures it.
+#[allow(clippy::too_many_arguments)]
+pub fn train_one(
+    act: Activation,
+    lr: f32,
+    cfg: &Config,
+    seed: u64,
+    x: &Array2<f32>,
+    y: &[usize],
+    xt: &Array2<f32>,
+    yt: &[usize],
+) -> ActRun {
+    let h = cfg.hidden;
+    let mut mlp = Mlp::new(&[x.ncols(), h, h, 10], act, matched_init(act), seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1000));
+    let (mut test_acc, mut train_loss) = (vec![], vec![]);
+    for _ in 0..cfg.n_epochs {
+        let order = shuffled(x.nrows(), &mut rng);
+        let l = train_epoch(
+            &mut mlp,
+            x,
+            y,
+            &order,
+            cfg.batch_size,
+            lr,
+            ClassifierLoss::CrossEntropy,
+        );
+        train_loss.push(l);
+        test_acc.push(evaluate(&mut mlp, xt, yt));
+    }
+    let _ = mlp.forward(&rows(xt, 0, cfg.n_probe.min(xt.nrows())), Mode::Eval);
+    let (dead, saturated) = dead_and_saturated(&mlp);
+    ActRun {
+        test_acc,
+        train_loss,
+        dead,
+        saturated,
+    }
+}
+
+fn col(header: &str, format: Format) -> Column {
+    Column {
+        header: header.into(),
+        format,
+    }
+}
+
+/// Runs the experiment.
+pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+    let train = data::mnist(dir, Split::Train)?;
+    let test = data::mnist(dir, Split::Test)?;
+    let (x, y) = image_matrix(&train, cfg.n_train);
+    let (xt, yt) = image_matrix(&test, cfg.n_test);
+    let mut r = Report::new(
+        "ch02",
+        "activations_mnist",
+        "Hidden activations compared on an MNIST subset",
+    );
+    r.config = super::config_json(cfg);
+    r.seeds = cfg.seeds.clone();
+    for split in [Split::Train, Split::Test] {
+        let (im, lab) = data::mnist_files(split);
+        r.data.push(data::data_ref(im));
+        r.data.push(data::data_ref(lab));
+    }
+    let mut rows_ = vec![];
+    let mut series = vec![];
+    for &act in &cfg.activations {
+        let runs: Vec<ActRun> = cfg
+            .seeds
+            .iter()
+            .map(|&s| train_one(act, cfg.lr, cfg, s, &x, &y, &xt, &yt))
+            .collect();
+        let per = |f: &dyn Fn(&ActRun) -> f64| Value::Seeds(runs.iter().map(f).collect());
+        let key = act.name().to_lowercase().replace([' ', '(', ')', '.'], "");
+        let first = runs.iter().map(|r| r.test_acc[0]).collect::<Vec<_>>();
+        let last = runs
+            .iter()
+            .map(|r| *r.test_acc.last().expect("epochs"))
+            .collect();
+        r.fact(
+            &format!("acc1_{key}"),
+            Value::Seeds(first.clone()),
+            Format::Percent(1),
+        );
+        rows_.push(vec![
+            Value::Text(act.name()),
+            Value::Text(matched_init(act).name()),
+            Value::Seeds(first),
+            Value::Seeds(last),
+            per(&|r| *r.train_loss.last().expect("epochs")),
+            per(&|r| r.dead),
+            per(&|r| r.saturated),
+        ]);
+        let epochs: Vec<f64> = (1..=cfg.n_epochs).map(|e| e as f64).collect();
+        let mean_std: Vec<(f64, f64)> = (0..cfg.n_epochs)
+            .map(|e| {
+                Value::mean_std(&runs.iter().map(|r| r.train_loss[e]).collect::<Vec<_>>())
+            })
+            .collect();
+        series.push(Series {
+            name: act.name(),
+            x: epochs,
+            y: mean_std.iter().map(|m| m.0).collect(),
+            band: Some(mean_std.iter().map(|m| m.1).collect()),
+        });
+    }
+    r.tables.push(Table {
+        name: "activations".into(),
+        caption: format!(
+            "784-{h}-{h}-10 MLP, {} training / {} test images, lr = {}, batch {}, {} \
+             epochs, mean ± std over {} seeds. Dead = hidden units with zero output on all \
+             {} probe images; saturated = activations with f' below 1 % of its maximum.",
+            x.nrows(),
+            xt.nrows(),
+            cfg.lr,
+            cfg.batch_size,
+            cfg.n_epochs,
+            cfg.seeds.len(),
+            cfg.n_probe,
+            h = cfg.hidden
+        ),
+        columns: vec![
+            col("activation", Format::Int),
+            col("init", Format::Int),
+            col("test acc. after epoch 1", Format::Percent(1)),
+            col("final test acc.", Format::Percent(1)),
+            col("final train loss", Format::Fixed(3)),
+            col("dead units", Format::Percent(1)),
+            col("saturated", Format::Percent(1)),
+        ],
+        rows: rows_,
+    });
+    r.figures.push(Figure {
+        name: "loss".into(),
+        title: "Training loss by hidden activation (mean ± std over seeds)".into(),
+        plot: Plot::Lines {
+            x_label: "epoch".into(),
+            y_label: "mean training cross-entropy".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series,
+        },
+    });
+
+    // Ablation: a large learning rate kills ReLU units; leaky ReLU has no dead region.
+    let mut abl = vec![];
+    let ab_cfg = Config {
+        n_epochs: 1,
+        ..cfg.clone()
+    };
+    for act in [Activation::Relu, Activation::LeakyRelu(0.01)] {
+        let runs: Vec<ActRun> = cfg
+            .seeds
+            .iter()
+            .map(|&s| train_one(act, cfg.ablation_lr, &ab_cfg, s, &x, &y, &xt, &yt))
+            .collect();
+        let key = act.name().to_lowercase().replace([' ', '(', ')', '.'], "");
+        let dead: Vec<f64> = runs.iter().map(|r| r.dead).collect();
+        r.fact(
+            &format!("dead_high_lr_{key}"),
+            Value::Seeds(dead.clone()),
+            Format::Percent(1),
+        );
+        abl.push(vec![
+            Value::Text(act.name()),
+            Value::Seeds(runs.iter().map(|r| r.test_acc[0]).collect()),
+            Value::Seeds(dead),
+        ]);
+    }
+    r.tables.push(Table {
+        name: "dead_relu".into(),
+        caption: format!(
+            "Ablation: one epoch at lr = {} (ten times the default), mean ± std over {} seeds.",
+            cfg.ablation_lr,
+            cfg.seeds.len()
+        ),
+        columns: vec![
+            col("activation", Format::Int),
+            col("test acc.", Format::Percent(1)),
+            col("dead units", Format::Percent(1)),
+        ],
+        rows: abl,
+    });
+    Ok(r)
+}

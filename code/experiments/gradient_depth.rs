@@ -1,0 +1,218 @@
+//! Experiment `gradient_depth`: the gradient norm of every layer of a deep MLP at
+//! initialization, for sigmoid, tanh and ReLU under naive, Xavier and He initialization.
+//!
+//! The network is `784 - w - ... - w - 10` with `depth` `Linear` layers, evaluated on one
+//! batch of MNIST training images with softmax cross-entropy; we record
+//! $\lVert \partial L / \partial W_\ell \rVert_F$ for every layer $\ell$. By the chain
+//! rule, $\partial L/\partial h_{\ell-1} = (\partial L/\partial h_\ell \odot f'(a_\ell))
+//! W_\ell$, so each layer multiplies the backward signal by roughly
+//! $\sqrt{w}\,\sigma_W \cdot \mathrm{rms}(f')$: below one the gradient vanishes
+//! geometrically towards the input, above one it explodes. Xavier chooses
+//! $\sigma_W^2 \approx 1/w$ (factor about 1 for tanh near 0), He $\sigma_W^2 = 2/w$ (ReLU
+//! passes half the units, $\mathrm{rms}(f') = 1/\sqrt2$); sigmoid's $f' \le 1/4$ shrinks
+//! the signal whatever the initialization.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{Experiment, Tier};
+use crate::data::{self, DataDir, Split};
+use crate::nn::activation::Activation;
+use crate::nn::linear::Init;
+use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::mlp::{grad_norms, rows, Mlp};
+use crate::nn::train::image_matrix;
+use crate::nn::{Layer, Mode, Module};
+use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "gradient_depth",
+    chapter: "ch02",
+    config: |t| super::config_json(&Config::for_tier(t)),
+    run: |t, d| run(&Config::for_tier(t), d),
+};
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Number of `Linear` layers.
+    pub depth: usize,
+    /// Hidden width.
+    pub width: usize,
+    /// Images in the batch.
+    pub batch_size: usize,
+    /// Activations.
+    pub activations: Vec<Activation>,
+    /// Initializations.
+    pub inits: Vec<Init>,
+    /// Seeds (one network each).
+    pub seeds: Vec<u64>,
+}
+
+impl Config {
+    /// The book's configuration.
+    pub fn full() -> Self {
+        Config {
+            depth: 12,
+            width: 256,
+            batch_size: 256,
+            activations: vec![Activation::Sigmoid, Activation::Tanh, Activation::Relu],
+            inits: vec![
+                Init::Normal(0.01),
+                Init::Normal(1.0),
+                Init::Xavier,
+                Init::He,
+            ],
+            seeds: vec![0, 1, 2],
+        }
+    }
+
+    /// The test configuration (it takes a few seconds, so the same as the book's).
+    pub fn quick() -> Self {
+        Self::full()
+    }
+
+    /// The preset of a tier.
+    pub fn for_tier(t: Tier) -> Self {
+        match t {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
+    }
+}
+
+// ANCHOR: layer_grad_norms
+/// $\lVert\partial L/\partial W_\ell\rVert_F$ for every layer $\ell$ (input side first)
+/// of a fresh network on one batch.
+pub fn layer_grad_norms(
+    act: Activation,
+    init: Init,
+    sizes: &[usize],
+    seed: u64,
+    x: &ndarray::ArrayD<f32>,
+    labels: &[usize],
+) -> Vec<f64> {
+    let mut mlp = Mlp::new(sizes, act, init, seed);
+    mlp.zero_grad();
+    let logits = mlp.forward(x, Mode::Train);
+    let (_, dlogits) = softmax_cross_entropy(&logits, labels);
+    mlp.backward(&dlogits);
+    grad_norms(&mut mlp)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with("weight"))
+        .map(|(_, n)| n)
+        .collect()
+}
+// ANCHOR_END: layer_grad_norms
+
+/// All norms: `[activation][init][seed][layer]`.
+pub fn all_norms(
+    cfg: &Config,
+    x: &ndarray::ArrayD<f32>,
+    y: &[usize],
+) -> Vec<Vec<Vec<Vec<f64>>>> {
+    let mut sizes = vec![x.shape()[1]];
+    sizes.extend(std::iter::repeat_n(cfg.width, cfg.depth - 1));
+    sizes.push(10);
+    cfg.activations
+        .iter()
+        .map(|&act| {
+            cfg.inits
+                .iter()
+                .map(|&init| {
+                    cfg.seeds
+                        .iter()
+                        .map(|&s| layer_grad_norms(act, init, &sizes, s, x, y))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn col(header: &str, format: Format) -> Column {
+    Column {
+        header: header.into(),
+        format,
+    }
+}
+
+/// Runs the experiment.
+pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+    let train = data::mnist(dir, Split::Train)?;
+    let (x, y) = image_matrix(&train, cfg.batch_size);
+    let xb = rows(&x, 0, x.nrows());
+    let norms = all_norms(cfg, &xb, &y);
+    let mut r = Report::new(
+        "ch02",
+        "gradient_depth",
+        "Gradient norm per layer at initialization, by activation and initialization",
+    );
+    r.config = super::config_json(cfg);
+    r.seeds = cfg.seeds.clone();
+    let (im, lab) = data::mnist_files(Split::Train);
+    r.data.push(data::data_ref(im));
+    r.data.push(data::data_ref(lab));
+    let mut table = vec![];
+    for (a, &act) in cfg.activations.iter().enumerate() {
+        let mut series = vec![];
+        for (i, &init) in cfg.inits.iter().enumerate() {
+            let runs = &norms[a][i];
+            let first: Vec<f64> = runs.iter().map(|v| v[0]).collect();
+            let last: Vec<f64> = runs.iter().map(|v| v[cfg.depth - 1]).collect();
+            let ratio: Vec<f64> = runs.iter().map(|v| v[0] / v[cfg.depth - 1]).collect();
+            table.push(vec![
+                Value::Text(act.name()),
+                Value::Text(init.name()),
+                Value::Seeds(first),
+                Value::Seeds(last),
+                Value::Seeds(ratio),
+            ]);
+            // Geometric mean over seeds (the figure is on a log scale).
+            let y: Vec<f64> = (0..cfg.depth)
+                .map(|l| {
+                    let logs: f64 = runs.iter().map(|v| v[l].max(1e-300).ln()).sum();
+                    (logs / runs.len() as f64).exp().max(1e-30)
+                })
+                .collect();
+            series.push(Series {
+                name: init.name(),
+                x: (1..=cfg.depth).map(|l| l as f64).collect(),
+                y,
+                band: None,
+            });
+        }
+        r.figures.push(Figure {
+            name: act.name().to_lowercase(),
+            title: format!("{}: gradient norm per layer at initialization", act.name()),
+            plot: Plot::Lines {
+                x_label: "layer (1 = input side)".into(),
+                y_label: "‖dL/dW‖ (geometric mean over seeds)".into(),
+                x_scale: Scale::Linear,
+                y_scale: Scale::Log,
+                series,
+            },
+        });
+    }
+    r.tables.push(Table {
+        name: "norms".into(),
+        caption: format!(
+            "{}-layer MLP of width {} on a batch of {} MNIST images, softmax cross-entropy, \
+             {} seeds (mean ± std). The ratio is first layer / last layer.",
+            cfg.depth,
+            cfg.width,
+            cfg.batch_size,
+            cfg.seeds.len()
+        ),
+        columns: vec![
+            col("activation", Format::Int),
+            col("init", Format::Int),
+            col("‖dL/dW₁‖", Format::Sci(1)),
+            col("‖dL/dW_L‖", Format::Sci(1)),
+            col("first / last", Format::Sci(1)),
+        ],
+        rows: table,
+    });
+    Ok(r)
+}

@@ -1,0 +1,205 @@
+//! Experiment `twin_mnist`: the same MLP trained from scratch and in candle on an MNIST
+//! subset, from the same initial weights, on the same batches, with the same plain SGD.
+//!
+//! The two runs compute the same function with different kernels (ndarray vs candle
+//! matrix products, different summation orders), so their weights drift apart by
+//! rounding only; the experiment measures how far apart they end up, in test accuracy
+//! and in the largest weight difference.
+
+use anyhow::Result;
+use candle_core::DType;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{Experiment, Tier};
+use crate::data::{self, DataDir, Split};
+use crate::nn::activation::Activation;
+use crate::nn::candle_twin::{to_array, CandleMlp};
+use crate::nn::linear::Init;
+use crate::nn::loss::accuracy;
+use crate::nn::mlp::Mlp;
+use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss};
+use crate::nn::Module;
+use crate::report::{Column, Format, Report, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "twin_mnist",
+    chapter: "ch02",
+    config: |t| super::config_json(&Config::for_tier(t)),
+    run: |t, d| run(&Config::for_tier(t), d),
+};
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Training images (the first ones).
+    pub n_train: usize,
+    /// Test images (the first ones).
+    pub n_test: usize,
+    /// Layer sizes.
+    pub sizes: Vec<usize>,
+    /// Learning rate.
+    pub lr: f32,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Epochs.
+    pub n_epochs: usize,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+}
+
+impl Config {
+    /// The book's configuration.
+    pub fn full() -> Self {
+        Config {
+            n_train: 20_000,
+            n_test: 10_000,
+            sizes: vec![784, 128, 10],
+            lr: 0.1,
+            batch_size: 64,
+            n_epochs: 3,
+            seeds: vec![0, 1, 2],
+        }
+    }
+
+    /// The test configuration.
+    pub fn quick() -> Self {
+        Config {
+            n_train: 3000,
+            n_test: 1000,
+            sizes: vec![784, 64, 10],
+            n_epochs: 1,
+            ..Self::full()
+        }
+    }
+
+    /// The preset of a tier.
+    pub fn for_tier(t: Tier) -> Self {
+        match t {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
+    }
+}
+
+/// One seed: from-scratch and candle test accuracy, and the largest absolute weight
+/// difference after training.
+pub fn train_both(
+    cfg: &Config,
+    seed: u64,
+    data: &(
+        ndarray::Array2<f32>,
+        Vec<usize>,
+        ndarray::Array2<f32>,
+        Vec<usize>,
+    ),
+) -> Result<(f64, f64, f64)> {
+    let (x, y, xt, yt) = data;
+    let mut mlp = Mlp::new(&cfg.sizes, Activation::Relu, Init::He, seed);
+    let twin = CandleMlp::from_mlp(&mlp, DType::F32)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1000));
+    for _ in 0..cfg.n_epochs {
+        let order = shuffled(x.nrows(), &mut rng);
+        train_epoch(
+            &mut mlp,
+            x,
+            y,
+            &order,
+            cfg.batch_size,
+            cfg.lr,
+            ClassifierLoss::CrossEntropy,
+        );
+        twin.train_epoch(x, y, &order, cfg.batch_size, f64::from(cfg.lr))?;
+    }
+    let ours = evaluate(&mut mlp, xt, yt);
+    let theirs = accuracy(&twin.predict(&xt.clone().into_dyn())?, yt);
+    let mut ours_w = vec![];
+    mlp.visit_params("", &mut |_, p| ours_w.push(p.value.mapv(f64::from)));
+    let mut diff = 0.0f64;
+    for ((_, v), w) in twin.named_vars().iter().zip(&ours_w) {
+        let t = to_array(v.as_tensor())?;
+        diff = t.iter().zip(w).fold(diff, |m, (a, b)| m.max((a - b).abs()));
+    }
+    Ok((ours, theirs, diff))
+}
+
+fn col(header: &str, format: Format) -> Column {
+    Column {
+        header: header.into(),
+        format,
+    }
+}
+
+/// Runs the experiment.
+pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+    let train = data::mnist(dir, Split::Train)?;
+    let test = data::mnist(dir, Split::Test)?;
+    let (x, y) = image_matrix(&train, cfg.n_train);
+    let (xt, yt) = image_matrix(&test, cfg.n_test);
+    let data = (x, y, xt, yt);
+    let mut r = Report::new(
+        "ch02",
+        "twin_mnist",
+        "The same MLP trained from scratch and in candle",
+    );
+    r.config = super::config_json(cfg);
+    r.seeds = cfg.seeds.clone();
+    for split in [Split::Train, Split::Test] {
+        let (im, lab) = data::mnist_files(split);
+        r.data.push(data::data_ref(im));
+        r.data.push(data::data_ref(lab));
+    }
+    let (mut ours, mut theirs, mut gap, mut diffs) = (vec![], vec![], vec![], vec![]);
+    for &s in &cfg.seeds {
+        let (a, b, d) = train_both(cfg, s, &data)?;
+        ours.push(a);
+        theirs.push(b);
+        gap.push((a - b).abs());
+        diffs.push(d);
+    }
+    let sizes: Vec<String> = cfg.sizes.iter().map(|s| s.to_string()).collect();
+    r.fact(
+        "acc_scratch",
+        Value::Seeds(ours.clone()),
+        Format::Percent(2),
+    );
+    r.fact(
+        "acc_candle",
+        Value::Seeds(theirs.clone()),
+        Format::Percent(2),
+    );
+    r.fact(
+        "max_acc_gap",
+        gap.iter().fold(0.0, |m: f64, &g| m.max(g)),
+        Format::Percent(2),
+    );
+    r.tables.push(Table {
+        name: "twin".into(),
+        caption: format!(
+            "{} ReLU MLP, He init, {} training / {} test images, SGD lr = {}, batch {}, {} \
+             epochs, same initial weights and batches; mean ± std over {} seeds.",
+            sizes.join("-"),
+            data.0.nrows(),
+            data.2.nrows(),
+            cfg.lr,
+            cfg.batch_size,
+            cfg.n_epochs,
+            cfg.seeds.len()
+        ),
+        columns: vec![
+            col("from scratch", Format::Percent(2)),
+            col("candle", Format::Percent(2)),
+            col("|accuracy gap|", Format::Percent(2)),
+            col("max |weight difference|", Format::Sci(1)),
+        ],
+        rows: vec![vec![
+            Value::Seeds(ours),
+            Value::Seeds(theirs),
+            Value::Seeds(gap),
+            Value::Seeds(diffs),
+        ]],
+    });
+    Ok(r)
+}

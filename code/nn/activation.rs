@@ -1,0 +1,227 @@
+//! Element-wise activations and the row-wise softmax, with their derivatives.
+//!
+//! For $y = f(x)$ applied element by element, backpropagation is
+//! $\partial L/\partial x = \partial L/\partial y \odot f'(x)$, so each activation only
+//! needs its scalar derivative, best written in terms of what `forward` already computed:
+//!
+//! - **sigmoid** $\sigma(x) = 1/(1+e^{-x})$: $\sigma'(x) = e^{-x}/(1+e^{-x})^2
+//!   = \sigma(x)\,(1-\sigma(x))$, at most $1/4$ (at $x=0$), so every sigmoid layer
+//!   shrinks the gradient at least fourfold;
+//! - **tanh** $\tanh x = (e^x - e^{-x})/(e^x + e^{-x})$: $\tanh' x = 1 - \tanh^2 x$, at
+//!   most $1$;
+//! - **ReLU** $\max(0, x)$: derivative $1$ for $x > 0$ and $0$ for $x < 0$ (we use $0$
+//!   at the kink), so a unit whose input is negative for every example gets no gradient
+//!   at all: it is *dead*;
+//! - **Leaky ReLU** $\max(\alpha x, x)$, $0<\alpha<1$: derivative $1$ or $\alpha$, never
+//!   zero.
+//!
+//! **Softmax** over the last axis, $s_i = e^{z_i} / \sum_k e^{z_k}$, has Jacobian
+//! $\partial s_i/\partial z_j = s_i(\delta_{ij} - s_j)$, so
+//! $\partial L/\partial z = s \odot (g - \langle g, s\rangle)$ for $g = \partial L /
+//! \partial s$. It is computed as $e^{z_i - m}/\sum_k e^{z_k - m}$ with $m = \max_k z_k$,
+//! which is the same number but never overflows.
+
+use ndarray::{ArrayD, Axis, Ix2};
+use serde::{Deserialize, Serialize};
+
+use super::{Layer, Mode, Module, Param};
+
+// ANCHOR: activation
+/// An element-wise activation function.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// $\sigma(x) = 1/(1+e^{-x})$.
+    Sigmoid,
+    /// $\tanh x$.
+    Tanh,
+    /// $\max(0, x)$.
+    Relu,
+    /// $\max(\alpha x, x)$ with this $\alpha$.
+    LeakyRelu(f32),
+    /// $x$ (no activation).
+    Identity,
+}
+
+impl Activation {
+    /// $f(x)$.
+    pub fn f(self, x: f32) -> f32 {
+        match self {
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Activation::Identity => x,
+        }
+    }
+
+    /// $f'(x)$, given the input `x` and the output `y = f(x)`.
+    pub fn df(self, x: f32, y: f32) -> f32 {
+        match self {
+            Activation::Sigmoid => y * (1.0 - y),
+            Activation::Tanh => 1.0 - y * y,
+            Activation::Relu => f32::from(u8::from(x > 0.0)),
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Activation::Identity => 1.0,
+        }
+    }
+}
+// ANCHOR_END: activation
+
+impl Activation {
+    /// A short name for tables.
+    pub fn name(self) -> String {
+        match self {
+            Activation::Sigmoid => "sigmoid".into(),
+            Activation::Tanh => "tanh".into(),
+            Activation::Relu => "ReLU".into(),
+            Activation::LeakyRelu(a) => format!("leaky ReLU ({a})"),
+            Activation::Identity => "identity".into(),
+        }
+    }
+}
+
+/// The logistic sigmoid, computed without overflow for any `x`.
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// An activation as a layer: applies an [`Activation`] element-wise.
+///
+/// # Shapes
+/// - input `x`: any shape; output `y`: the same shape.
+#[derive(Clone, Debug)]
+pub struct ActivationLayer {
+    /// The function applied.
+    pub kind: Activation,
+    x: Option<ArrayD<f32>>,
+    y: Option<ArrayD<f32>>,
+}
+
+impl ActivationLayer {
+    /// A layer applying `kind`.
+    pub fn new(kind: Activation) -> Self {
+        ActivationLayer {
+            kind,
+            x: None,
+            y: None,
+        }
+    }
+
+    /// The output of the last `forward` (e.g. to count dead or saturated units).
+    pub fn last_output(&self) -> Option<&ArrayD<f32>> {
+        self.y.as_ref()
+    }
+}
+
+impl Module for ActivationLayer {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+// ANCHOR: activation_layer
+impl Layer for ActivationLayer {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let kind = self.kind;
+        let y = x.mapv(|v| kind.f(v));
+        self.x = Some(x.clone());
+        self.y = Some(y.clone());
+        y
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let (x, y) = match (&self.x, &self.y) {
+            (Some(x), Some(y)) => (x, y),
+            _ => panic!("ActivationLayer::backward called before forward"),
+        };
+        assert_eq!(
+            dy.shape(),
+            x.shape(),
+            "ActivationLayer::backward: dy vs x shape"
+        );
+        let kind = self.kind;
+        let mut dx = dy.clone();
+        ndarray::Zip::from(&mut dx)
+            .and(x)
+            .and(y)
+            .for_each(|d, &x, &y| *d *= kind.df(x, y));
+        dx
+    }
+}
+// ANCHOR_END: activation_layer
+
+/// Softmax over the last axis of a matrix, stably (the row maximum is subtracted).
+///
+/// # Shapes
+/// - `z`: `(n, c)`; output: `(n, c)`, rows summing to one.
+pub fn softmax(z: &ArrayD<f32>) -> ArrayD<f32> {
+    let z = z
+        .view()
+        .into_dimensionality::<Ix2>()
+        .unwrap_or_else(|_| panic!("softmax: expected (n, c), got {:?}", z.shape()));
+    let mut s = z.to_owned();
+    for mut row in s.axis_iter_mut(Axis(0)) {
+        let m = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - m).exp());
+        let total = row.sum();
+        row.mapv_inplace(|v| v / total);
+    }
+    s.into_dyn()
+}
+
+/// Softmax over the last axis as a layer.
+///
+/// # Shapes
+/// - input `z`: `(n, c)`; output `s`: `(n, c)`.
+#[derive(Clone, Debug, Default)]
+pub struct Softmax {
+    s: Option<ArrayD<f32>>,
+}
+
+impl Softmax {
+    /// A softmax layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Module for Softmax {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+// ANCHOR: softmax_layer
+impl Layer for Softmax {
+    fn forward(&mut self, z: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let s = softmax(z);
+        self.s = Some(s.clone());
+        s
+    }
+
+    fn backward(&mut self, ds: &ArrayD<f32>) -> ArrayD<f32> {
+        let s = self
+            .s
+            .as_ref()
+            .expect("Softmax::backward called before forward");
+        assert_eq!(ds.shape(), s.shape(), "Softmax::backward: ds vs s shape");
+        // dz = s * (ds - <ds, s>) row by row.
+        let dot = (ds * s).sum_axis(Axis(1)).insert_axis(Axis(1)); // (n, 1)
+        s * &(ds - &dot)
+    }
+}
+// ANCHOR_END: softmax_layer
