@@ -265,10 +265,9 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.tables.push(Table {
         name: "adam_grid".into(),
-        caption: format!(
-            "Adam's validation accuracy over learning rate × β₁ (β₂ = 0.999), same budget \
-             as the sweep."
-        ),
+        caption: "Adam's validation accuracy over learning rate × β₁ (β₂ = 0.999), same \
+                  budget as the sweep."
+            .into(),
         columns: cols,
         rows: grid_rows,
     });

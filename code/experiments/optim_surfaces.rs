@@ -177,34 +177,43 @@ pub struct Tuned {
     pub sweep: Vec<f64>,
 }
 
-/// Runs every learning rate of the grid and keeps the lowest final loss.
+/// Runs every learning rate of the grid and keeps the lowest final loss; ties (several
+/// rates reaching a loss of exactly 0 in `f32`) go to the rate that first gets below
+/// `tol`.
 pub fn tune(
     surface: Surface,
     kind: OptimizerKind,
     lrs: &[f32],
     start: [f32; 2],
     steps: usize,
+    tol: f32,
 ) -> Tuned {
-    let sweep: Vec<f64> = lrs
+    let runs: Vec<(f64, usize)> = lrs
         .iter()
         .map(|&lr| {
             let path = trajectory(surface, kind, lr, start, steps);
             let last = *losses(surface, &path).last().expect("a path has a start");
             if path.len() == steps + 1 && last.is_finite() {
-                f64::from(last)
+                let hit = steps_to(surface, &path, tol).unwrap_or(usize::MAX);
+                (f64::from(last), hit)
             } else {
-                f64::INFINITY
+                (f64::INFINITY, usize::MAX)
             }
         })
         .collect();
     let best = (0..lrs.len())
-        .min_by(|&a, &b| sweep[a].total_cmp(&sweep[b]))
+        .min_by(|&a, &b| {
+            runs[a]
+                .0
+                .total_cmp(&runs[b].0)
+                .then(runs[a].1.cmp(&runs[b].1))
+        })
         .expect("a non-empty grid");
     Tuned {
         kind,
         lr: lrs[best],
         path: trajectory(surface, kind, lrs[best], start, steps),
-        sweep,
+        sweep: runs.iter().map(|r| r.0).collect(),
     }
 }
 
@@ -281,7 +290,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     ] {
         let tuned: Vec<Tuned> = OptimizerKind::ALL
             .iter()
-            .map(|&k| tune(surface, k, &cfg.lrs, start, steps))
+            .map(|&k| tune(surface, k, &cfg.lrs, start, steps, cfg.tol))
             .collect();
         for t in &tuned {
             let last = f64::from(*losses(surface, &t.path).last().expect("non-empty"));

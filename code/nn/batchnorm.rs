@@ -21,8 +21,8 @@
 //! $x_{nj}$ moves $\hat x_{nj}$ directly and, through $\mu_j$ and $\sigma_j$, every other
 //! $\hat x_{mj}$ of its column. Using $\partial\mu_j/\partial x_{nj} = 1/N$ and
 //! $\partial\sigma_j^2/\partial x_{nj} = 2(x_{nj}-\mu_j)/N$, the three paths sum to
-//! $$\frac{\partial L}{\partial x_{nj}} = \frac{s_j}{N}\Big(N g_{nj} - \sum_m g_{mj}
-//!   - \hat x_{nj}\sum_m g_{mj}\hat x_{mj}\Big).$$
+//! $$\frac{\partial L}{\partial x_{nj}} = \frac{s_j}{N}\Big(N g_{nj} - \sum_m g_{mj} -
+//!   \hat x_{nj}\sum_m g_{mj}\hat x_{mj}\Big).$$
 //! The two subtracted terms project $g$ away from the constant and $\hat x$ directions:
 //! shifting or scaling a column of $x$ does not change $\hat x$, so it cannot change
 //! the loss. In evaluation mode the statistics are constants and

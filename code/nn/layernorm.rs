@@ -8,8 +8,8 @@
 //! works for a batch of one. The backward pass is batch norm's with the roles of the
 //! axes exchanged: with $s_n = 1/\sqrt{\sigma_n^2+\epsilon}$ and
 //! $g_{nj} = \gamma_j\,\partial L/\partial y_{nj}$,
-//! $$\frac{\partial L}{\partial x_{nj}} = \frac{s_n}{D}\Big(D g_{nj} - \sum_k g_{nk}
-//!   - \hat x_{nj}\sum_k g_{nk}\hat x_{nk}\Big),$$
+//! $$\frac{\partial L}{\partial x_{nj}} = \frac{s_n}{D}\Big(D g_{nj} - \sum_k g_{nk} -
+//!   \hat x_{nj}\sum_k g_{nk}\hat x_{nk}\Big),$$
 //! while $\partial L/\partial\gamma_j = \sum_n \hat x_{nj}\,\partial L/\partial y_{nj}$
 //! and $\partial L/\partial\beta_j = \sum_n \partial L/\partial y_{nj}$ still sum over
 //! the batch.
@@ -70,7 +70,7 @@ impl Layer for LayerNorm {
         let mean = x.mean_axis(Axis(1)).expect("D >= 1").insert_axis(Axis(1)); // (N, 1)
         let var = x.var_axis(Axis(1), 0.0); // (N,)
         let inv_std = var.mapv(|v| 1.0 / (v + self.eps).sqrt());
-        let x_hat = (&x - &mean) * &inv_std.view().insert_axis(Axis(1));
+        let x_hat = (&x - &mean) * inv_std.view().insert_axis(Axis(1));
         let gamma = self
             .gamma
             .value
@@ -83,7 +83,7 @@ impl Layer for LayerNorm {
             .view()
             .into_dimensionality::<Ix1>()
             .expect("1-D");
-        let y = &x_hat * &gamma + &beta;
+        let y = &x_hat * &gamma + beta;
         self.cache = Some((x_hat, inv_std));
         y.into_dyn()
     }

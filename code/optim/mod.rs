@@ -52,8 +52,8 @@
 //! With Adam, an L2 term $\lambda\theta$ added to the gradient is divided by
 //! $\sqrt{\hat v}$ like the rest, so weights with large gradients are barely decayed.
 //! AdamW (Loshchilov and Hutter) decays the weights directly, outside the adaptive step:
-//! $$\theta_t = (1 - \eta\lambda)\,\theta_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{\hat v_t}
-//!   + \epsilon}.$$
+//! $$\theta_t = (1 - \eta\lambda)\,\theta_{t-1} -
+//!   \eta\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}.$$
 //! This is the form of `candle_nn::AdamW`, and the test checks we agree with it.
 
 use std::collections::BTreeMap;
