@@ -1,1 +1,180 @@
-//! augment (being written).
+//! Data augmentation for grey-scale images: composable, seeded transforms.
+//!
+//! A transform maps an image to a random variant that keeps its label: a digit shifted
+//! by two pixels, turned by ten degrees or sprinkled with noise is still the same digit.
+//! Training on fresh variants every epoch multiplies the data the model sees and builds
+//! in the invariances we know the task has.
+//!
+//! - [`Shift`]: integer translation by $(d_x, d_y)$, uniform in $[-k, k]^2$, zeros shifted
+//!   in.
+//! - [`Rotate`]: rotation by $\varphi$ uniform in $[-\varphi_{\max}, \varphi_{\max}]$
+//!   about the image centre $c$; each output pixel $p$ reads the input at
+//!   $c + R(-\varphi)(p - c)$ by bilinear interpolation (inverse mapping, so no holes).
+//! - [`Noise`]: adds $\mathcal N(0, \sigma^2)$ to every pixel and clips to $[0, 1]$.
+//! - [`Compose`]: applies transforms in order.
+//!
+//! Every transform draws from the generator it is given, so a seed fixes the variants.
+
+use ndarray::Array2;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+// ANCHOR: transform
+/// A random, label-preserving image transform.
+pub trait Transform {
+    /// A transformed copy of `img`, `h` rows of `w` pixels in `[0, 1]`, row-major.
+    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32>;
+}
+// ANCHOR_END: transform
+
+fn check(img: &[f32], w: usize, h: usize) {
+    assert_eq!(
+        img.len(),
+        w * h,
+        "image of {} pixels is not {h}x{w}",
+        img.len()
+    );
+}
+
+/// Translation by up to `max` pixels in each direction.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Shift {
+    /// Largest shift, in pixels.
+    pub max: i32,
+}
+
+// ANCHOR: shift
+impl Transform for Shift {
+    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        check(img, w, h);
+        let dx = rng.random_range(-self.max..=self.max);
+        let dy = rng.random_range(-self.max..=self.max);
+        shift(img, w, h, dx, dy)
+    }
+}
+
+/// `img` moved right by `dx` and down by `dy` pixels, zeros shifted in.
+pub fn shift(img: &[f32], w: usize, h: usize, dx: i32, dy: i32) -> Vec<f32> {
+    check(img, w, h);
+    let mut out = vec![0.0; w * h];
+    for r in 0..h as i32 {
+        for c in 0..w as i32 {
+            let (sr, sc) = (r - dy, c - dx);
+            if (0..h as i32).contains(&sr) && (0..w as i32).contains(&sc) {
+                out[(r as usize) * w + c as usize] = img[(sr as usize) * w + sc as usize];
+            }
+        }
+    }
+    out
+}
+// ANCHOR_END: shift
+
+/// Rotation by up to `max_degrees` either way about the centre.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Rotate {
+    /// Largest angle, in degrees.
+    pub max_degrees: f32,
+}
+
+// ANCHOR: rotate
+impl Transform for Rotate {
+    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        check(img, w, h);
+        let deg = rng.random_range(-self.max_degrees..=self.max_degrees);
+        rotate(img, w, h, deg.to_radians())
+    }
+}
+
+/// `img` rotated by `angle` radians about its centre (bilinear, zeros outside).
+pub fn rotate(img: &[f32], w: usize, h: usize, angle: f32) -> Vec<f32> {
+    check(img, w, h);
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let (sin, cos) = angle.sin_cos();
+    let at = |r: i64, c: i64| -> f32 {
+        if r < 0 || c < 0 || r >= h as i64 || c >= w as i64 {
+            0.0
+        } else {
+            img[r as usize * w + c as usize]
+        }
+    };
+    let mut out = vec![0.0; w * h];
+    for r in 0..h {
+        for c in 0..w {
+            // Inverse map: where in the input does output pixel (r, c) come from?
+            let (x, y) = (c as f32 - cx, r as f32 - cy);
+            let sx = cos * x + sin * y + cx;
+            let sy = -sin * x + cos * y + cy;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            out[r * w + c] = (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x0 + 1))
+                + fy * ((1.0 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
+        }
+    }
+    out
+}
+// ANCHOR_END: rotate
+
+/// Gaussian pixel noise of standard deviation `std`, clipped to `[0, 1]`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Noise {
+    /// Standard deviation of the noise.
+    pub std: f32,
+}
+
+impl Transform for Noise {
+    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        check(img, w, h);
+        let normal = Normal::new(0.0, self.std).expect("a finite, non-negative std");
+        img.iter()
+            .map(|&p| (p + normal.sample(rng)).clamp(0.0, 1.0))
+            .collect()
+    }
+}
+
+// ANCHOR: compose
+/// Transforms applied one after the other.
+pub struct Compose(pub Vec<Box<dyn Transform>>);
+
+impl Transform for Compose {
+    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        self.0
+            .iter()
+            .fold(img.to_vec(), |im, t| t.apply(&im, w, h, rng))
+    }
+}
+
+/// The book's pipeline for digits: shift by up to `max_shift` pixels, rotate by up to
+/// `max_degrees`, add noise of standard deviation `noise_std`.
+pub fn digits_pipeline(max_shift: i32, max_degrees: f32, noise_std: f32) -> Compose {
+    Compose(vec![
+        Box::new(Rotate { max_degrees }),
+        Box::new(Shift { max: max_shift }),
+        Box::new(Noise { std: noise_std }),
+    ])
+}
+// ANCHOR_END: compose
+
+/// Applies `t` to every row of `(N, w * h)` images.
+pub fn augment_batch(
+    x: &Array2<f32>,
+    w: usize,
+    h: usize,
+    t: &dyn Transform,
+    rng: &mut ChaCha8Rng,
+) -> Array2<f32> {
+    assert_eq!(
+        x.ncols(),
+        w * h,
+        "rows of {:?} are not {h}x{w} images",
+        x.dim()
+    );
+    let mut out = Array2::zeros(x.raw_dim());
+    for (src, mut dst) in x.rows().into_iter().zip(out.rows_mut()) {
+        let img: Vec<f32> = src.to_vec();
+        let aug = t.apply(&img, w, h, rng);
+        dst.assign(&ndarray::ArrayView1::from(&aug[..]));
+    }
+    out
+}

@@ -27,6 +27,9 @@ pub mod perceptron_xor;
 pub mod twin_mnist;
 
 // Week 3 experiments (declared here, registered in `week3`):
+pub mod optim_mnist;
+pub mod optim_surfaces;
+pub mod regularization_ablation;
 
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +85,11 @@ fn week2() -> Vec<Experiment> {
 
 // Week 3: optimization and regularization.
 fn week3() -> Vec<Experiment> {
-    vec![]
+    vec![
+        optim_surfaces::EXPERIMENT,
+        optim_mnist::EXPERIMENT,
+        regularization_ablation::EXPERIMENT,
+    ]
 }
 
 /// The experiments of one chapter (`ch01`), one experiment by name (`pca_mnist`), or

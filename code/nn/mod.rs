@@ -95,3 +95,8 @@ pub use activation::{Activation, ActivationLayer, Softmax};
 pub use linear::{Init, Linear};
 pub use loss::{bce_with_logits, mse, softmax_cross_entropy};
 pub use mlp::{sgd_step, Mlp, Sequential};
+
+pub mod batchnorm;
+pub mod dropout;
+pub mod layernorm;
+pub mod regularization;

@@ -8,5 +8,7 @@ mod ch02_autograd;
 mod ch02_layers;
 mod ch02_perceptron;
 mod ch02_training;
+mod ch03_optim;
+mod ch03_regularization;
 mod data_io;
 mod integrity;

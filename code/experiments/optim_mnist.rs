@@ -1,0 +1,387 @@
+//! Experiment `optim_mnist`: SGD, momentum, Nesterov and Adam training the same MLP on
+//! MNIST, after tuning the learning rate of each.
+//!
+//! 1. **Learning-rate sweep.** Every optimizer trains the MLP for `sweep_epochs` on
+//!    `sweep_n_train` images at every learning rate of `lrs` (seed `seeds[0]`); the rate
+//!    with the best accuracy on a *validation* set (the last `n_val` training images,
+//!    never trained on) is kept. The test set plays no part in the choice.
+//! 2. **Adam's lr × β₁ grid**, on the same budget and validation set.
+//! 3. **Comparison.** Each optimizer at its chosen rate trains for `n_epochs` on
+//!    `n_train` images, once per seed (the seed fixes the initialization and the batch
+//!    order); training-loss curves and test accuracy are mean ± std over the seeds.
+
+use anyhow::Result;
+use ndarray::s;
+use serde::Serialize;
+
+use super::{Experiment, Tier};
+use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::nn::activation::Activation;
+use crate::nn::linear::Init;
+use crate::nn::mlp::Mlp;
+use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
+use crate::optim::{Adam, Optimizer, OptimizerKind};
+use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "optim_mnist",
+    chapter: "ch03",
+    config: |t| super::config_json(&Config::for_tier(t)),
+    run: |t, d| run(&Config::for_tier(t), d),
+};
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Layer sizes of the MLP (ReLU, He initialization).
+    pub sizes: Vec<usize>,
+    /// Training images of the comparison (the first ones).
+    pub n_train: usize,
+    /// Validation images for tuning: the last ones of the training set.
+    pub n_val: usize,
+    /// Test images.
+    pub n_test: usize,
+    /// Epochs of the comparison.
+    pub n_epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Seeds of the comparison.
+    pub seeds: Vec<u64>,
+    /// Steps per point of the training curves.
+    pub log_every: usize,
+    /// Learning rates tried for every optimizer.
+    pub lrs: Vec<f32>,
+    /// Training images of the sweeps.
+    pub sweep_n_train: usize,
+    /// Epochs of the sweeps.
+    pub sweep_epochs: usize,
+    /// Adam learning rates of the grid.
+    pub adam_lrs: Vec<f32>,
+    /// Adam β₁ of the grid.
+    pub adam_beta1s: Vec<f32>,
+}
+
+impl Config {
+    /// The book's configuration.
+    pub fn full() -> Self {
+        Config {
+            sizes: vec![784, 128, 10],
+            n_train: 20_000,
+            n_val: 10_000,
+            n_test: 10_000,
+            n_epochs: 2,
+            batch_size: 64,
+            seeds: vec![0, 1, 2],
+            log_every: 100,
+            lrs: vec![1e-4, 1e-3, 1e-2, 1e-1, 3e-1, 1.0],
+            sweep_n_train: 5_000,
+            sweep_epochs: 1,
+            adam_lrs: vec![1e-4, 1e-3, 1e-2],
+            adam_beta1s: vec![0.0, 0.5, 0.9, 0.99],
+        }
+    }
+
+    /// The test configuration: a few thousand images, one epoch.
+    pub fn quick() -> Self {
+        Config {
+            n_train: 4_000,
+            n_val: 2_000,
+            n_test: 2_000,
+            n_epochs: 1,
+            log_every: 10,
+            lrs: vec![1e-3, 1e-2, 1e-1, 1.0],
+            sweep_n_train: 2_000,
+            adam_lrs: vec![1e-3, 1e-2],
+            adam_beta1s: vec![0.0, 0.9],
+            ..Self::full()
+        }
+    }
+
+    /// The preset of a tier.
+    pub fn for_tier(t: Tier) -> Self {
+        match t {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
+    }
+}
+
+fn col(h: &str, f: Format) -> Column {
+    Column {
+        header: h.into(),
+        format: f,
+    }
+}
+
+/// Trains a fresh MLP of `cfg.sizes` (seeded with `seed`) with `opt`.
+pub fn train_mlp(
+    cfg: &Config,
+    opt: &mut dyn Optimizer,
+    train: &Dataset,
+    eval: &Dataset,
+    n_epochs: usize,
+    seed: u64,
+) -> History {
+    let mut model = Mlp::new(&cfg.sizes, Activation::Relu, Init::He, seed);
+    let spec = TrainSpec {
+        n_epochs,
+        batch_size: cfg.batch_size,
+        seed,
+        log_every: cfg.log_every,
+        penalty: None,
+        augment: None,
+    };
+    train_classifier(&mut model, opt, train, eval, &spec)
+}
+
+fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
+    Dataset {
+        x: d.x.slice(s![range.clone(), ..]).to_owned(),
+        y: d.y[range].to_vec(),
+    }
+}
+
+/// Runs the experiment.
+pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+    let all = Dataset::mnist(dir, Split::Train, 60_000)?;
+    let n = all.len();
+    anyhow::ensure!(
+        cfg.n_train.max(cfg.sweep_n_train) + cfg.n_val <= n,
+        "n_train ({}) + n_val ({}) exceed the {n} training images",
+        cfg.n_train.max(cfg.sweep_n_train),
+        cfg.n_val
+    );
+    let train = subset(&all, 0..cfg.n_train);
+    let sweep_train = subset(&all, 0..cfg.sweep_n_train);
+    let val = subset(&all, n - cfg.n_val..n);
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+
+    let mut r = Report::new(
+        "ch03",
+        "optim_mnist",
+        "Four optimizers training an MLP on MNIST, each at its tuned learning rate",
+    );
+    r.config = super::config_json(cfg);
+    r.seeds = cfg.seeds.clone();
+    let (ti, tl) = mnist_files(Split::Train);
+    let (vi, vl) = mnist_files(Split::Test);
+    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    let seed0 = cfg.seeds[0];
+
+    // 1. Learning-rate sweep, chosen on validation accuracy.
+    let mut sweep_rows = vec![];
+    let mut sweep_series = vec![];
+    let mut best_lr = vec![];
+    for kind in OptimizerKind::ALL {
+        let accs: Vec<f64> = cfg
+            .lrs
+            .iter()
+            .map(|&lr| {
+                let mut opt = kind.build(lr);
+                let h = train_mlp(
+                    cfg,
+                    opt.as_mut(),
+                    &sweep_train,
+                    &val,
+                    cfg.sweep_epochs,
+                    seed0,
+                );
+                h.final_acc()
+            })
+            .collect();
+        let best = (0..accs.len())
+            .max_by(|&a, &b| accs[a].total_cmp(&accs[b]))
+            .expect("a non-empty grid");
+        best_lr.push(cfg.lrs[best]);
+        r.fact(
+            &format!("best_lr_{}", kind.name().to_lowercase()),
+            f64::from(cfg.lrs[best]),
+            Format::Fixed(4),
+        );
+        let mut row = vec![Value::from(kind.name())];
+        row.extend(accs.iter().map(|&a| Value::Num(a)));
+        sweep_rows.push(row);
+        sweep_series.push(Series {
+            name: kind.name().into(),
+            x: cfg.lrs.iter().map(|&l| f64::from(l)).collect(),
+            y: accs,
+            band: None,
+        });
+    }
+    let mut cols = vec![col("optimizer", Format::Int)];
+    cols.extend(
+        cfg.lrs
+            .iter()
+            .map(|l| col(&format!("η = {l}"), Format::Percent(1))),
+    );
+    r.tables.push(Table {
+        name: "lr_sweep".into(),
+        caption: format!(
+            "Validation accuracy after {} epoch(s) on {} training images, per learning \
+             rate (seed {seed0}); 0 % marks a run whose loss became NaN.",
+            cfg.sweep_epochs, cfg.sweep_n_train
+        ),
+        columns: cols,
+        rows: sweep_rows,
+    });
+    r.figures.push(Figure {
+        name: "lr_sweep".into(),
+        title: "Validation accuracy against the learning rate".into(),
+        plot: Plot::Lines {
+            x_label: "learning rate η".into(),
+            y_label: "validation accuracy".into(),
+            x_scale: Scale::Log,
+            y_scale: Scale::Linear,
+            series: sweep_series,
+        },
+    });
+
+    // 2. Adam: learning rate × beta1.
+    let mut grid_rows = vec![];
+    let mut grid_best = (0.0, 0.0f32, 0.0f32);
+    for &b1 in &cfg.adam_beta1s {
+        let mut row = vec![Value::from(format!("β₁ = {b1}"))];
+        for &lr in &cfg.adam_lrs {
+            let mut opt = Adam {
+                beta1: b1,
+                ..Adam::new(lr)
+            };
+            let acc =
+                train_mlp(cfg, &mut opt, &sweep_train, &val, cfg.sweep_epochs, seed0)
+                    .final_acc();
+            if acc > grid_best.0 {
+                grid_best = (acc, lr, b1);
+            }
+            row.push(Value::Num(acc));
+        }
+        grid_rows.push(row);
+    }
+    let mut cols = vec![col("Adam", Format::Int)];
+    cols.extend(
+        cfg.adam_lrs
+            .iter()
+            .map(|l| col(&format!("η = {l}"), Format::Percent(1))),
+    );
+    r.tables.push(Table {
+        name: "adam_grid".into(),
+        caption: "Adam's validation accuracy over learning rate × β₁ (β₂ = 0.999), same \
+                  budget as the sweep."
+            .into(),
+        columns: cols,
+        rows: grid_rows,
+    });
+    r.fact("adam_grid_best_acc", grid_best.0, Format::Percent(1));
+    r.fact(
+        "adam_grid_best_lr",
+        f64::from(grid_best.1),
+        Format::Fixed(4),
+    );
+    r.fact(
+        "adam_grid_best_beta1",
+        f64::from(grid_best.2),
+        Format::Fixed(2),
+    );
+
+    // 3. The comparison over seeds.
+    let mut rows = vec![];
+    let mut curves = vec![];
+    for (kind, &lr) in OptimizerKind::ALL.iter().zip(&best_lr) {
+        let hs: Vec<History> = cfg
+            .seeds
+            .iter()
+            .map(|&seed| {
+                let mut opt = kind.build(lr);
+                train_mlp(cfg, opt.as_mut(), &train, &test, cfg.n_epochs, seed)
+            })
+            .collect();
+        let accs: Vec<f64> = hs.iter().map(History::final_acc).collect();
+        let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
+        let last: Vec<f64> = hs
+            .iter()
+            .map(|h| {
+                h.train_loss
+                    .get(n_pts.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            })
+            .collect();
+        let first_window: Vec<f64> = hs
+            .iter()
+            .map(|h| h.train_loss.first().copied().unwrap_or(f64::NAN))
+            .collect();
+        let key = kind.name().to_lowercase();
+        r.fact(
+            &format!("acc_{key}"),
+            Value::Seeds(accs.clone()),
+            Format::Percent(2),
+        );
+        r.fact(
+            &format!("loss_{key}"),
+            Value::Seeds(last.clone()),
+            Format::Fixed(3),
+        );
+        r.fact(
+            &format!("first_loss_{key}"),
+            Value::Seeds(first_window),
+            Format::Fixed(3),
+        );
+        rows.push(vec![
+            Value::from(kind.name()),
+            f64::from(lr).into(),
+            Value::Seeds(accs),
+            Value::Seeds(last),
+        ]);
+        let (mut y, mut band) = (vec![], vec![]);
+        for i in 0..n_pts {
+            let v: Vec<f64> = hs.iter().map(|h| h.train_loss[i]).collect();
+            let (m, sd) = Value::mean_std(&v);
+            y.push(m);
+            band.push(sd);
+        }
+        curves.push(Series {
+            name: format!("{} (η = {lr})", kind.name()),
+            x: hs[0].steps[..n_pts].to_vec(),
+            y,
+            band: Some(band),
+        });
+    }
+    r.tables.push(Table {
+        name: "comparison".into(),
+        caption: format!(
+            "MLP {:?} on {} MNIST training images, {} epochs, batch {}: test accuracy on \
+             {} test images and the training loss of the last {} steps, mean ± std over \
+             seeds {:?}.",
+            cfg.sizes,
+            cfg.n_train,
+            cfg.n_epochs,
+            cfg.batch_size,
+            cfg.n_test,
+            cfg.log_every,
+            cfg.seeds
+        ),
+        columns: vec![
+            col("optimizer", Format::Int),
+            col("tuned η", Format::Fixed(4)),
+            col("test accuracy", Format::Percent(2)),
+            col("final training loss", Format::Fixed(3)),
+        ],
+        rows,
+    });
+    r.figures.push(Figure {
+        name: "curves".into(),
+        title: format!(
+            "Training loss (mean of {} steps) ± std over {} seeds",
+            cfg.log_every,
+            cfg.seeds.len()
+        ),
+        plot: Plot::Lines {
+            x_label: "step".into(),
+            y_label: "cross-entropy".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series: curves,
+        },
+    });
+    Ok(r)
+}

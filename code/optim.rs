@@ -1,1 +1,0 @@
-//! optim (being written).
