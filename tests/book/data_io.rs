@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use dlbook::data::{self, DataDir, FetchOptions, Split};
 
-/// A fresh, empty folder for one test.
+/// A fresh, empty folder for one call (tests run in parallel: each call gets its own).
 fn scratch(name: &str) -> PathBuf {
-    let d =
-        std::env::temp_dir().join(format!("dlbook-test-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let d = std::env::temp_dir().join(format!("dlbook-test-{pid}-{name}-{k}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
