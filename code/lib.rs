@@ -7,12 +7,15 @@
 //! |---|---|---|
 //! | 1 | Mathematical foundations | [`linalg`], [`info`], [`bayes`] |
 //! | 2 | Neural-network basics | [`autograd`], [`nn`] |
-//! | 3-13 | (being written) | |
+//! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
+//! | 4-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
 //! (the book's own structure: includes, anchors, claims), [`experiments`] (one file per
 //! experiment, each with a quick and a full configuration).
+
+#![deny(missing_docs)]
 
 pub mod augment;
 pub mod autograd;

@@ -1,7 +1,7 @@
 //! The book's experiments: one file each, with a serialisable `Config` that has a
 //! `quick()` preset (seconds: used by `cargo test` and the notebooks) and a `full()`
 //! preset (minutes: used by `dlbook regen`), and a `run` that returns a
-//! [`Report`](crate::report::Report).
+//! [`Report`].
 //!
 //! [`all`] lists them; `dlbook regen chNN` runs the full presets of one chapter and
 //! writes `chapters/generated/chNN/`.

@@ -3,7 +3,7 @@
 //! In training, each activation is kept with probability $q = 1 - p$ and scaled by
 //! $1/q$:
 //! $$y_i = \frac{m_i}{q}\, x_i, \qquad m_i \sim \mathrm{Bernoulli}(q),$$
-//! so $\mathbb E[y_i] = x_i$: the expectation is preserved, and at evaluation time the
+//! so $\mathbb E\[y_i\] = x_i$: the expectation is preserved, and at evaluation time the
 //! layer is the identity, with nothing to rescale. The backward pass uses the same mask,
 //! $\partial L/\partial x_i = (m_i/q)\,\partial L/\partial y_i$.
 //!

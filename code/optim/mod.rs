@@ -39,7 +39,7 @@
 //! $$m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
 //!   v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
 //! both started at zero. Unrolling, $m_t = (1-\beta_1)\sum_{s\le t}\beta_1^{t-s} g_s$,
-//! so for a constant gradient $\mathbb E[m_t] = (1-\beta_1^t)\,g$: the average is biased
+//! so for a constant gradient $\mathbb E\[m_t\] = (1-\beta_1^t)\,g$: the average is biased
 //! towards zero early on, and dividing by $1-\beta_1^t$ removes the bias
 //! (likewise for $v_t$):
 //! $$\hat m_t = \frac{m_t}{1-\beta_1^t}, \quad \hat v_t = \frac{v_t}{1-\beta_2^t}, \quad
