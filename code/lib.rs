@@ -8,7 +8,8 @@
 //! | 1 | Mathematical foundations | [`linalg`], [`info`], [`bayes`] |
 //! | 2 | Neural-network basics | [`autograd`], [`nn`] |
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
-//! | 4-13 | (being written) | |
+//! | 4 | CNN fundamentals | [`cnn`] |
+//! | 5-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
@@ -21,6 +22,7 @@ pub mod augment;
 pub mod autograd;
 pub mod bayes;
 pub mod book;
+pub mod cnn;
 pub mod data;
 pub mod experiments;
 pub mod info;

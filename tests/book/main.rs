@@ -10,5 +10,6 @@ mod ch02_perceptron;
 mod ch02_training;
 mod ch03_optim;
 mod ch03_regularization;
+mod ch04_cnn;
 mod data_io;
 mod integrity;

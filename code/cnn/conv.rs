@@ -1,0 +1,316 @@
+//! Convolution: the direct nested loops (the definition) and the [`Conv2d`] layer, which
+//! computes the same function by im2col and a matrix product (see the [module
+//! docs](super)).
+
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView4, Ix1, Ix4};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use super::im2col::{col2im, im2col};
+use super::{as_nchw, out_size};
+use crate::nn::{join, Layer, Mode, Module, Param};
+
+/// Panics with the shapes unless `x` `(n, c, h, w)`, `w` `(c_out, c, kh, kw)` and `b`
+/// `(c_out,)` fit together. Returns the output shape `(n, c_out, h_out, w_out)`.
+pub(crate) fn check_conv_shapes(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    b: &ArrayView1<f32>,
+    stride: usize,
+    padding: usize,
+) -> (usize, usize, usize, usize) {
+    let (n, c, h, wd) = x.dim();
+    let (co, ci, kh, kw) = w.dim();
+    assert!(
+        c == ci && b.len() == co,
+        "conv2d: input {:?}, weight {:?} and bias {:?} do not fit",
+        x.shape(),
+        w.shape(),
+        b.shape()
+    );
+    (
+        n,
+        co,
+        out_size(h, kh, stride, padding),
+        out_size(wd, kw, stride, padding),
+    )
+}
+
+/// The padded-input index `s * i + p - padding` if it falls inside `0..len`.
+#[inline]
+fn src(i: usize, p: usize, stride: usize, padding: usize, len: usize) -> Option<usize> {
+    (stride * i + p).checked_sub(padding).filter(|&v| v < len)
+}
+
+// ANCHOR: conv2d_direct
+/// The convolution as its definition: $y_{n,o,i,j} = b_o + \sum_{c,p,q} w_{o,c,p,q}\,
+/// \bar x_{n,c,si+p,sj+q}$, with $\bar x$ zero-padded by `padding`.
+///
+/// # Shapes
+/// - `x`: `(n, c_in, h, w)`, `w`: `(c_out, c_in, kh, kw)`, `b`: `(c_out,)`
+/// - output: `(n, c_out, h_out, w_out)`, `h_out = (h + 2 padding - kh) / stride + 1`
+pub fn conv2d_direct(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    b: &ArrayView1<f32>,
+    stride: usize,
+    padding: usize,
+) -> Array4<f32> {
+    let (n, co, ho, wo) = check_conv_shapes(x, w, b, stride, padding);
+    let (_, ci, h, wd) = x.dim();
+    let (_, _, kh, kw) = w.dim();
+    let mut y = Array4::zeros((n, co, ho, wo));
+    for s in 0..n {
+        for o in 0..co {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut acc = b[o];
+                    for c in 0..ci {
+                        for p in 0..kh {
+                            let Some(r) = src(i, p, stride, padding, h) else {
+                                continue;
+                            };
+                            for q in 0..kw {
+                                if let Some(t) = src(j, q, stride, padding, wd) {
+                                    acc += w[[o, c, p, q]] * x[[s, c, r, t]];
+                                }
+                            }
+                        }
+                    }
+                    y[[s, o, i, j]] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+// ANCHOR_END: conv2d_direct
+
+/// The gradients `(dx, dw, db)` of a convolution.
+pub type ConvGrads = (Array4<f32>, Array4<f32>, Array1<f32>);
+
+// ANCHOR: conv2d_direct_backward
+/// The backward pass of [`conv2d_direct`] as loops: every product
+/// $w_{o,c,p,q}\,\bar x_{n,c,si+p,sj+q}$ of the forward pass sends
+/// $\delta_{n,o,i,j}\,\bar x$ to the weight and $\delta_{n,o,i,j}\, w$ to the pixel.
+/// Returns `(dx, dw, db)`.
+///
+/// # Shapes
+/// - `x`: `(n, c_in, h, w)`, `w`: `(c_out, c_in, kh, kw)`,
+///   `dy`: `(n, c_out, h_out, w_out)`
+/// - `dx` like `x`, `dw` like `w`, `db`: `(c_out,)`
+pub fn conv2d_direct_backward(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    dy: &ArrayView4<f32>,
+    stride: usize,
+    padding: usize,
+) -> ConvGrads {
+    let zero_b = Array1::zeros(w.dim().0);
+    let out = check_conv_shapes(x, w, &zero_b.view(), stride, padding);
+    assert_eq!(
+        dy.dim(),
+        out,
+        "conv2d backward: dy {:?} vs output shape {out:?}",
+        dy.shape()
+    );
+    let (n, co, ho, wo) = out;
+    let (_, ci, h, wd) = x.dim();
+    let (_, _, kh, kw) = w.dim();
+    let mut dx = Array4::zeros(x.raw_dim());
+    let mut dw = Array4::zeros(w.raw_dim());
+    let mut db = Array1::zeros(co);
+    for s in 0..n {
+        for o in 0..co {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let d = dy[[s, o, i, j]];
+                    db[o] += d;
+                    for c in 0..ci {
+                        for p in 0..kh {
+                            let Some(r) = src(i, p, stride, padding, h) else {
+                                continue;
+                            };
+                            for q in 0..kw {
+                                if let Some(t) = src(j, q, stride, padding, wd) {
+                                    dw[[o, c, p, q]] += d * x[[s, c, r, t]];
+                                    dx[[s, c, r, t]] += d * w[[o, c, p, q]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+// ANCHOR_END: conv2d_direct_backward
+
+/// A 2-D convolution layer (cross-correlation, zero padding), computed by im2col + GEMM.
+///
+/// # Shapes
+/// - input `x`: `(n, c_in, h, w)`
+/// - output `y`: `(n, c_out, h_out, w_out)`, `h_out = (h + 2 padding - kh) / stride + 1`
+/// - `weight`: `(c_out, c_in, kh, kw)`, `bias`: `(c_out,)`
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// Weights, `(c_out, c_in, kh, kw)`.
+    pub weight: Param,
+    /// Bias, `(c_out,)`.
+    pub bias: Param,
+    /// Step between receptive fields, on both axes.
+    pub stride: usize,
+    /// Zeros added on each side of both spatial axes.
+    pub padding: usize,
+    /// Input shape and im2col matrix of the last forward.
+    cache: Option<((usize, usize, usize, usize), Array2<f32>)>,
+}
+
+impl Conv2d {
+    /// A `c_in -> c_out` convolution with a `(kh, kw)` kernel, He-normal weights
+    /// ($\sigma^2 = 2 / (c_\text{in} k_h k_w)$, the fan-in of one output) from `rng`,
+    /// zero bias.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: (usize, usize),
+        stride: usize,
+        padding: usize,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let fan_in = c_in * kernel.0 * kernel.1;
+        let std = (2.0 / fan_in as f32).sqrt();
+        let normal = Normal::new(0.0f32, std).expect("a finite, positive std");
+        let w = Array4::from_shape_fn((c_out, c_in, kernel.0, kernel.1), |_| {
+            normal.sample(rng)
+        });
+        Self::from_weights(w, Array1::zeros(c_out), stride, padding)
+    }
+
+    /// A layer with these weights `(c_out, c_in, kh, kw)` and bias `(c_out,)`.
+    pub fn from_weights(
+        weight: Array4<f32>,
+        bias: Array1<f32>,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        assert_eq!(
+            weight.dim().0,
+            bias.len(),
+            "Conv2d: weight {:?} and bias {:?} disagree on c_out",
+            weight.shape(),
+            bias.shape()
+        );
+        assert!(stride > 0, "Conv2d: stride must be positive");
+        Conv2d {
+            weight: Param::new(weight.into_dyn()),
+            bias: Param::new(bias.into_dyn()),
+            stride,
+            padding,
+            cache: None,
+        }
+    }
+
+    /// The weights as a 4-D view.
+    pub fn w(&self) -> ArrayView4<'_, f32> {
+        self.weight
+            .value
+            .view()
+            .into_dimensionality::<Ix4>()
+            .expect("weight is 4-D")
+    }
+
+    /// The bias as a 1-D view.
+    pub fn b(&self) -> ArrayView1<'_, f32> {
+        self.bias
+            .value
+            .view()
+            .into_dimensionality::<Ix1>()
+            .expect("bias is 1-D")
+    }
+
+    /// Input channels.
+    pub fn c_in(&self) -> usize {
+        self.weight.value.shape()[1]
+    }
+
+    /// Output channels.
+    pub fn c_out(&self) -> usize {
+        self.weight.value.shape()[0]
+    }
+
+    /// The weights as the `(c_out, c_in kh kw)` matrix $W_\text{mat}$.
+    fn w_mat(&self) -> Array2<f32> {
+        let co = self.c_out();
+        let k = self.weight.value.len() / co;
+        self.w()
+            .to_owned()
+            .into_shape_with_order((co, k))
+            .expect("contiguous weight")
+    }
+}
+
+impl Module for Conv2d {
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        f(&join(prefix, "weight"), &mut self.weight);
+        f(&join(prefix, "bias"), &mut self.bias);
+    }
+}
+
+// ANCHOR: conv2d_layer
+impl Layer for Conv2d {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let x = as_nchw(x, Some(self.c_in()), "Conv2d::forward");
+        let (n, co, ho, wo) =
+            check_conv_shapes(&x, &self.w(), &self.b(), self.stride, self.padding);
+        let (_, _, kh, kw) = self.w().dim();
+        let cols = im2col(&x, (kh, kw), self.stride, self.padding); // (n ho wo, c kh kw)
+        let y = cols.dot(&self.w_mat().t()) + self.b().insert_axis(ndarray::Axis(0));
+        self.cache = Some((x.dim(), cols));
+        // (n ho wo, c_out) -> (n, ho, wo, c_out) -> (n, c_out, ho, wo)
+        y.into_shape_with_order((n, ho, wo, co))
+            .expect("contiguous")
+            .permuted_axes([0, 3, 1, 2])
+            .as_standard_layout()
+            .into_owned()
+            .into_dyn()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let (x_dim, cols) = self
+            .cache
+            .as_ref()
+            .expect("Conv2d::backward called before forward");
+        let (n, _, h, wd) = *x_dim;
+        let (co, _, kh, kw) = self.w().dim();
+        let want = (
+            n,
+            co,
+            out_size(h, kh, self.stride, self.padding),
+            out_size(wd, kw, self.stride, self.padding),
+        );
+        let dy4 = match dy.view().into_dimensionality::<Ix4>() {
+            Ok(v) if v.dim() == want => v,
+            _ => panic!(
+                "Conv2d::backward: dy {:?} vs output shape {want:?}",
+                dy.shape()
+            ),
+        };
+        // (n, c_out, ho, wo) -> (n ho wo, c_out): the matrix Delta
+        let delta = dy4
+            .permuted_axes([0, 2, 3, 1])
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n * want.2 * want.3, co))
+            .expect("contiguous");
+        let dw = delta.t().dot(cols); // (c_out, c kh kw)
+        self.weight.grad += &dw
+            .into_shape_with_order(self.weight.value.raw_dim())
+            .expect("contiguous");
+        self.bias.grad += &delta.sum_axis(ndarray::Axis(0)).into_dyn();
+        let dcols = delta.dot(&self.w_mat()); // (n ho wo, c kh kw)
+        col2im(&dcols, *x_dim, (kh, kw), self.stride, self.padding).into_dyn()
+    }
+}
+// ANCHOR_END: conv2d_layer

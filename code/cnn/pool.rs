@@ -1,0 +1,302 @@
+//! Pooling and reshaping layers: [`MaxPool2d`], [`AvgPool2d`], [`GlobalAvgPool`],
+//! [`Flatten`]. None has parameters.
+
+use ndarray::{Array2, Array4, ArrayD, Axis, IxDyn};
+
+use super::{as_nchw, out_size};
+use crate::nn::{Layer, Mode, Module, Param};
+
+// ANCHOR: maxpool
+/// Max pooling over `kernel` windows moved by `stride` (no padding).
+///
+/// The backward pass routes each output gradient to the argmax of its window. **Ties**:
+/// when several entries of a window share the maximum, the first one in row-major order
+/// (smallest row, then smallest column) receives the whole gradient, as in PyTorch; the
+/// others get zero. (Any convex combination of the tied entries is a valid subgradient.)
+/// NaN entries are never selected. With overlapping windows (`stride < kernel`) an
+/// entry that is the maximum of several windows receives the sum of their gradients.
+///
+/// # Shapes
+/// - input: `(n, c, h, w)`
+/// - output: `(n, c, h_out, w_out)`, `h_out = (h - kh) / sh + 1`
+#[derive(Clone, Debug)]
+pub struct MaxPool2d {
+    /// Window `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// Step `(sh, sw)`.
+    pub stride: (usize, usize),
+    /// Input shape and, per output, the flat (row-major) input index of its argmax.
+    cache: Option<(Vec<usize>, Vec<usize>)>,
+}
+
+impl MaxPool2d {
+    /// Max pooling with this window and stride.
+    pub fn new(kernel: (usize, usize), stride: (usize, usize)) -> Self {
+        MaxPool2d {
+            kernel,
+            stride,
+            cache: None,
+        }
+    }
+}
+// ANCHOR_END: maxpool
+
+impl Module for MaxPool2d {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+/// The output shape of a pooling window over `(n, c, h, w)`.
+fn pool_out(
+    dim: (usize, usize, usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+) -> (usize, usize, usize, usize) {
+    let (n, c, h, w) = dim;
+    (
+        n,
+        c,
+        out_size(h, kernel.0, stride.0, 0),
+        out_size(w, kernel.1, stride.1, 0),
+    )
+}
+
+/// Panics with the shapes unless `dy` has shape `want`.
+fn expect_dy(dy: &ArrayD<f32>, want: &[usize], who: &str) {
+    assert_eq!(
+        dy.shape(),
+        want,
+        "{who}: dy {:?} vs output shape {want:?}",
+        dy.shape()
+    );
+}
+
+impl Layer for MaxPool2d {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let x4 = as_nchw(x, None, "MaxPool2d::forward");
+        let (n, c, h, w) = x4.dim();
+        let out = pool_out(x4.dim(), self.kernel, self.stride);
+        let (kh, kw) = self.kernel;
+        let mut y = Array4::zeros(out);
+        let mut arg = Vec::with_capacity(y.len());
+        for s in 0..n {
+            for ch in 0..c {
+                for i in 0..out.2 {
+                    for j in 0..out.3 {
+                        let (r0, c0) = (i * self.stride.0, j * self.stride.1);
+                        let (mut best, mut at) = (f32::NEG_INFINITY, (r0, c0));
+                        for r in r0..r0 + kh {
+                            for t in c0..c0 + kw {
+                                // Strict `>`: the first maximum wins ties.
+                                if x4[[s, ch, r, t]] > best {
+                                    best = x4[[s, ch, r, t]];
+                                    at = (r, t);
+                                }
+                            }
+                        }
+                        y[[s, ch, i, j]] = best;
+                        arg.push(((s * c + ch) * h + at.0) * w + at.1);
+                    }
+                }
+            }
+        }
+        self.cache = Some((x.shape().to_vec(), arg));
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let (shape, arg) = self
+            .cache
+            .as_ref()
+            .expect("MaxPool2d::backward called before forward");
+        let out = pool_out(
+            (shape[0], shape[1], shape[2], shape[3]),
+            self.kernel,
+            self.stride,
+        );
+        expect_dy(dy, &[out.0, out.1, out.2, out.3], "MaxPool2d::backward");
+        let mut dx = vec![0.0f32; shape.iter().product()];
+        for (&k, &d) in arg.iter().zip(dy.as_standard_layout().iter()) {
+            dx[k] += d;
+        }
+        ArrayD::from_shape_vec(IxDyn(shape), dx).expect("sizes match")
+    }
+}
+
+// ANCHOR: avgpool
+/// Average pooling over `kernel` windows moved by `stride` (no padding): every window's
+/// mean; the backward pass spreads $\delta / (k_h k_w)$ over the window.
+///
+/// # Shapes
+/// - input: `(n, c, h, w)`
+/// - output: `(n, c, h_out, w_out)`, `h_out = (h - kh) / sh + 1`
+#[derive(Clone, Debug)]
+pub struct AvgPool2d {
+    /// Window `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// Step `(sh, sw)`.
+    pub stride: (usize, usize),
+    in_shape: Option<(usize, usize, usize, usize)>,
+}
+
+impl AvgPool2d {
+    /// Average pooling with this window and stride.
+    pub fn new(kernel: (usize, usize), stride: (usize, usize)) -> Self {
+        AvgPool2d {
+            kernel,
+            stride,
+            in_shape: None,
+        }
+    }
+}
+// ANCHOR_END: avgpool
+
+impl Module for AvgPool2d {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+impl Layer for AvgPool2d {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let x4 = as_nchw(x, None, "AvgPool2d::forward");
+        let out = pool_out(x4.dim(), self.kernel, self.stride);
+        let (kh, kw) = self.kernel;
+        let scale = 1.0 / (kh * kw) as f32;
+        let y = Array4::from_shape_fn(out, |(s, ch, i, j)| {
+            let (r0, c0) = (i * self.stride.0, j * self.stride.1);
+            let mut acc = 0.0f32;
+            for r in r0..r0 + kh {
+                for t in c0..c0 + kw {
+                    acc += x4[[s, ch, r, t]];
+                }
+            }
+            acc * scale
+        });
+        self.in_shape = Some(x4.dim());
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let dim = self
+            .in_shape
+            .expect("AvgPool2d::backward called before forward");
+        let out = pool_out(dim, self.kernel, self.stride);
+        expect_dy(dy, &[out.0, out.1, out.2, out.3], "AvgPool2d::backward");
+        let (kh, kw) = self.kernel;
+        let scale = 1.0 / (kh * kw) as f32;
+        let mut dx = Array4::zeros(dim);
+        for ((s, ch, i, j), &d) in dy
+            .view()
+            .into_dimensionality::<ndarray::Ix4>()
+            .expect("4-D")
+            .indexed_iter()
+        {
+            let (r0, c0) = (i * self.stride.0, j * self.stride.1);
+            for r in r0..r0 + kh {
+                for t in c0..c0 + kw {
+                    dx[[s, ch, r, t]] += d * scale;
+                }
+            }
+        }
+        dx.into_dyn()
+    }
+}
+
+/// Global average pooling: the mean of each channel's `h × w` plane.
+///
+/// # Shapes
+/// - input: `(n, c, h, w)`
+/// - output: `(n, c)`
+#[derive(Clone, Debug, Default)]
+pub struct GlobalAvgPool {
+    in_shape: Option<(usize, usize, usize, usize)>,
+}
+
+impl GlobalAvgPool {
+    /// A global average pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Module for GlobalAvgPool {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+impl Layer for GlobalAvgPool {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let x4 = as_nchw(x, None, "GlobalAvgPool::forward");
+        let (n, c, h, w) = x4.dim();
+        let y = x4
+            .to_owned()
+            .into_shape_with_order((n, c, h * w))
+            .expect("standard layout")
+            .mean_axis(Axis(2))
+            .expect("h w > 0");
+        self.in_shape = Some((n, c, h, w));
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let (n, c, h, w) = self
+            .in_shape
+            .expect("GlobalAvgPool::backward called before forward");
+        expect_dy(dy, &[n, c], "GlobalAvgPool::backward");
+        let scale = 1.0 / (h * w) as f32;
+        Array4::from_shape_fn((n, c, h, w), |(s, ch, _, _)| dy[[s, ch]] * scale).into_dyn()
+    }
+}
+
+/// Flattens every sample: `(n, d1, d2, ...)` to `(n, d1 d2 ...)` in row-major order
+/// (for NCHW, channel by channel), the bridge from convolutions to [`Linear`] layers.
+///
+/// [`Linear`]: crate::nn::Linear
+///
+/// # Shapes
+/// - input: `(n, ...)` with at least one axis
+/// - output: `(n, product of the other axes)`
+#[derive(Clone, Debug, Default)]
+pub struct Flatten {
+    in_shape: Option<Vec<usize>>,
+}
+
+impl Flatten {
+    /// A flatten layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Module for Flatten {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+impl Layer for Flatten {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        assert!(
+            x.ndim() >= 1,
+            "Flatten::forward: expected (n, ...), got {:?}",
+            x.shape()
+        );
+        let n = x.shape()[0];
+        let d = x.shape()[1..].iter().product::<usize>();
+        self.in_shape = Some(x.shape().to_vec());
+        let y: Array2<f32> = x
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n, d))
+            .expect("standard layout");
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let shape = self
+            .in_shape
+            .as_ref()
+            .expect("Flatten::backward called before forward");
+        let want = [shape[0], shape[1..].iter().product::<usize>()];
+        expect_dy(dy, &want, "Flatten::backward");
+        dy.as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(shape))
+            .expect("sizes match")
+    }
+}

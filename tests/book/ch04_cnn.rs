@@ -1,0 +1,365 @@
+//! Chapter 4, convolution and pooling: the direct loops against im2col + GEMM, every
+//! gradient checked three ways (manual backward, finite differences, candle autograd
+//! in `F64`), the tie rule of max pooling and the shape errors.
+//!
+//! Tolerances: manual (`f32`) vs candle (`F64`) within `1e-5`; anything involving `f32`
+//! finite differences (step `h = 1e-2`) within `1e-3`; the two from-scratch
+//! convolutions (the same `f32` sums in a different order) within `1e-5`.
+
+use dlbook::cnn::candle_twin::{self, PoolKind};
+use dlbook::cnn::conv::{conv2d_direct, conv2d_direct_backward};
+use dlbook::cnn::im2col::{conv2d_im2col, conv2d_im2col_backward};
+use dlbook::cnn::{AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d};
+use dlbook::nn::gradcheck::{manual_grads, max_rel_error, numeric_grads, rel_error};
+use dlbook::nn::{Layer, Mode, Module};
+use ndarray::{Array1, Array4, ArrayD, IxDyn};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Finite-difference step for the `f32` layers.
+const H: f32 = 1e-2;
+
+fn randn(shape: &[usize], rng: &mut ChaCha8Rng) -> ArrayD<f32> {
+    ArrayD::from_shape_fn(IxDyn(shape), |_| StandardNormal.sample(rng))
+}
+
+/// A tensor whose entries are pairwise at least `0.05` apart (a shuffled grid), so that
+/// no finite-difference step of `h = 1e-2` changes which entry of a window is largest.
+fn distinct(shape: &[usize], rng: &mut ChaCha8Rng) -> ArrayD<f32> {
+    let n: usize = shape.iter().product();
+    let mut v: Vec<f32> = (0..n).map(|k| 0.05 * k as f32 - 0.025 * n as f32).collect();
+    v.shuffle(rng);
+    ArrayD::from_shape_vec(IxDyn(shape), v).expect("sizes match")
+}
+
+fn f64v(a: &ArrayD<f32>) -> ArrayD<f64> {
+    a.mapv(f64::from)
+}
+
+/// A convolution case: `(c_in, c_out, h, w, (kh, kw), stride, padding)`.
+type Case = (usize, usize, usize, usize, (usize, usize), usize, usize);
+
+/// Shapes, strides and paddings the checks sweep: square and rectangular kernels,
+/// 1x1 kernels, strides 1 to 3, paddings 0 to 2, inputs the stride does not divide.
+const CASES: [Case; 7] = [
+    (1, 1, 5, 5, (3, 3), 1, 0),
+    (2, 3, 7, 6, (3, 3), 1, 1),
+    (3, 2, 8, 8, (3, 3), 2, 1),
+    (2, 4, 9, 7, (2, 3), 2, 0),
+    (1, 2, 6, 6, (5, 5), 3, 2),
+    (2, 2, 5, 5, (1, 1), 1, 0),
+    (3, 2, 6, 5, (4, 2), 1, 2),
+];
+
+/// A seeded layer, input and output weights `r` for one case (batch of 2).
+fn conv_case(case: Case, seed: u64) -> (Conv2d, ArrayD<f32>, ArrayD<f32>) {
+    let (ci, co, h, w, k, s, p) = case;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut layer = Conv2d::new(ci, co, k, s, p, &mut rng);
+    // A non-zero bias, so its gradient path is exercised by the forward check too.
+    layer.bias.value = randn(&[co], &mut rng);
+    let x = randn(&[2, ci, h, w], &mut rng);
+    let y = layer.forward(&x, Mode::Eval);
+    let r = randn(y.shape(), &mut rng);
+    (layer, x, r)
+}
+
+// ANCHOR: direct_vs_im2col
+/// The largest relative disagreement between the direct loops and im2col + GEMM over
+/// [`CASES`], for the output and the three gradients `dx`, `dw`, `db`.
+fn direct_vs_im2col() -> f64 {
+    let mut worst = 0.0f64;
+    for (k, &case) in CASES.iter().enumerate() {
+        let (layer, x, r) = conv_case(case, k as u64);
+        let x4 = x.view().into_dimensionality().unwrap();
+        let r4 = r.view().into_dimensionality().unwrap();
+        let (w, b, s, p) = (layer.w(), layer.b(), layer.stride, layer.padding);
+        let y_direct = conv2d_direct(&x4, &w, &b, s, p).into_dyn();
+        let y_gemm = conv2d_im2col(&x4, &w, &b, s, p).into_dyn();
+        let g_direct = conv2d_direct_backward(&x4, &w, &r4, s, p);
+        let g_gemm = conv2d_im2col_backward(&x4, &w, &r4, s, p);
+        worst = worst
+            .max(rel_error(&f64v(&y_direct), &f64v(&y_gemm)))
+            .max(rel_error(
+                &f64v(&g_direct.0.into_dyn()),
+                &f64v(&g_gemm.0.into_dyn()),
+            ))
+            .max(rel_error(
+                &f64v(&g_direct.1.into_dyn()),
+                &f64v(&g_gemm.1.into_dyn()),
+            ))
+            .max(rel_error(
+                &f64v(&g_direct.2.into_dyn()),
+                &f64v(&g_gemm.2.into_dyn()),
+            ));
+    }
+    worst
+}
+// ANCHOR_END: direct_vs_im2col
+
+#[test]
+fn im2col_matches_direct_loops_forward_and_backward() {
+    let e = direct_vs_im2col();
+    eprintln!("direct vs im2col: {e:e}");
+    assert!(e < 1e-5, "direct vs im2col: {e:e}");
+}
+
+#[test]
+fn conv2d_layer_computes_the_im2col_function() {
+    for (k, &case) in CASES.iter().enumerate() {
+        let (mut layer, x, r) = conv_case(case, 100 + k as u64);
+        let y = layer.forward(&x, Mode::Train);
+        layer.zero_grad();
+        let dx = layer.backward(&r);
+        let x4 = x.view().into_dimensionality().unwrap();
+        let r4 = r.view().into_dimensionality().unwrap();
+        let (w, b, s, p) = (layer.w(), layer.b(), layer.stride, layer.padding);
+        let y_ref = conv2d_direct(&x4, &w, &b, s, p).into_dyn();
+        let (dx_ref, dw_ref, db_ref) = conv2d_direct_backward(&x4, &w, &r4, s, p);
+        assert!(rel_error(&f64v(&y), &f64v(&y_ref)) < 1e-5, "{case:?}: forward");
+        assert!(rel_error(&f64v(&dx), &f64v(&dx_ref.into_dyn())) < 1e-5);
+        assert!(rel_error(&f64v(&layer.weight.grad), &f64v(&dw_ref.into_dyn())) < 1e-5);
+        assert!(rel_error(&f64v(&layer.bias.grad), &f64v(&db_ref.into_dyn())) < 1e-5);
+    }
+}
+
+// ANCHOR: conv_three_ways
+/// The worst `(manual vs finite differences, manual vs candle, finite differences vs
+/// candle)` relative errors of the [`Conv2d`] gradients (input, weight, bias) over
+/// [`CASES`].
+fn conv_three_ways() -> (f64, f64, f64) {
+    let (mut a, mut b, mut c) = (0.0f64, 0.0f64, 0.0f64);
+    for (k, &case) in CASES.iter().enumerate() {
+        let (mut layer, x, r) = conv_case(case, 200 + k as u64);
+        let manual = manual_grads(&mut layer, &x, &r);
+        let numeric = numeric_grads(&mut layer, &x, &r, H);
+        let candle = candle_twin::conv2d_grads(&layer, &x, &r).expect("candle runs");
+        a = a.max(max_rel_error(&manual, &numeric));
+        b = b.max(max_rel_error(&manual, &candle));
+        c = c.max(max_rel_error(&numeric, &candle));
+    }
+    (a, b, c)
+}
+// ANCHOR_END: conv_three_ways
+
+fn assert_three_ways(who: &str, (a, b, c): (f64, f64, f64)) {
+    eprintln!("{who}: manual-fd {a:e}, manual-candle {b:e}, fd-candle {c:e}");
+    assert!(b < 1e-5, "{who}: manual vs candle {b:e}");
+    assert!(a < 1e-3, "{who}: manual vs finite differences {a:e}");
+    assert!(c < 1e-3, "{who}: finite differences vs candle {c:e}");
+}
+
+#[test]
+fn conv2d_gradients_agree_three_ways() {
+    assert_three_ways("Conv2d", conv_three_ways());
+}
+
+#[test]
+fn conv2d_forward_matches_candle() {
+    for (k, &case) in CASES.iter().enumerate() {
+        let (mut layer, x, _) = conv_case(case, 300 + k as u64);
+        let ours = f64v(&layer.forward(&x, Mode::Eval));
+        let theirs = candle_twin::conv2d_forward(&layer, &x).expect("candle runs");
+        let e = rel_error(&ours, &theirs);
+        assert!(e < 1e-5, "{case:?}: {e:e}");
+    }
+}
+
+/// Pooling cases: `(h, w, kernel, stride)`: non-overlapping, overlapping, rectangular,
+/// and a stride that does not divide the input.
+const POOLS: [(usize, usize, (usize, usize), (usize, usize)); 4] = [
+    (6, 6, (2, 2), (2, 2)),
+    (7, 7, (3, 3), (2, 2)),
+    (5, 8, (2, 3), (1, 2)),
+    (7, 5, (3, 2), (3, 2)),
+];
+
+// ANCHOR: pool_three_ways
+/// The worst three-way errors of a pooling layer's input gradient over [`POOLS`], on
+/// inputs with well-separated entries (see `distinct`).
+fn pool_three_ways(kind: PoolKind) -> (f64, f64, f64) {
+    let (mut a, mut b, mut c) = (0.0f64, 0.0f64, 0.0f64);
+    for (k, &(h, w, kernel, stride)) in POOLS.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(400 + k as u64);
+        let x = distinct(&[2, 3, h, w], &mut rng);
+        let mut layer: Box<dyn Layer> = match kind {
+            PoolKind::Max => Box::new(MaxPool2d::new(kernel, stride)),
+            PoolKind::Avg => Box::new(AvgPool2d::new(kernel, stride)),
+        };
+        let r = randn(layer.forward(&x, Mode::Eval).shape(), &mut rng);
+        let manual = manual_grads(layer.as_mut(), &x, &r);
+        let numeric = numeric_grads(layer.as_mut(), &x, &r, H);
+        let candle = candle_twin::pool_grads(kind, kernel, stride, &x, &r).expect("runs");
+        a = a.max(max_rel_error(&manual, &numeric));
+        b = b.max(max_rel_error(&manual, &candle));
+        c = c.max(max_rel_error(&numeric, &candle));
+    }
+    (a, b, c)
+}
+// ANCHOR_END: pool_three_ways
+
+#[test]
+fn max_pool_gradients_agree_three_ways() {
+    assert_three_ways("MaxPool2d", pool_three_ways(PoolKind::Max));
+}
+
+#[test]
+fn avg_pool_gradients_agree_three_ways() {
+    assert_three_ways("AvgPool2d", pool_three_ways(PoolKind::Avg));
+}
+
+#[test]
+fn global_avg_pool_and_flatten_gradients_agree_three_ways() {
+    let mut rng = ChaCha8Rng::seed_from_u64(500);
+    let x = randn(&[2, 3, 4, 5], &mut rng);
+    let r = randn(&[2, 3], &mut rng);
+    let mut gap = GlobalAvgPool::new();
+    let manual = manual_grads(&mut gap, &x, &r);
+    let numeric = numeric_grads(&mut gap, &x, &r, H);
+    let candle = candle_twin::global_avg_pool_grads(&x, &r).expect("runs");
+    assert_three_ways(
+        "GlobalAvgPool",
+        (
+            max_rel_error(&manual, &numeric),
+            max_rel_error(&manual, &candle),
+            max_rel_error(&numeric, &candle),
+        ),
+    );
+    let r = randn(&[2, 60], &mut rng);
+    let mut flat = Flatten::new();
+    let manual = manual_grads(&mut flat, &x, &r);
+    let numeric = numeric_grads(&mut flat, &x, &r, H);
+    let candle = candle_twin::flatten_grads(&x, &r).expect("runs");
+    assert_three_ways(
+        "Flatten",
+        (
+            max_rel_error(&manual, &numeric),
+            max_rel_error(&manual, &candle),
+            max_rel_error(&numeric, &candle),
+        ),
+    );
+}
+
+#[test]
+fn pool_forwards_match_candle_builtins() {
+    for (k, &(h, w, kernel, stride)) in POOLS.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(600 + k as u64);
+        let x = randn(&[2, 3, h, w], &mut rng);
+        let y_max = MaxPool2d::new(kernel, stride).forward(&x, Mode::Eval);
+        let y_avg = AvgPool2d::new(kernel, stride).forward(&x, Mode::Eval);
+        let r = randn(y_max.shape(), &mut rng);
+        let (c_max, _) = candle_twin::max_pool_builtin(kernel, stride, &x, &r).unwrap();
+        let (c_avg, _) = candle_twin::avg_pool_builtin(kernel, stride, &x, &r).unwrap();
+        assert_eq!(rel_error(&f64v(&y_max), &c_max), 0.0, "max {kernel:?} {stride:?}");
+        let e = rel_error(&f64v(&y_avg), &c_avg);
+        assert!(e < 1e-6, "avg {kernel:?} {stride:?}: {e:e}");
+    }
+}
+
+/// Candle 0.11's built-in pooling backward, measured against ours: average pooling
+/// agrees; max pooling returns our gradient divided by the window size $k_h k_w$ (it
+/// multiplies the routed gradient by the *fraction* of maxima in the window instead of
+/// dividing by their count); both refuse overlapping windows. This is why the
+/// three-way checks use [`candle_twin::pool_grads`].
+#[test]
+fn candle_builtin_max_pool_backward_is_scaled_by_one_over_the_window() {
+    for (k, &(h, w, kernel, stride)) in [(6, 6, (2, 2), (2, 2)), (6, 4, (3, 2), (3, 2))]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(700 + k as u64);
+        let x = distinct(&[2, 3, h, w], &mut rng);
+        let mut mp = MaxPool2d::new(kernel, stride);
+        let r = randn(mp.forward(&x, Mode::Eval).shape(), &mut rng);
+        let ours_max = f64v(&mp.backward(&r));
+        let mut ap = AvgPool2d::new(kernel, stride);
+        ap.forward(&x, Mode::Eval);
+        let ours_avg = f64v(&ap.backward(&r));
+        let (_, c_max) = candle_twin::max_pool_builtin(kernel, stride, &x, &r).unwrap();
+        let (_, c_avg) = candle_twin::avg_pool_builtin(kernel, stride, &x, &r).unwrap();
+        let window = (kernel.0 * kernel.1) as f64;
+        let c_max = c_max.expect("stride == kernel has a backward");
+        assert!(rel_error(&ours_avg, &c_avg.expect("backward")) < 1e-6);
+        assert!(rel_error(&ours_max, &c_max) > 0.5, "{kernel:?}: candle is off");
+        let e = rel_error(&(&ours_max / window), &c_max);
+        assert!(e < 1e-6, "{kernel:?}: candle = ours / (kh kw) up to {e:e}");
+    }
+    let x = randn(&[1, 1, 7, 7], &mut ChaCha8Rng::seed_from_u64(710));
+    let r = ArrayD::zeros(IxDyn(&[1, 1, 3, 3]));
+    let (_, c_max) = candle_twin::max_pool_builtin((3, 3), (2, 2), &x, &r).unwrap();
+    let (_, c_avg) = candle_twin::avg_pool_builtin((3, 3), (2, 2), &x, &r).unwrap();
+    assert!(c_max.is_err() && c_avg.is_err(), "overlapping windows: no backward");
+}
+
+#[test]
+fn max_pool_ties_route_to_the_first_maximum() {
+    // Every window of a constant input is one big tie.
+    let x = ArrayD::from_elem(IxDyn(&[1, 1, 4, 4]), 1.0f32);
+    let mut pool = MaxPool2d::new((2, 2), (2, 2));
+    let y = pool.forward(&x, Mode::Eval);
+    let dx = pool.backward(&ArrayD::from_elem(y.raw_dim(), 1.0f32));
+    for ((_, _, r, c), &g) in dx.view().into_dimensionality::<ndarray::Ix4>().unwrap().indexed_iter() {
+        let first = r % 2 == 0 && c % 2 == 0;
+        assert_eq!(g, if first { 1.0 } else { 0.0 }, "at ({r}, {c})");
+    }
+}
+
+#[test]
+fn conv2d_gradients_accumulate() {
+    let (mut layer, x, r) = conv_case(CASES[2], 800);
+    layer.zero_grad();
+    layer.forward(&x, Mode::Train);
+    let dx1 = layer.backward(&r);
+    let once = layer.weight.grad.clone();
+    layer.forward(&x, Mode::Train);
+    let dx2 = layer.backward(&r);
+    assert_eq!(dx1, dx2, "dx does not accumulate");
+    let e = rel_error(&f64v(&layer.weight.grad), &f64v(&(&once * 2.0)));
+    assert!(e < 1e-6, "weight gradient accumulates: {e:e}");
+}
+
+#[test]
+fn conv2d_he_init_has_the_fan_in_std() {
+    let mut rng = ChaCha8Rng::seed_from_u64(900);
+    let layer = Conv2d::new(16, 64, (3, 3), 1, 1, &mut rng);
+    let w = &layer.weight.value;
+    let std = (w.mapv(|v| v * v).sum() / w.len() as f32).sqrt();
+    let want = (2.0f32 / (16.0 * 9.0)).sqrt();
+    assert!((std / want - 1.0).abs() < 0.05, "std {std} vs {want}");
+    assert_eq!(w.shape(), &[64, 16, 3, 3]);
+    assert!(layer.bias.value.iter().all(|&b| b == 0.0));
+}
+
+#[test]
+#[should_panic(expected = "Conv2d::forward: expected input (n, 3, h, w), got [2, 2, 5, 5]")]
+fn conv2d_wrong_channels_panics_naming_shapes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut layer = Conv2d::new(3, 4, (3, 3), 1, 0, &mut rng);
+    layer.forward(&ArrayD::zeros(IxDyn(&[2, 2, 5, 5])), Mode::Eval);
+}
+
+#[test]
+#[should_panic(expected = "Conv2d::backward: dy [2, 4, 4, 4] vs output shape (2, 4, 3, 3)")]
+fn conv2d_wrong_dy_panics_naming_shapes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut layer = Conv2d::new(3, 4, (3, 3), 1, 0, &mut rng);
+    layer.forward(&ArrayD::zeros(IxDyn(&[2, 3, 5, 5])), Mode::Eval);
+    layer.backward(&ArrayD::zeros(IxDyn(&[2, 4, 4, 4])));
+}
+
+#[test]
+#[should_panic(expected = "conv2d: input [1, 2, 5, 5], weight [4, 3, 3, 3] and bias [4]")]
+fn conv2d_direct_mismatch_panics_naming_shapes() {
+    let x = Array4::<f32>::zeros((1, 2, 5, 5));
+    let w = Array4::<f32>::zeros((4, 3, 3, 3));
+    let b = Array1::<f32>::zeros(4);
+    conv2d_direct(&x.view(), &w.view(), &b.view(), 1, 0);
+}
+
+#[test]
+#[should_panic(expected = "MaxPool2d::forward: expected input (n, c, h, w), got [2, 9]")]
+fn pool_on_a_matrix_panics_naming_shapes() {
+    MaxPool2d::new((2, 2), (2, 2)).forward(&ArrayD::zeros(IxDyn(&[2, 9])), Mode::Eval);
+}
