@@ -43,12 +43,11 @@ fn conv(x: &Tensor, w: &Tensor, b: &Tensor, layer: &Conv2d) -> Result<Tensor> {
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
     let (s, p) = (layer.stride, layer.padding);
-    let (ho, wo) = (
-        super::out_size(h, kh, s, p),
-        super::out_size(wd, kw, s, p),
-    );
+    let (ho, wo) = (super::out_size(h, kh, s, p), super::out_size(wd, kw, s, p));
     let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-    let xp = xp.narrow(2, 0, (ho - 1) * s + kh)?.narrow(3, 0, (wo - 1) * s + kw)?;
+    let xp = xp
+        .narrow(2, 0, (ho - 1) * s + kh)?
+        .narrow(3, 0, (wo - 1) * s + kw)?;
     let y = xp.conv2d(w, 0, s, 1, 1)?;
     Ok(y.broadcast_add(&b.reshape((1, layer.c_out(), 1, 1))?)?)
 }
@@ -60,7 +59,10 @@ pub fn conv2d_grads(layer: &Conv2d, x: &ArrayD<f32>, r: &ArrayD<f32>) -> Result<
     let w = Var::from_tensor(&to_tensor(&layer.weight.value, DType::F64)?)?;
     let b = Var::from_tensor(&to_tensor(&layer.bias.value, DType::F64)?)?;
     let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
-    let loss = contract(&conv(xv.as_tensor(), w.as_tensor(), b.as_tensor(), layer)?, r)?;
+    let loss = contract(
+        &conv(xv.as_tensor(), w.as_tensor(), b.as_tensor(), layer)?,
+        r,
+    )?;
     let g = loss.backward()?;
     Ok(Grads {
         dx: grad_of(&g, &xv)?,
@@ -74,7 +76,11 @@ pub fn conv2d_grads(layer: &Conv2d, x: &ArrayD<f32>, r: &ArrayD<f32>) -> Result<
 
 /// The pooling windows of `x` `(n, c, h, w)` stacked on a new last axis:
 /// `(n, c, h_out, w_out, kh kw)`, gathered with `index_select` so any stride works.
-pub fn windows(x: &Tensor, kernel: (usize, usize), stride: (usize, usize)) -> Result<Tensor> {
+pub fn windows(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let ho = super::out_size(h, kernel.0, stride.0, 0);
     let wo = super::out_size(w, kernel.1, stride.1, 0);

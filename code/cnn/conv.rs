@@ -147,6 +147,9 @@ pub fn conv2d_direct_backward(
 }
 // ANCHOR_END: conv2d_direct_backward
 
+/// An NCHW shape `(n, c, h, w)`.
+pub type Nchw = (usize, usize, usize, usize);
+
 /// A 2-D convolution layer (cross-correlation, zero padding), computed by im2col + GEMM.
 ///
 /// # Shapes
@@ -164,7 +167,7 @@ pub struct Conv2d {
     /// Zeros added on each side of both spatial axes.
     pub padding: usize,
     /// Input shape and im2col matrix of the last forward.
-    cache: Option<((usize, usize, usize, usize), Array2<f32>)>,
+    cache: Option<(Nchw, Array2<f32>)>,
 }
 
 impl Conv2d {

@@ -32,7 +32,8 @@ pub fn im2col(
                 let mut row = cols.row_mut((s * ho + i) * wo + j);
                 for ch in 0..c {
                     for p in 0..kh {
-                        let Some(r) = (stride * i + p).checked_sub(padding).filter(|&r| r < h)
+                        let Some(r) =
+                            (stride * i + p).checked_sub(padding).filter(|&r| r < h)
                         else {
                             continue; // a padding row: stays zero
                         };
@@ -85,7 +86,8 @@ pub fn col2im(
                 let row = cols.row((s * ho + i) * wo + j);
                 for ch in 0..c {
                     for p in 0..kh {
-                        let Some(r) = (stride * i + p).checked_sub(padding).filter(|&r| r < h)
+                        let Some(r) =
+                            (stride * i + p).checked_sub(padding).filter(|&r| r < h)
                         else {
                             continue;
                         };

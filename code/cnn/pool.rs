@@ -241,7 +241,8 @@ impl Layer for GlobalAvgPool {
             .expect("GlobalAvgPool::backward called before forward");
         expect_dy(dy, &[n, c], "GlobalAvgPool::backward");
         let scale = 1.0 / (h * w) as f32;
-        Array4::from_shape_fn((n, c, h, w), |(s, ch, _, _)| dy[[s, ch]] * scale).into_dyn()
+        Array4::from_shape_fn((n, c, h, w), |(s, ch, _, _)| dy[[s, ch]] * scale)
+            .into_dyn()
     }
 }
 

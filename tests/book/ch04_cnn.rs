@@ -118,7 +118,10 @@ fn conv2d_layer_computes_the_im2col_function() {
         let (w, b, s, p) = (layer.w(), layer.b(), layer.stride, layer.padding);
         let y_ref = conv2d_direct(&x4, &w, &b, s, p).into_dyn();
         let (dx_ref, dw_ref, db_ref) = conv2d_direct_backward(&x4, &w, &r4, s, p);
-        assert!(rel_error(&f64v(&y), &f64v(&y_ref)) < 1e-5, "{case:?}: forward");
+        assert!(
+            rel_error(&f64v(&y), &f64v(&y_ref)) < 1e-5,
+            "{case:?}: forward"
+        );
         assert!(rel_error(&f64v(&dx), &f64v(&dx_ref.into_dyn())) < 1e-5);
         assert!(rel_error(&f64v(&layer.weight.grad), &f64v(&dw_ref.into_dyn())) < 1e-5);
         assert!(rel_error(&f64v(&layer.bias.grad), &f64v(&db_ref.into_dyn())) < 1e-5);
@@ -167,9 +170,12 @@ fn conv2d_forward_matches_candle() {
     }
 }
 
+/// A pooling case: `(h, w, kernel, stride)`.
+type PoolCase = (usize, usize, (usize, usize), (usize, usize));
+
 /// Pooling cases: `(h, w, kernel, stride)`: non-overlapping, overlapping, rectangular,
 /// and a stride that does not divide the input.
-const POOLS: [(usize, usize, (usize, usize), (usize, usize)); 4] = [
+const POOLS: [PoolCase; 4] = [
     (6, 6, (2, 2), (2, 2)),
     (7, 7, (3, 3), (2, 2)),
     (5, 8, (2, 3), (1, 2)),
@@ -252,7 +258,11 @@ fn pool_forwards_match_candle_builtins() {
         let r = randn(y_max.shape(), &mut rng);
         let (c_max, _) = candle_twin::max_pool_builtin(kernel, stride, &x, &r).unwrap();
         let (c_avg, _) = candle_twin::avg_pool_builtin(kernel, stride, &x, &r).unwrap();
-        assert_eq!(rel_error(&f64v(&y_max), &c_max), 0.0, "max {kernel:?} {stride:?}");
+        assert_eq!(
+            rel_error(&f64v(&y_max), &c_max),
+            0.0,
+            "max {kernel:?} {stride:?}"
+        );
         let e = rel_error(&f64v(&y_avg), &c_avg);
         assert!(e < 1e-6, "avg {kernel:?} {stride:?}: {e:e}");
     }
@@ -282,7 +292,10 @@ fn candle_builtin_max_pool_backward_is_scaled_by_one_over_the_window() {
         let window = (kernel.0 * kernel.1) as f64;
         let c_max = c_max.expect("stride == kernel has a backward");
         assert!(rel_error(&ours_avg, &c_avg.expect("backward")) < 1e-6);
-        assert!(rel_error(&ours_max, &c_max) > 0.5, "{kernel:?}: candle is off");
+        assert!(
+            rel_error(&ours_max, &c_max) > 0.5,
+            "{kernel:?}: candle is off"
+        );
         let e = rel_error(&(&ours_max / window), &c_max);
         assert!(e < 1e-6, "{kernel:?}: candle = ours / (kh kw) up to {e:e}");
     }
@@ -290,7 +303,10 @@ fn candle_builtin_max_pool_backward_is_scaled_by_one_over_the_window() {
     let r = ArrayD::zeros(IxDyn(&[1, 1, 3, 3]));
     let (_, c_max) = candle_twin::max_pool_builtin((3, 3), (2, 2), &x, &r).unwrap();
     let (_, c_avg) = candle_twin::avg_pool_builtin((3, 3), (2, 2), &x, &r).unwrap();
-    assert!(c_max.is_err() && c_avg.is_err(), "overlapping windows: no backward");
+    assert!(
+        c_max.is_err() && c_avg.is_err(),
+        "overlapping windows: no backward"
+    );
 }
 
 #[test]
@@ -300,7 +316,12 @@ fn max_pool_ties_route_to_the_first_maximum() {
     let mut pool = MaxPool2d::new((2, 2), (2, 2));
     let y = pool.forward(&x, Mode::Eval);
     let dx = pool.backward(&ArrayD::from_elem(y.raw_dim(), 1.0f32));
-    for ((_, _, r, c), &g) in dx.view().into_dimensionality::<ndarray::Ix4>().unwrap().indexed_iter() {
+    for ((_, _, r, c), &g) in dx
+        .view()
+        .into_dimensionality::<ndarray::Ix4>()
+        .unwrap()
+        .indexed_iter()
+    {
         let first = r % 2 == 0 && c % 2 == 0;
         assert_eq!(g, if first { 1.0 } else { 0.0 }, "at ({r}, {c})");
     }
@@ -333,7 +354,9 @@ fn conv2d_he_init_has_the_fan_in_std() {
 }
 
 #[test]
-#[should_panic(expected = "Conv2d::forward: expected input (n, 3, h, w), got [2, 2, 5, 5]")]
+#[should_panic(
+    expected = "Conv2d::forward: expected input (n, 3, h, w), got [2, 2, 5, 5]"
+)]
 fn conv2d_wrong_channels_panics_naming_shapes() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut layer = Conv2d::new(3, 4, (3, 3), 1, 0, &mut rng);
@@ -341,7 +364,9 @@ fn conv2d_wrong_channels_panics_naming_shapes() {
 }
 
 #[test]
-#[should_panic(expected = "Conv2d::backward: dy [2, 4, 4, 4] vs output shape (2, 4, 3, 3)")]
+#[should_panic(
+    expected = "Conv2d::backward: dy [2, 4, 4, 4] vs output shape (2, 4, 3, 3)"
+)]
 fn conv2d_wrong_dy_panics_naming_shapes() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut layer = Conv2d::new(3, 4, (3, 3), 1, 0, &mut rng);
