@@ -33,13 +33,14 @@ pub fn conv2d_forward(layer: &Conv2d, x: &ArrayD<f32>) -> Result<ArrayD<f64>> {
     to_array(&y)
 }
 
-/// The convolution in candle. The padding is applied explicitly and the rows and columns
+/// The convolution of `x` with weights `w` and bias `b` in candle, with the stride and
+/// padding of `layer` (whose own weights are not used). The padding is applied explicitly and the rows and columns
 /// that no receptive field reaches (when the stride does not divide the padded input)
 /// are cut off before calling `conv2d` with zero padding: the same function, but it
 /// sidesteps a limitation of candle 0.11's `conv2d` backward, which derives the
 /// `output_padding` of its transposed convolution from the height alone and so fails
 /// ("shape mismatch in add") when the two axes leave different remainders.
-fn conv(x: &Tensor, w: &Tensor, b: &Tensor, layer: &Conv2d) -> Result<Tensor> {
+pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, layer: &Conv2d) -> Result<Tensor> {
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
     let (s, p) = (layer.stride, layer.padding);

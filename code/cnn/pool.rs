@@ -38,6 +38,13 @@ impl MaxPool2d {
             cache: None,
         }
     }
+
+    /// For each output of the last forward pass (in row-major order), the flat row-major
+    /// index into the input of the entry its gradient is routed to; `None` before any
+    /// forward pass.
+    pub fn argmax(&self) -> Option<&[usize]> {
+        self.cache.as_ref().map(|(_, arg)| arg.as_slice())
+    }
 }
 // ANCHOR_END: maxpool
 

@@ -6,12 +6,17 @@
 //! finite differences (step `h = 1e-2`) within `1e-3`; the two from-scratch
 //! convolutions (the same `f32` sums in a different order) within `1e-5`.
 
+use candle_core::{DType, Var, D};
 use dlbook::cnn::candle_twin::{self, PoolKind};
 use dlbook::cnn::conv::{conv2d_direct, conv2d_direct_backward};
 use dlbook::cnn::im2col::{conv2d_im2col, conv2d_im2col_backward};
 use dlbook::cnn::{AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d};
+use dlbook::nn::activation::{Activation, ActivationLayer};
+use dlbook::nn::candle_twin::{to_array, to_tensor};
+use dlbook::nn::gradcheck::Grads;
 use dlbook::nn::gradcheck::{manual_grads, max_rel_error, numeric_grads, rel_error};
-use dlbook::nn::{Layer, Mode, Module};
+use dlbook::nn::linear::{Init, Linear};
+use dlbook::nn::{Layer, Mode, Module, Sequential};
 use ndarray::{Array1, Array4, ArrayD, IxDyn};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -387,4 +392,174 @@ fn conv2d_direct_mismatch_panics_naming_shapes() {
 #[should_panic(expected = "MaxPool2d::forward: expected input (n, c, h, w), got [2, 9]")]
 fn pool_on_a_matrix_panics_naming_shapes() {
     MaxPool2d::new((2, 2), (2, 2)).forward(&ArrayD::zeros(IxDyn(&[2, 9])), Mode::Eval);
+}
+
+/// A small CNN: conv 1->3 (3x3, padding 1), tanh, `pool` 2x2, conv 3->4 (3x3,
+/// stride 2), tanh, global average pool, linear 4->5.
+fn small_cnn(pool: PoolKind, seed: u64) -> Sequential {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut net = Sequential::new();
+    net.push(Conv2d::new(1, 3, (3, 3), 1, 1, &mut rng));
+    net.push(ActivationLayer::new(Activation::Tanh));
+    match pool {
+        PoolKind::Max => net.push(MaxPool2d::new((2, 2), (2, 2))),
+        PoolKind::Avg => net.push(AvgPool2d::new((2, 2), (2, 2))),
+    }
+    net.push(Conv2d::new(3, 4, (3, 3), 2, 0, &mut rng));
+    net.push(ActivationLayer::new(Activation::Tanh));
+    net.push(GlobalAvgPool::new());
+    net.push(Linear::new(4, 5, Init::Xavier, &mut rng));
+    net
+}
+
+/// The same network in candle (`F64`), on copies of `net`'s weights: the gradients of
+/// $\langle \mathrm{net}(x), r\rangle$ for the input and every parameter.
+fn small_cnn_candle(
+    pool: PoolKind,
+    net: &mut Sequential,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+) -> Grads {
+    let mut vars = vec![];
+    net.visit_params("", &mut |name, p| {
+        let v = Var::from_tensor(&to_tensor(&p.value, DType::F64).unwrap()).unwrap();
+        vars.push((name.to_string(), v));
+    });
+    let t = |k: usize| vars[k].1.as_tensor();
+    // Only the strides and paddings of these two are used.
+    let conv1 = Conv2d::new(1, 3, (3, 3), 1, 1, &mut ChaCha8Rng::seed_from_u64(0));
+    let conv2 = Conv2d::new(3, 4, (3, 3), 2, 0, &mut ChaCha8Rng::seed_from_u64(0));
+    let xv = Var::from_tensor(&to_tensor(x, DType::F64).unwrap()).unwrap();
+    let h = candle_twin::conv(xv.as_tensor(), t(0), t(1), &conv1)
+        .unwrap()
+        .tanh()
+        .unwrap();
+    let win = candle_twin::windows(&h, (2, 2), (2, 2)).unwrap();
+    let h = match pool {
+        PoolKind::Max => win.max(D::Minus1).unwrap(),
+        PoolKind::Avg => win.mean(D::Minus1).unwrap(),
+    };
+    let h = candle_twin::conv(&h, t(2), t(3), &conv2)
+        .unwrap()
+        .tanh()
+        .unwrap();
+    let h = h.mean(D::Minus1).unwrap().mean(D::Minus1).unwrap(); // (n, 4)
+    let y = h
+        .matmul(&t(4).t().unwrap())
+        .unwrap()
+        .broadcast_add(t(5))
+        .unwrap();
+    let loss = (y * to_tensor(r, DType::F64).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let g = loss.backward().unwrap();
+    let grad = |v: &Var| to_array(g.get(v).expect("a gradient")).unwrap();
+    Grads {
+        dx: grad(&xv),
+        params: vars.iter().map(|(n, v)| (n.clone(), grad(v))).collect(),
+    }
+}
+
+// ANCHOR: small_cnn_three_ways
+/// Per seed (3 seeds), the three-way errors `(manual vs finite differences, manual vs
+/// candle, finite differences vs candle)` of the gradients of a whole small CNN (input
+/// and all six parameter tensors) with `pool` as its pooling layer.
+fn small_cnn_three_ways(pool: PoolKind) -> Vec<(f64, f64, f64)> {
+    (0..3)
+        .map(|seed| {
+            let mut net = small_cnn(pool, 1000 + seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(2000 + seed);
+            let x = randn(&[2, 1, 8, 8], &mut rng);
+            let r = randn(&[2, 5], &mut rng);
+            let manual = manual_grads(&mut net, &x, &r);
+            let numeric = numeric_grads(&mut net, &x, &r, H);
+            let candle = small_cnn_candle(pool, &mut net, &x, &r);
+            (
+                max_rel_error(&manual, &numeric),
+                max_rel_error(&manual, &candle),
+                max_rel_error(&numeric, &candle),
+            )
+        })
+        .collect()
+}
+// ANCHOR_END: small_cnn_three_ways
+
+#[test]
+fn small_cnn_with_avg_pool_gradients_agree_three_ways() {
+    for (seed, errs) in small_cnn_three_ways(PoolKind::Avg).into_iter().enumerate() {
+        assert_three_ways(&format!("small CNN (avg pool), seed {seed}"), errs);
+    }
+}
+
+/// With max pooling inside the network, manual backprop and candle still agree, but a
+/// finite-difference step of a first-layer weight moves the pooled activations enough
+/// to change some window's argmax on some seeds: the function has a kink there and the
+/// difference quotient measures a jump, not the gradient. For every seed where the two
+/// disagree, the test finds the first-layer weight with the largest disagreement and
+/// checks that stepping it by `+h` and by `-h` selects different argmaxes.
+#[test]
+fn small_cnn_with_max_pool_agrees_with_candle_but_finite_differences_hit_kinks() {
+    let errs = small_cnn_three_ways(PoolKind::Max);
+    for (seed, &(a, b, c)) in errs.iter().enumerate() {
+        eprintln!("small CNN (max pool), seed {seed}: {a:e} {b:e} {c:e}");
+        assert!(b < 1e-5, "seed {seed}: manual vs candle {b:e}");
+    }
+    assert!(
+        errs.iter().any(|&(a, _, _)| a < 1e-3),
+        "some seed has no argmax flip"
+    );
+    assert!(
+        errs.iter().any(|&(a, _, c)| a > 1e-2 && c > 1e-2),
+        "some seed's finite differences cross a kink"
+    );
+    for (seed, &(a, _, _)) in errs.iter().enumerate() {
+        if a > 1e-3 {
+            assert!(
+                argmax_flips(seed as u64),
+                "seed {seed}: no argmax flip explains {a:e}"
+            );
+        }
+    }
+}
+
+/// Whether stepping the first-layer weight with the largest manual-vs-finite-difference
+/// disagreement by `+H` and `-H` changes the max pool's argmaxes (seed as in
+/// [`small_cnn_three_ways`]).
+fn argmax_flips(seed: u64) -> bool {
+    let mut net = small_cnn(PoolKind::Max, 1000 + seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(2000 + seed);
+    let x = randn(&[2, 1, 8, 8], &mut rng);
+    let r = randn(&[2, 5], &mut rng);
+    let manual = manual_grads(&mut net, &x, &r);
+    let numeric = numeric_grads(&mut net, &x, &r, H);
+    let (name, g_manual) = &manual.params[0];
+    assert_eq!(name, "layers.0.weight");
+    let diff = g_manual - &numeric.params[0].1;
+    let worst = diff
+        .iter()
+        .enumerate()
+        .fold(
+            (0, 0.0f64),
+            |m, (i, d)| if d.abs() > m.1 { (i, d.abs()) } else { m },
+        )
+        .0;
+    let (mut w0, mut b0) = (ArrayD::zeros(IxDyn(&[0])), ArrayD::zeros(IxDyn(&[0])));
+    net.visit_params("", &mut |n, p| match n {
+        "layers.0.weight" => w0 = p.value.clone(),
+        "layers.0.bias" => b0 = p.value.clone(),
+        _ => {}
+    });
+    let routes = |step: f32| {
+        let mut w = w0.clone();
+        w.as_slice_memory_order_mut().unwrap()[worst] += step;
+        let w4 = w.into_dimensionality().unwrap();
+        let b1 = b0.clone().into_dimensionality().unwrap();
+        let mut conv = Conv2d::from_weights(w4, b1, 1, 1);
+        let h = conv.forward(&x, Mode::Eval).mapv(f32::tanh);
+        let mut pool = MaxPool2d::new((2, 2), (2, 2));
+        pool.forward(&h, Mode::Eval);
+        pool.argmax().unwrap().to_vec()
+    };
+    routes(H) != routes(-H)
 }
