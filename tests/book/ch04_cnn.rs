@@ -563,3 +563,57 @@ fn argmax_flips(seed: u64) -> bool {
     };
     routes(H) != routes(-H)
 }
+
+/// The limitation [`candle_twin::conv`] works around: candle 0.11's own `conv2d`
+/// backward fails when the stride leaves different remainders on the two axes (here a
+/// 9x7 input, a 2x3 kernel, stride 2: one unused row, no unused column), and works when
+/// it does not.
+#[test]
+fn candle_conv2d_backward_fails_on_unequal_remainders() {
+    let backward = |h: usize, w: usize| {
+        let x = Var::from_tensor(
+            &to_tensor(&ArrayD::from_elem(IxDyn(&[1, 1, h, w]), 1.0), DType::F64)
+                .unwrap(),
+        )
+        .unwrap();
+        let k =
+            to_tensor(&ArrayD::from_elem(IxDyn(&[1, 1, 2, 3]), 1.0), DType::F64).unwrap();
+        let y = x.as_tensor().conv2d(&k, 0, 2, 1, 1).unwrap();
+        y.sum_all().unwrap().backward().map(|_| ())
+    };
+    let err = backward(9, 7).expect_err("unequal remainders");
+    assert!(err.to_string().contains("shape mismatch"), "{err}");
+    assert!(backward(8, 7).is_ok(), "equal remainders");
+}
+
+/// col2im is the adjoint (transpose) of im2col:
+/// $\langle \mathrm{im2col}(x), C\rangle = \langle x, \mathrm{col2im}(C)\rangle$,
+/// which is why it is the backward pass of the copy.
+#[test]
+fn col2im_is_the_adjoint_of_im2col() {
+    use dlbook::cnn::im2col::{col2im, im2col};
+    for (k, &(ci, _, h, w, kernel, s, p)) in CASES.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1100 + k as u64);
+        let x = randn(&[2, ci, h, w], &mut rng);
+        let x4 = x.view().into_dimensionality::<ndarray::Ix4>().unwrap();
+        let cols = im2col(&x4, kernel, s, p);
+        let c = randn(cols.shape(), &mut rng)
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
+        let lhs: f64 = cols.iter().zip(&c).map(|(&a, &b)| f64::from(a * b)).sum();
+        let back = col2im(&c, x4.dim(), kernel, s, p);
+        let rhs: f64 = x4.iter().zip(&back).map(|(&a, &b)| f64::from(a * b)).sum();
+        let scale = lhs.abs().max(rhs.abs()).max(1.0);
+        assert!((lhs - rhs).abs() / scale < 1e-5, "{lhs} vs {rhs}");
+    }
+}
+
+#[test]
+#[should_panic(
+    expected = "AvgPool2d::backward: dy [1, 1, 3, 3] vs output shape [1, 1, 2, 2]"
+)]
+fn pool_backward_with_a_wrong_dy_panics_naming_shapes() {
+    let mut pool = AvgPool2d::new((2, 2), (2, 2));
+    pool.forward(&ArrayD::zeros(IxDyn(&[1, 1, 4, 4])), Mode::Eval);
+    pool.backward(&ArrayD::zeros(IxDyn(&[1, 1, 3, 3])));
+}
