@@ -113,23 +113,25 @@ pub fn claims(markdown: &str) -> Vec<String> {
 /// The names of the `#[test]` functions in a Rust source file.
 pub fn test_fns(rust: &str) -> Vec<String> {
     let mut out = vec![];
+    // After `#[test]`, attributes (possibly spanning several lines, like a multi-line
+    // `#[should_panic(...)]`) and comments may come before the `fn` line.
     let mut pending = false;
     for line in rust.lines() {
         let t = line.trim();
         if t.starts_with("#[test]") {
             pending = true;
         } else if pending {
-            if t.starts_with("#[") || t.starts_with("//") {
-                continue;
-            }
             if let Some(rest) = t.strip_prefix("fn ") {
                 let name: String = rest
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_')
                     .collect();
                 out.push(name);
+                pending = false;
+            } else if t.starts_with('}') || t.starts_with("mod ") || t.starts_with("let ")
+            {
+                pending = false;
             }
-            pending = false;
         }
     }
     out
@@ -235,6 +237,8 @@ mod tests {
         );
         let rs = "#[test]\nfn one() {}\n#[test]\n#[ignore]\nfn two() {}\nfn three() {}\n";
         assert_eq!(test_fns(rs), ["one", "two"]);
+        let rs = "#[test]\n#[should_panic(\n    expected = \"x\"\n)]\nfn four() {}\n";
+        assert_eq!(test_fns(rs), ["four"]);
         assert_eq!(
             summary_entries("- [A](a.md)\n  - [B](b/c.md)\n"),
             ["a.md", "b/c.md"]
