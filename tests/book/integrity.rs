@@ -320,3 +320,38 @@ fn no_machine_paths_in_the_book() {
     }
     assert_none("machine paths", problems);
 }
+
+#[test]
+fn claim_markers_do_not_split_paragraphs() {
+    // An HTML comment that starts a line interrupts a Markdown paragraph: whatever
+    // follows it (on its line or the next) begins a new paragraph. A marker may start a
+    // line only as the last line of its paragraph; elsewhere it goes at a line's end.
+    let strip = |l: &str| l.trim_start_matches(['>', ' ']).to_string();
+    let mut problems = vec![];
+    for f in chapter_files() {
+        let text = read(&f);
+        let lines: Vec<String> = text.lines().map(strip).collect();
+        for (i, t) in lines.iter().enumerate() {
+            if !t.starts_with("<!-- claim:") {
+                continue;
+            }
+            let after = t.split_once("-->").map_or("", |(_, a)| a).trim();
+            let next = lines.get(i + 1).map_or("", |l| l.trim());
+            let block_start = ["<!--", "* ", "- ", "+ ", "#", "|", "```", "$$", "!["];
+            let numbered = next
+                .split_once(". ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok());
+            let ends_paragraph = next.is_empty()
+                || numbered
+                || block_start.iter().any(|b| next.starts_with(b));
+            if !(after.is_empty() || after.starts_with("<!--")) || !ends_paragraph {
+                problems.push(format!(
+                    "{}:{}: a claim marker splits a paragraph",
+                    rel(&f),
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert_none("claim markers", problems);
+}
