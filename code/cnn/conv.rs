@@ -36,6 +36,26 @@ pub(crate) fn check_conv_shapes(
     )
 }
 
+/// [`check_conv_shapes`] for a backward pass, plus `dy` against the output shape.
+/// Returns the output shape `(n, c_out, h_out, w_out)`.
+pub(crate) fn check_backward_shapes(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    dy: &ArrayView4<f32>,
+    stride: usize,
+    padding: usize,
+) -> (usize, usize, usize, usize) {
+    let zero_b = Array1::zeros(w.dim().0);
+    let out = check_conv_shapes(x, w, &zero_b.view(), stride, padding);
+    assert_eq!(
+        dy.dim(),
+        out,
+        "conv2d backward: dy {:?} vs output shape {out:?}",
+        dy.shape()
+    );
+    out
+}
+
 /// The padded-input index `s * i + p - padding` if it falls inside `0..len`.
 #[inline]
 fn src(i: usize, p: usize, stride: usize, padding: usize, len: usize) -> Option<usize> {
@@ -106,14 +126,7 @@ pub fn conv2d_direct_backward(
     stride: usize,
     padding: usize,
 ) -> ConvGrads {
-    let zero_b = Array1::zeros(w.dim().0);
-    let out = check_conv_shapes(x, w, &zero_b.view(), stride, padding);
-    assert_eq!(
-        dy.dim(),
-        out,
-        "conv2d backward: dy {:?} vs output shape {out:?}",
-        dy.shape()
-    );
+    let out = check_backward_shapes(x, w, dy, stride, padding);
     let (n, co, ho, wo) = out;
     let (_, ci, h, wd) = x.dim();
     let (_, _, kh, kw) = w.dim();

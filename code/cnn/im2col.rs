@@ -1,9 +1,9 @@
 //! The fast path of convolution: im2col, one matrix product, col2im (see the [module
 //! docs](super)).
 
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView4, Axis};
+use ndarray::{Array2, Array4, ArrayView1, ArrayView4, Axis};
 
-use super::conv::{check_conv_shapes, ConvGrads};
+use super::conv::{check_backward_shapes, check_conv_shapes, ConvGrads};
 use super::out_size;
 
 // ANCHOR: im2col
@@ -148,14 +148,7 @@ pub fn conv2d_im2col_backward(
     stride: usize,
     padding: usize,
 ) -> ConvGrads {
-    let zero_b = Array1::zeros(w.dim().0);
-    let out = check_conv_shapes(x, w, &zero_b.view(), stride, padding);
-    assert_eq!(
-        dy.dim(),
-        out,
-        "conv2d backward: dy {:?} vs output shape {out:?}",
-        dy.shape()
-    );
+    let out = check_backward_shapes(x, w, dy, stride, padding);
     let (n, co, ho, wo) = out;
     let (_, _, kh, kw) = w.dim();
     let cols = im2col(x, (kh, kw), stride, padding);
