@@ -9,7 +9,8 @@
 //! | 2 | Neural-network basics | [`autograd`], [`nn`] |
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
 //! | 4 | CNN fundamentals | [`cnn`] |
-//! | 5-13 | (being written) | |
+//! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`] |
+//! | 6-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
@@ -27,6 +28,7 @@ pub mod data;
 pub mod experiments;
 pub mod info;
 pub mod linalg;
+pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod report;
