@@ -34,6 +34,8 @@ pub mod regularization_ablation;
 // Week 4 experiments (declared here, registered in `week4`):
 
 // Week 5 experiments: architectures (registered in `week5`):
+pub mod architectures;
+pub mod residual_vs_plain;
 
 // Week 5 experiments: the MNIST classifier (registered in `week5`):
 
@@ -109,6 +111,8 @@ fn week4() -> Vec<Experiment> {
 fn week5() -> Vec<Experiment> {
     let mut v = vec![
         // architectures
+        architectures::EXPERIMENT,
+        residual_vs_plain::EXPERIMENT,
     ];
     v.extend([
         // the MNIST classifier

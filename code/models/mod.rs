@@ -5,3 +5,8 @@
 pub mod mnist_cnn;
 
 pub use mnist_cnn::{mnist_cnn, CnnConfig, Downsample};
+
+pub mod candle_blocks;
+pub mod lenet;
+pub mod resnet;
+pub mod vgg;
