@@ -164,3 +164,75 @@ pub fn basic_block_grads(
     grads(&y, r, &xv, &vars)
 }
 // ANCHOR_END: candle_block
+
+/// The parameters whose names start with `prefix.`, with the prefix removed.
+fn under(p: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, Tensor> {
+    let dotted = format!("{prefix}.");
+    p.iter()
+        .filter_map(|(n, t)| Some((n.strip_prefix(&dotted)?.to_string(), t.clone())))
+        .collect()
+}
+
+// ANCHOR: candle_resnet
+/// Candle's gradients (in `F64`, training mode) of $L = \langle \mathrm{net}(x), r\rangle$
+/// for the input `(n, 784)` and every parameter of `net`, the network [`resnet`] built
+/// from `config`: the same stem, blocks (through [`basic_block`]), global average pool
+/// and dense layer, on copies of `net`'s weights.
+///
+/// [`resnet`]: super::resnet::resnet
+pub fn resnet_grads(
+    config: &super::resnet::ResNetConfig,
+    net: &mut dyn crate::nn::Layer,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+) -> Result<Grads> {
+    use rand::SeedableRng;
+    let vars = vars_of(net)?;
+    let p: BTreeMap<String, Tensor> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let t = |name: &str| p.get(name).ok_or_else(|| anyhow!("no parameter {name}"));
+    // Layers with the network's shapes and strides; their own weights are not used.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut c = config.width;
+    let stem = crate::cnn::Conv2d::new(1, c, (3, 3), config.stem_stride, 1, &mut rng);
+    let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
+    let n = x.shape()[0];
+    let h = xv.as_tensor().reshape((n, 1, 28, 28))?;
+    let zero = Tensor::zeros(c, DType::F64, h.device())?;
+    let h = candle_twin::conv(&h, t("stem.weight")?, &zero, &stem)?;
+    let bn = BatchNorm2d::new(c);
+    let mut h = batchnorm2d(
+        &bn,
+        &h,
+        t("stem_bn.gamma")?,
+        t("stem_bn.beta")?,
+        Mode::Train,
+    )?
+    .relu()?;
+    let mut k = 0;
+    for (stage, &n_blocks) in config.blocks.iter().enumerate() {
+        for b in 0..n_blocks {
+            let (c_out, stride) = if stage > 0 && b == 0 {
+                (2 * c, 2)
+            } else {
+                (c, 1)
+            };
+            k += 1;
+            let shape = if config.residual {
+                BasicBlock::residual(c, c_out, stride, &mut rng)
+            } else {
+                BasicBlock::plain(c, c_out, stride, &mut rng)
+            };
+            h = basic_block(&shape, &h, &under(&p, &format!("block{k}")))?;
+            c = c_out;
+        }
+    }
+    let h = h.mean(3)?.mean(2)?; // (n, c)
+    let y = h
+        .matmul(&t("fc.weight")?.t()?)?
+        .broadcast_add(t("fc.bias")?)?;
+    grads(&y, r, &xv, &vars)
+}
+// ANCHOR_END: candle_resnet

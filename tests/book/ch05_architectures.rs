@@ -300,6 +300,37 @@ fn a_block_on_the_wrong_channels_panics_naming_shapes() {
     BasicBlock::residual(8, 8, 1, &mut rng).forward(&x, Mode::Train);
 }
 
+// ANCHOR: resnet_vs_candle
+/// Per seed (3 seeds), the largest relative error between the manual gradients of the
+/// whole small ResNet (input and all its parameters, training mode, a batch of 4
+/// MNIST-sized inputs) and candle's. Through the whole `f32` network, with batch norm
+/// dividing by batch deviations at every layer, the rounding adds up past the `1e-5`
+/// allowed for a single block; the tolerance is `1e-4`.
+fn resnet_vs_candle() -> Vec<f64> {
+    (0..3)
+        .map(|seed| {
+            let cfg = ResNetConfig::small();
+            let mut net = resnet(&cfg, 6000 + seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(6100 + seed);
+            perturb_norms(&mut net, &mut rng);
+            let x = randn(&[4, 784], &mut rng);
+            let r = randn(&[4, 10], &mut rng);
+            let manual = manual_grads(&mut net, &x, &r);
+            let candle = candle_blocks::resnet_grads(&cfg, &mut net, &x, &r).unwrap();
+            max_rel_error(&manual, &candle)
+        })
+        .collect()
+}
+// ANCHOR_END: resnet_vs_candle
+
+#[test]
+fn the_whole_small_resnet_matches_candle() {
+    for (seed, e) in resnet_vs_candle().into_iter().enumerate() {
+        eprintln!("small ResNet, seed {seed}: manual-candle {e:e}");
+        assert!(e < 1e-4, "seed {seed}: {e:e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The architectures
 
