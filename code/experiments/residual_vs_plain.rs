@@ -87,8 +87,8 @@ impl Config {
     /// The test configuration.
     pub fn quick() -> Self {
         Config {
-            n_train: 960,
-            n_test: 500,
+            n_train: 480,
+            n_test: 200,
             log_every: 10,
             grad_blocks: vec![1, 4, 8],
             grad_batch: 32,
