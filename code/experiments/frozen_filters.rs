@@ -102,8 +102,8 @@ impl Config {
             frozen: frozen.iter().map(|s| s.to_string()).collect(),
         };
         Config {
-            n_train: 6_400,
-            n_test: 10_000,
+            n_train: 4_800,
+            n_test: 5_000,
             n_epochs: 1,
             batch_size: 32,
             lr: 1e-3,

@@ -18,6 +18,7 @@ use crate::cnn::receptive::{
     impulse_fields, measured_mask, probe, receptive_fields, stack_weights, Window,
 };
 use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::models::mnist_cnn::{CnnConfig, Downsample};
 use crate::optim::train::Dataset;
 use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
@@ -71,22 +72,49 @@ impl Config {
 }
 
 // ANCHOR: seed_windows
-/// The window layers of the seed CNN ([`crate::models::mnist_cnn`]), by layer name:
-/// `conv1` 3x3/1, `pool1` max 2x2/2, `conv2` 3x3/1, `pool2` max 2x2/2. With `padding`
-/// the convolutions are padded (1 keeps their size, "same").
-pub fn seed_windows(padding: usize) -> Vec<(&'static str, Window)> {
-    let pool = Window::MaxPool {
-        kernel: 2,
-        stride: 2,
-    };
-    vec![
-        ("conv1", Window::conv(3, 1, padding)),
-        ("pool1", pool),
-        ("conv2", Window::conv(3, 1, padding)),
-        ("pool2", pool),
-    ]
+/// The window layers of the CNN [`mnist_cnn`](crate::models::mnist_cnn::mnist_cnn)
+/// builds for `config`, by layer name. The seed (`CnnConfig::default()`) has `conv1`
+/// 3x3/1, `pool1` max 2x2/2, `conv2` 3x3/1, `pool2` max 2x2/2; the strided variant has
+/// 3x3/2 convolutions and no pools. With `padding` the convolutions are padded (the
+/// model itself has none).
+pub fn model_windows(config: &CnnConfig, padding: usize) -> Vec<(String, Window)> {
+    let mut out = vec![];
+    for i in 1..=config.n_conv {
+        match config.downsample {
+            Downsample::MaxPool => {
+                out.push((format!("conv{i}"), Window::conv(3, 1, padding)));
+                let pool = Window::MaxPool {
+                    kernel: 2,
+                    stride: 2,
+                };
+                out.push((format!("pool{i}"), pool));
+            }
+            Downsample::StridedConv => {
+                out.push((format!("conv{i}"), Window::conv(3, 2, padding)))
+            }
+        }
+    }
+    out
 }
 // ANCHOR_END: seed_windows
+
+/// The window layers of the seed CNN ([`model_windows`] of the default config).
+pub fn seed_windows(padding: usize) -> Vec<(String, Window)> {
+    model_windows(&CnnConfig::default(), padding)
+}
+
+/// The variants of the seed model whose fields the report compares.
+pub fn variants() -> Vec<CnnConfig> {
+    let seed = CnnConfig::default();
+    vec![
+        seed,
+        CnnConfig {
+            downsample: Downsample::StridedConv,
+            ..seed
+        },
+        CnnConfig { n_conv: 1, ..seed },
+    ]
+}
 
 /// The three stacks of the growth figure, `depth` layers each.
 pub fn growth_stacks(depth: usize) -> Vec<(String, Vec<Window>)> {
@@ -168,7 +196,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     ]];
     for ((name, w), f) in seed.iter().zip(&fields) {
         rows.push(vec![
-            Value::from(*name),
+            Value::from(name.as_str()),
             Value::from(w.name()),
             (f.units as f64).into(),
             (f.jump as f64).into(),
@@ -196,6 +224,37 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             col("jump j", Format::Int),
             col("field r", Format::Int),
             col("centre of unit 0", Format::Fixed(1)),
+        ],
+        rows,
+    });
+
+    // The variants of the seed model.
+    let mut rows = vec![];
+    for (k, v) in variants().iter().enumerate() {
+        let windows = model_windows(v, 0);
+        let stack: Vec<Window> = windows.iter().map(|(_, w)| *w).collect();
+        let f = *receptive_fields(&stack, cfg.side).last().expect("layers");
+        let names: Vec<String> = windows.iter().map(|(_, w)| w.name()).collect();
+        r.fact(&format!("variant_field_{k}"), f.size as f64, Format::Int);
+        rows.push(vec![
+            Value::from(v.name()),
+            Value::from(names.join(", ")),
+            (f.units as f64).into(),
+            (f.jump as f64).into(),
+            (f.size as f64).into(),
+        ]);
+    }
+    r.tables.push(Table {
+        name: "variants".into(),
+        caption: "The last convolutional or pooling layer of the seed CNN and of two \
+                  variants chapter 5 trains: units per side, jump and field size."
+            .into(),
+        columns: vec![
+            col("model", Format::Int),
+            col("window layers", Format::Int),
+            col("units per side", Format::Int),
+            col("jump j", Format::Int),
+            col("field r", Format::Int),
         ],
         rows,
     });
@@ -287,7 +346,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             width: cfg.side,
             height: cfg.side,
             row_labels,
-            col_labels: seed.iter().map(|(n, _)| n.to_string()).collect(),
+            col_labels: seed.iter().map(|(n, _)| n.clone()).collect(),
             images,
         },
     });

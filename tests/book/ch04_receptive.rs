@@ -7,7 +7,7 @@ use dlbook::cnn::receptive::{
 };
 use dlbook::data::DataDir;
 use dlbook::experiments::receptive_fields as experiment;
-use dlbook::models::mnist_cnn::{mnist_cnn, CnnConfig};
+use dlbook::models::mnist_cnn::mnist_cnn;
 use dlbook::nn::Mode;
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng};
@@ -151,18 +151,44 @@ fn three_3x3_layers_see_what_one_7x7_sees_with_fewer_weights() {
 
 #[test]
 fn seed_windows_describe_the_seed_model() {
-    let mut model = mnist_cnn(&CnnConfig::default(), 0);
-    let x = ArrayD::zeros(vec![1, SIDE * SIDE]);
-    let outs = model.forward_all(&x, Mode::Eval);
-    let windows = experiment::seed_windows(0);
-    let stack: Vec<Window> = windows.iter().map(|(_, w)| *w).collect();
-    for ((name, _), f) in windows.iter().zip(receptive_fields(&stack, SIDE)) {
-        let (_, y) = outs
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("a layer of the seed model");
-        assert_eq!(&y.shape()[2..], &[f.units, f.units], "{name}");
+    for config in experiment::variants() {
+        let mut model = mnist_cnn(&config, 0);
+        let x = ArrayD::zeros(vec![1, SIDE * SIDE]);
+        let outs = model.forward_all(&x, Mode::Eval);
+        let windows = experiment::model_windows(&config, 0);
+        let stack: Vec<Window> = windows.iter().map(|(_, w)| *w).collect();
+        for ((name, _), f) in windows.iter().zip(receptive_fields(&stack, SIDE)) {
+            let (_, y) = outs
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("a layer of the model");
+            assert_eq!(
+                &y.shape()[2..],
+                &[f.units, f.units],
+                "{}: {name}",
+                config.name()
+            );
+        }
     }
+}
+
+#[test]
+fn the_strided_and_one_conv_variants_see_less_than_the_seed() {
+    let r = experiment::run(&experiment::Config::quick(), &DataDir::resolve(None))
+        .expect("the experiment runs");
+    let field = |k: usize| r.get_fact(&format!("variant_field_{k}")).expect("a fact");
+    assert!(
+        field(1) < field(0),
+        "strided {} vs seed {}",
+        field(1),
+        field(0)
+    );
+    assert!(
+        field(2) < field(1),
+        "one conv {} vs strided {}",
+        field(2),
+        field(1)
+    );
 }
 
 // ANCHOR: border
@@ -291,6 +317,10 @@ fn receptive_fields_report_matches_the_recurrence() {
         .last()
         .expect("layers");
     assert_eq!(r.get_fact("seed_field"), Some(last.size as f64));
+    assert!(
+        last.size < SIDE,
+        "the last pool does not see the whole digit"
+    );
     assert_eq!(r.get_fact("seed_jump"), Some(last.jump as f64));
     assert_eq!(r.figures.len(), 2);
     assert!(r.table("stacked_vs_single").is_some());
