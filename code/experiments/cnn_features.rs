@@ -4,10 +4,10 @@
 //! The seed model ([`mnist_cnn`] with the default [`CnnConfig`]) is trained with Adam on
 //! the first `n_train` MNIST training images for `n_epochs` epochs, one seed. The report
 //! shows the 32 first-layer $3\times3$ filters at initialization and after training
-//! (each grid row on one grey scale, white for the most negative weight, black for the
-//! most positive, mid grey for zero), and the feature maps after each ReLU of the first
-//! channels of `conv1` and `conv2` for a few test digits (white for zero, black for the
-//! largest activation of that map).
+//! (the initial filters on one grey scale and the trained ones on another, symmetric
+//! about zero: mid grey for zero, black and white for the largest |weight|), and the
+//! feature maps after each ReLU of the first channels of `conv1` and `conv2` for a few
+//! test digits (white for zero, black for the largest activation of that map).
 //!
 //! Measured on `n_probe` test images: test accuracy, the fraction of activations that
 //! are exactly zero after each ReLU (before and after training), and how far the
