@@ -52,6 +52,7 @@ pub mod candle_twin;
 pub mod conv;
 pub mod im2col;
 pub mod pool;
+pub mod receptive;
 
 pub use batchnorm2d::BatchNorm2d;
 pub use conv::Conv2d;

@@ -32,6 +32,9 @@ pub mod optim_surfaces;
 pub mod regularization_ablation;
 
 // Week 4 experiments (declared here, registered in `week4`):
+pub mod cnn_features;
+pub mod frozen_filters;
+pub mod receptive_fields;
 
 // Week 5 experiments: architectures (registered in `week5`):
 pub mod architectures;
@@ -104,7 +107,11 @@ fn week3() -> Vec<Experiment> {
 
 // Week 4: CNN fundamentals.
 fn week4() -> Vec<Experiment> {
-    vec![]
+    vec![
+        receptive_fields::EXPERIMENT,
+        cnn_features::EXPERIMENT,
+        frozen_filters::EXPERIMENT,
+    ]
 }
 
 // Week 5: CNN architectures and the MNIST classifier.

@@ -11,6 +11,8 @@ mod ch02_training;
 mod ch03_optim;
 mod ch03_regularization;
 mod ch04_cnn;
+mod ch04_features;
+mod ch04_receptive;
 mod ch05_architectures;
 mod ch05_models;
 mod data_io;

@@ -1,0 +1,240 @@
+//! Experiment `frozen_filters`: what training the convolution filters is worth.
+//!
+//! The seed CNN is trained three ways with the same budget, optimizer and seeds: every
+//! layer trained (the seed), both convolutions frozen at their random He
+//! initialization (only `fc1` and `fc2` learn, on random features), and only `conv1`
+//! frozen. A seed fixes the initialization, the batch order and the dropout masks, so
+//! the variants of one seed start from the same weights. Accuracy is on MNIST test
+//! images, mean ± std over the seeds.
+
+use anyhow::Result;
+use ndarray::ArrayD;
+use serde::Serialize;
+
+use super::{Experiment, Tier};
+use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
+use crate::nn::{Layer, Mode, Module, Named, Param};
+use crate::optim::train::{train_classifier, Dataset, TrainSpec};
+use crate::optim::Adam;
+use crate::report::{Column, Format, Report, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "frozen_filters",
+    chapter: "ch04",
+    config: |t| super::config_json(&Config::for_tier(t)),
+    run: |t, d| run(&Config::for_tier(t), d),
+};
+
+// ANCHOR: frozen
+/// A layer whose parameters do not learn: it computes and back-propagates as the layer
+/// it wraps, but shows no parameters, so an optimizer never sees (or moves) them.
+///
+/// # Shapes
+/// - those of the wrapped layer.
+pub struct Frozen(pub Box<dyn Layer>);
+
+impl Module for Frozen {
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+}
+
+impl Layer for Frozen {
+    fn forward(&mut self, x: &ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        self.0.forward(x, mode)
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        let dx = self.0.backward(dy);
+        self.0.zero_grad(); // the gradient is not used: keep it from piling up
+        dx
+    }
+}
+
+/// Freezes the layers called `names` in `model`. Panics on a name it does not have.
+pub fn freeze(model: &mut Named, names: &[&str]) {
+    for &name in names {
+        let slot = model
+            .layers
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("freeze: no layer {name:?}"));
+        let inner =
+            std::mem::replace(&mut slot.1, Box::new(Frozen(Box::new(Named::new()))));
+        slot.1 = Box::new(Frozen(inner));
+    }
+}
+// ANCHOR_END: frozen
+
+/// One row of the ablation: which layers stay at their initialization.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Variant {
+    /// Row name.
+    pub name: String,
+    /// Layers frozen at their random initialization.
+    pub frozen: Vec<String>,
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Training images (the first ones).
+    pub n_train: usize,
+    /// Test images.
+    pub n_test: usize,
+    /// Epochs.
+    pub n_epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// The variants, the fully trained seed model first.
+    pub variants: Vec<Variant>,
+}
+
+impl Config {
+    /// The book's configuration.
+    pub fn full() -> Self {
+        let v = |name: &str, frozen: &[&str]| Variant {
+            name: name.into(),
+            frozen: frozen.iter().map(|s| s.to_string()).collect(),
+        };
+        Config {
+            n_train: 4_800,
+            n_test: 5_000,
+            n_epochs: 1,
+            batch_size: 32,
+            lr: 1e-3,
+            seeds: vec![0, 1, 2],
+            variants: vec![
+                v("all layers trained (seed)", &[]),
+                v("conv1 frozen at random init", &["conv1"]),
+                v("conv1 and conv2 frozen at random init", &["conv1", "conv2"]),
+            ],
+        }
+    }
+
+    /// The test configuration.
+    pub fn quick() -> Self {
+        Config {
+            n_train: 2_400,
+            n_test: 500,
+            batch_size: 32,
+            seeds: vec![0],
+            ..Self::full()
+        }
+    }
+
+    /// The preset of a tier.
+    pub fn for_tier(t: Tier) -> Self {
+        match t {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
+    }
+}
+
+/// Trains one variant with one seed; returns the test accuracy and the number of
+/// trainable parameters.
+pub fn train_variant(
+    cfg: &Config,
+    v: &Variant,
+    train: &Dataset,
+    test: &Dataset,
+    seed: u64,
+) -> (f64, usize) {
+    let mut model = mnist_cnn(&CnnConfig::default(), seed);
+    let frozen: Vec<&str> = v.frozen.iter().map(String::as_str).collect();
+    freeze(&mut model, &frozen);
+    let n_params = model.n_params();
+    let spec = TrainSpec {
+        n_epochs: cfg.n_epochs,
+        batch_size: cfg.batch_size,
+        seed,
+        log_every: 50,
+        penalty: None,
+        augment: None,
+    };
+    let mut opt = Adam::new(cfg.lr);
+    let h = train_classifier(&mut model, &mut opt, train, test, &spec);
+    (h.final_acc(), n_params)
+}
+
+/// Runs the experiment.
+pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let mut r = Report::new(
+        "ch04",
+        "frozen_filters",
+        "The seed CNN with trained and with frozen random convolution filters",
+    );
+    r.config = super::config_json(cfg);
+    r.seeds = cfg.seeds.clone();
+    let (ti, tl) = mnist_files(Split::Train);
+    let (vi, vl) = mnist_files(Split::Test);
+    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    let mut rows = vec![];
+    let mut base = 0.0;
+    for (k, v) in cfg.variants.iter().enumerate() {
+        let runs: Vec<(f64, usize)> = cfg
+            .seeds
+            .iter()
+            .map(|&s| train_variant(cfg, v, &train, &test, s))
+            .collect();
+        let accs: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        let (mean, _) = Value::mean_std(&accs);
+        if k == 0 {
+            base = mean;
+        }
+        r.fact(
+            &format!("acc_{k}"),
+            Value::Seeds(accs.clone()),
+            Format::Percent(2),
+        );
+        rows.push(vec![
+            Value::from(v.name.as_str()),
+            (runs[0].1 as f64).into(),
+            Value::Seeds(accs),
+            (100.0 * (mean - base)).into(),
+        ]);
+    }
+    let steps = cfg.n_epochs * train.len().div_ceil(cfg.batch_size);
+    r.fact("steps", steps as f64, Format::Int);
+    r.tables.push(Table {
+        name: "ablation".into(),
+        caption: format!(
+            "The seed CNN, Adam η = {}, {steps} steps of batch {} on the first {} MNIST \
+             training images: trainable parameters, test accuracy on {} images (mean ± \
+             std over seeds {:?}) and its difference to the fully trained model in \
+             percentage points.",
+            cfg.lr,
+            cfg.batch_size,
+            train.len(),
+            test.len(),
+            cfg.seeds
+        ),
+        columns: vec![
+            Column {
+                header: "variant".into(),
+                format: Format::Int,
+            },
+            Column {
+                header: "trainable parameters".into(),
+                format: Format::Int,
+            },
+            Column {
+                header: "test accuracy".into(),
+                format: Format::Percent(2),
+            },
+            Column {
+                header: "Δ vs trained (points)".into(),
+                format: Format::Fixed(2),
+            },
+        ],
+        rows,
+    });
+    Ok(r)
+}
