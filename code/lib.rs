@@ -9,6 +9,7 @@
 //! | 2 | Neural-network basics | [`autograd`], [`nn`] |
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
 //! | 4 | CNN fundamentals | [`cnn`] |
+//! | 5 | Making it fast: throughput against the machine's peak | [`bench`] |
 //! | 5-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
@@ -21,6 +22,7 @@
 pub mod augment;
 pub mod autograd;
 pub mod bayes;
+pub mod bench;
 pub mod book;
 pub mod cnn;
 pub mod data;

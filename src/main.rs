@@ -44,6 +44,25 @@ enum Command {
         #[arg(long, conflicts_with = "check")]
         quick: bool,
     },
+    /// Measure the from-scratch CNN's throughput against the machine's peak, and write
+    /// the timing report chapters/generated/ch05/<name>.json (`regen` never does).
+    Bench {
+        /// A tiny run of a few seconds (checks that everything works; not for the book).
+        #[arg(long)]
+        quick: bool,
+        /// Runs per figure; the median, min and max are reported.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Threads for the multi-threaded figures.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// File stem of the report.
+        #[arg(long, default_value = "throughput")]
+        name: String,
+        /// Output folder (default: chapters/generated/ch05 of the book).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,7 +108,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check,
             quick,
         } => regen(&dir, &chapter, check, quick),
+        Command::Bench {
+            quick,
+            runs,
+            threads,
+            name,
+            out,
+        } => bench(quick, runs, threads, &name, out),
     }
+}
+
+fn bench(
+    quick: bool,
+    runs: Option<usize>,
+    threads: Option<usize>,
+    name: &str,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut cfg = if quick {
+        dlbook::bench::Config::quick()
+    } else {
+        dlbook::bench::Config::full()
+    };
+    cfg.runs = runs.unwrap_or(cfg.runs).max(1);
+    cfg.threads = threads.unwrap_or(cfg.threads).max(1);
+    let out = match out {
+        Some(o) => o,
+        None => book_root()?.join("chapters/generated/ch05"),
+    };
+    let t = std::time::Instant::now();
+    let report = dlbook::bench::run(&cfg, name)?;
+    for p in report.write_to(&out)? {
+        println!("wrote {}", p.display());
+    }
+    eprintln!("bench took {:.1} s", t.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn data_command(dir: &DataDir, command: DataCommand) -> Result<ExitCode> {
@@ -163,7 +216,11 @@ fn book_root() -> Result<PathBuf> {
 fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitCode> {
     let root = book_root()?;
     let exps = experiments::of_chapter(chapter);
-    if exps.is_empty() {
+    let timings: Vec<_> = experiments::TIMINGS
+        .iter()
+        .filter(|t| check && (chapter == "all" || t.0 == chapter || t.1 == chapter))
+        .collect();
+    if exps.is_empty() && timings.is_empty() {
         bail!("no experiments for `{chapter}` (expected ch01 ... ch13 or all)");
     }
     let mut problems = vec![];
@@ -182,6 +239,10 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
             println!("wrote {}", p.strip_prefix(&root).unwrap_or(&p).display());
         }
         eprintln!("{} took {:.1} s", e.name, t.elapsed().as_secs_f64());
+    }
+    for (ch, name) in timings {
+        let (_, p) = Report::check_dir(&root.join("chapters/generated").join(ch), name)?;
+        problems.extend(p.into_iter().map(|p| format!("{ch}/{p}")));
     }
     if check {
         problems.extend(orphans(&root, &exps)?);
@@ -227,12 +288,14 @@ fn orphans(root: &Path, exps: &[experiments::Experiment]) -> Result<Vec<String>>
         let dir = root.join("chapters/generated").join(e.chapter);
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            let owned = experiments::all().iter().any(|x| {
-                x.chapter == e.chapter
-                    && (name == format!("{}.json", x.name)
-                        || name == format!("{}.md", x.name)
-                        || name.starts_with(&format!("{}-", x.name)))
-            });
+            let owns = |(ch, stem): (&str, &str)| {
+                ch == e.chapter
+                    && (name == format!("{stem}.json")
+                        || name == format!("{stem}.md")
+                        || name.starts_with(&format!("{stem}-")))
+            };
+            let owned = experiments::all().iter().any(|x| owns((x.chapter, x.name)))
+                || experiments::TIMINGS.iter().any(|&t| owns(t));
             if !owned {
                 out.push(format!(
                     "{}/{name}: no experiment writes this file",

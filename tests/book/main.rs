@@ -11,5 +11,6 @@ mod ch02_training;
 mod ch03_optim;
 mod ch03_regularization;
 mod ch04_cnn;
+mod ch05_bench;
 mod data_io;
 mod integrity;

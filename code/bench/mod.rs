@@ -1,0 +1,494 @@
+//! `dlbook bench`: how fast the from-scratch CNN trains and infers, against what the
+//! machine can do.
+//!
+//! One run measures, side by side: the training throughput of the seed MNIST CNN
+//! (images/s at batch 128: forward, loss, backward, Adam step), inference at batch 1 and
+//! batch 256, a per-layer profile (forward and backward milliseconds per batch), the
+//! FLOPs of a training step counted analytically and the GFLOP/s they amount to, the
+//! FMA peak of the CPU measured on one and on all threads ([`peak`]), SGEMM at
+//! $n = 2048$ with the matrix product the layers use, and the CPU time per 1,000
+//! training images on one thread (a figure that other load on the machine barely moves).
+//!
+//! Each figure is the median of several runs, with its minimum and maximum, and the
+//! 1-minute load average is recorded before and after: timings on a shared machine are
+//! noisy, and the report says how noisy. Timings are never asserted by tests.
+//!
+//! **FLOP count.** A convolution with output $(C_o, H_o, W_o)$ and kernel
+//! $(C_i, K_h, K_w)$ does $C_o H_o W_o C_i K_h K_w$ multiply-adds per image, a linear
+//! layer $d_\text{in} d_\text{out}$; each is 2 FLOPs. The backward pass computes two
+//! products of the same size (the weight gradient and the input gradient), so a
+//! training step costs three times the forward FLOPs of these layers. Element-wise work
+//! (ReLU, pooling, dropout, loss, Adam) is not counted: it is memory traffic, not
+//! arithmetic, and it is why the achieved fraction of peak is below one.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use ndarray::{Array2, ArrayD, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::cnn::{Conv2d, Flatten, MaxPool2d};
+use crate::nn::dropout::Dropout;
+use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::{
+    Activation, ActivationLayer, Init, Layer, Linear, Mode, Module, Sequential,
+};
+use crate::optim::{Adam, Optimizer};
+use crate::report::{Column, Format, Report, Table, Value};
+
+pub mod peak;
+
+/// What to measure, and how long.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Training steps timed per run.
+    pub steps: usize,
+    /// Runs per figure (the median is reported).
+    pub runs: usize,
+    /// Batch sizes of the inference measurements.
+    pub infer_batches: Vec<usize>,
+    /// Images pushed through the model per inference run (at least one batch).
+    pub infer_images: usize,
+    /// Matrix size of the SGEMM measurement.
+    pub gemm_n: usize,
+    /// Rounds of the FMA peak kernel per thread.
+    pub peak_iters: u64,
+    /// Threads for the multi-threaded figures.
+    pub threads: usize,
+    /// Seed of the weights, the synthetic images and the dropout masks.
+    pub seed: u64,
+}
+
+impl Config {
+    /// A run of a few seconds that exercises every measurement (for tests).
+    pub fn quick() -> Self {
+        Config {
+            batch_size: 16,
+            steps: 2,
+            runs: 2,
+            infer_batches: vec![1, 8],
+            infer_images: 16,
+            gemm_n: 128,
+            peak_iters: 100_000,
+            threads: 2,
+            seed: 0,
+        }
+    }
+
+    /// The figures in the book.
+    pub fn full() -> Self {
+        Config {
+            batch_size: 128,
+            steps: 20,
+            runs: 5,
+            infer_batches: vec![1, 256],
+            infer_images: 2048,
+            gemm_n: 2048,
+            peak_iters: 100_000_000,
+            threads: 2,
+            seed: 0,
+        }
+    }
+}
+
+/// The seed MNIST CNN as a [`Sequential`] of the book's layers, with the name of each
+/// layer (for the profile).
+///
+/// `Conv2d(1->32, 3x3) - ReLU - MaxPool(2) - Conv2d(32->64, 3x3) - ReLU - MaxPool(2) -
+/// Flatten - Linear(1600->128) - ReLU - Dropout(0.5) - Linear(128->10)`.
+///
+/// # Shapes
+/// - input: `(n, 1, 28, 28)`; output: logits `(n, 10)`.
+pub fn seed_cnn(seed: u64) -> (Sequential, Vec<&'static str>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut m = Sequential::new();
+    m.push(Conv2d::new(1, 32, (3, 3), 1, 0, &mut rng));
+    m.push(ActivationLayer::new(Activation::Relu));
+    m.push(MaxPool2d::new((2, 2), (2, 2)));
+    m.push(Conv2d::new(32, 64, (3, 3), 1, 0, &mut rng));
+    m.push(ActivationLayer::new(Activation::Relu));
+    m.push(MaxPool2d::new((2, 2), (2, 2)));
+    m.push(Flatten::new());
+    m.push(Linear::new(1600, 128, Init::He, &mut rng));
+    m.push(ActivationLayer::new(Activation::Relu));
+    m.push(Dropout::new(0.5, seed.wrapping_add(1)));
+    m.push(Linear::new(128, 10, Init::Xavier, &mut rng));
+    let names = vec![
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3",
+        "dropout", "fc2",
+    ];
+    (m, names)
+}
+
+/// Multiply-adds per image of the seed CNN's convolutions and linear layers, by layer:
+/// `(name, MACs)`.
+pub fn seed_cnn_macs() -> Vec<(&'static str, u64)> {
+    let conv = |co: u64, ho: u64, ci: u64, k: u64| co * ho * ho * ci * k * k;
+    vec![
+        ("conv1", conv(32, 26, 1, 3)),
+        ("conv2", conv(64, 11, 32, 3)),
+        ("fc1", 1600 * 128),
+        ("fc2", 128 * 10),
+    ]
+}
+
+/// FLOPs of one training image: forward plus the two backward products, `3 * 2 * MACs`.
+pub fn train_flops_per_image() -> f64 {
+    seed_cnn_macs().iter().map(|(_, m)| 6.0 * *m as f64).sum()
+}
+
+/// A synthetic batch: pixels uniform in `[0, 1]` and labels uniform in `0..10`.
+///
+/// # Shapes
+/// - images: `(n, 1, 28, 28)`; labels: `n`.
+pub fn synthetic_batch(n: usize, rng: &mut impl Rng) -> (ArrayD<f32>, Vec<usize>) {
+    let x = ArrayD::from_shape_fn(IxDyn(&[n, 1, 28, 28]), |_| rng.random::<f32>());
+    let y = (0..n).map(|_| rng.random_range(0..10)).collect();
+    (x, y)
+}
+
+/// One training step: zero the gradients, forward, loss, backward, optimizer step.
+/// Returns the loss.
+pub fn train_step(
+    model: &mut dyn Layer,
+    opt: &mut dyn Optimizer,
+    x: &ArrayD<f32>,
+    labels: &[usize],
+) -> f32 {
+    model.zero_grad();
+    let logits = model.forward(x, Mode::Train);
+    let (loss, dlogits) = softmax_cross_entropy(&logits, labels);
+    model.backward(&dlogits);
+    opt.step(model);
+    loss
+}
+
+/// The median, minimum and maximum of `v` (which must not be empty).
+pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
+    assert!(!v.is_empty(), "median_min_max: no values");
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len();
+    let med = if m % 2 == 1 {
+        s[m / 2]
+    } else {
+        (s[m / 2 - 1] + s[m / 2]) / 2.0
+    };
+    (med, s[0], s[m - 1])
+}
+
+/// CPU time (user + system) consumed by this process so far, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    assert_eq!(rc, 0, "getrusage failed");
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The 1-minute load average from `/proc/loadavg` (`NaN` where there is none).
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Training throughput, images/s, of `runs` runs of `steps` steps each (after one
+/// warm-up step), and the CPU seconds per 1,000 images of each run.
+pub fn time_training(
+    model: &mut dyn Layer,
+    opt: &mut dyn Optimizer,
+    x: &ArrayD<f32>,
+    labels: &[usize],
+    steps: usize,
+    runs: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    train_step(model, opt, x, labels);
+    let (mut rates, mut cpu) = (vec![], vec![]);
+    for _ in 0..runs {
+        let (t, c) = (Instant::now(), process_cpu_seconds());
+        for _ in 0..steps {
+            std::hint::black_box(train_step(model, opt, x, labels));
+        }
+        let images = (steps * labels.len()) as f64;
+        rates.push(images / t.elapsed().as_secs_f64());
+        cpu.push((process_cpu_seconds() - c) / images * 1000.0);
+    }
+    (rates, cpu)
+}
+
+/// Inference throughput, images/s (evaluation mode, batch `batch`, at least
+/// `images` images per run), of `runs` runs.
+pub fn time_inference(
+    model: &mut dyn Layer,
+    batch: usize,
+    images: usize,
+    runs: usize,
+    rng: &mut impl Rng,
+) -> Vec<f64> {
+    let (x, _) = synthetic_batch(batch, rng);
+    let calls = images.div_ceil(batch).max(1);
+    std::hint::black_box(model.forward(&x, Mode::Eval));
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..calls {
+                std::hint::black_box(model.forward(&x, Mode::Eval));
+            }
+            (calls * batch) as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// Per-layer timings of `steps` training steps: for each layer its forward and backward
+/// milliseconds per step, then `loss` and `adam` (the time in the forward column), each
+/// the median over the steps.
+pub fn profile(
+    model: &mut Sequential,
+    names: &[&str],
+    opt: &mut dyn Optimizer,
+    x: &ArrayD<f32>,
+    labels: &[usize],
+    steps: usize,
+) -> Vec<(String, f64, f64)> {
+    let nl = model.layers.len();
+    let mut fwd = vec![vec![]; nl];
+    let mut bwd = vec![vec![]; nl];
+    let (mut loss_t, mut opt_t) = (vec![], vec![]);
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    for step in 0..=steps {
+        model.zero_grad();
+        let mut h = x.clone();
+        let mut f_ms = vec![];
+        for layer in model.layers.iter_mut() {
+            let t = Instant::now();
+            h = layer.forward(&h, Mode::Train);
+            f_ms.push(ms(t));
+        }
+        let t = Instant::now();
+        let (_, mut d) = softmax_cross_entropy(&h, labels);
+        let l_ms = ms(t);
+        let mut b_ms = vec![0.0; nl];
+        for (i, layer) in model.layers.iter_mut().enumerate().rev() {
+            let t = Instant::now();
+            d = layer.backward(&d);
+            b_ms[i] = ms(t);
+        }
+        let t = Instant::now();
+        opt.step(model);
+        let o_ms = ms(t);
+        if step == 0 {
+            continue; // warm-up
+        }
+        for i in 0..nl {
+            fwd[i].push(f_ms[i]);
+            bwd[i].push(b_ms[i]);
+        }
+        loss_t.push(l_ms);
+        opt_t.push(o_ms);
+    }
+    let med = |v: &[f64]| median_min_max(v).0;
+    let mut out: Vec<(String, f64, f64)> = (0..nl)
+        .map(|i| (names[i].to_string(), med(&fwd[i]), med(&bwd[i])))
+        .collect();
+    out.push(("loss".into(), med(&loss_t), 0.0));
+    out.push(("adam".into(), med(&opt_t), 0.0));
+    out
+}
+
+/// `a b` with the matrix product the layers use.
+pub fn layer_gemm(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+    a.dot(b)
+}
+
+/// SGEMM GFLOP/s of `n x n` matrices with [`layer_gemm`], `runs` runs.
+pub fn time_sgemm(n: usize, runs: usize, rng: &mut impl Rng) -> Vec<f64> {
+    let a = Array2::from_shape_fn((n, n), |_| rng.random::<f32>() - 0.5);
+    let b = Array2::from_shape_fn((n, n), |_| rng.random::<f32>() - 0.5);
+    std::hint::black_box(layer_gemm(&a, &b));
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(layer_gemm(&a, &b));
+            2.0 * (n as f64).powi(3) / t.elapsed().as_secs_f64() / 1e9
+        })
+        .collect()
+}
+
+fn col(header: &str, format: Format) -> Column {
+    Column {
+        header: header.into(),
+        format,
+    }
+}
+
+/// A row `[what, median, min, max, unit]` of the summary table.
+fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
+    let (med, lo, hi) = median_min_max(v);
+    vec![
+        what.into(),
+        Value::Num(med),
+        Value::Num(lo),
+        Value::Num(hi),
+        unit.into(),
+    ]
+}
+
+/// Runs every measurement of `cfg` and returns the report `name` (the file stem under
+/// `chapters/generated/ch05/`).
+pub fn run(cfg: &Config, name: &str) -> Result<Report> {
+    let load_before = load_average();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let (x, labels) = synthetic_batch(cfg.batch_size, &mut rng);
+    let flops = train_flops_per_image();
+
+    let (mut model, names) = seed_cnn(cfg.seed);
+    let mut opt = Adam::new(1e-3);
+    let (train, cpu) =
+        time_training(&mut model, &mut opt, &x, &labels, cfg.steps, cfg.runs);
+    let prof = profile(&mut model, &names, &mut opt, &x, &labels, cfg.steps);
+    let infer: Vec<(usize, Vec<f64>)> = cfg
+        .infer_batches
+        .iter()
+        .map(|&b| {
+            let r = time_inference(&mut model, b, cfg.infer_images, cfg.runs, &mut rng);
+            (b, r)
+        })
+        .collect();
+
+    let isa = peak::Isa::detect();
+    let peak1: Vec<f64> = (0..cfg.runs)
+        .map(|_| peak::fma_gflops(isa, 1, cfg.peak_iters))
+        .collect();
+    let peak_n: Vec<f64> = (0..cfg.runs)
+        .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
+        .collect();
+    let sgemm = time_sgemm(cfg.gemm_n, cfg.runs, &mut rng);
+    let load_after = load_average();
+
+    let gflops: Vec<f64> = train.iter().map(|r| r * flops / 1e9).collect();
+    let peak_med = median_min_max(&peak_n).0;
+    let frac: Vec<f64> = gflops.iter().map(|g| g / peak_med).collect();
+
+    let mut r = Report::new(
+        "ch05",
+        name,
+        "Throughput of the seed MNIST CNN from scratch, and the machine's peak",
+    );
+    r.config = serde_json::to_value(cfg)?;
+    r.seeds = vec![cfg.seed];
+    let cols = vec![
+        col("measurement", Format::Int),
+        col("median", Format::Fixed(2)),
+        col("min", Format::Fixed(2)),
+        col("max", Format::Fixed(2)),
+        col("unit", Format::Int),
+    ];
+    let mut rows = vec![summary_row(
+        &format!("training, from scratch, batch {}", cfg.batch_size),
+        &train,
+        "images/s",
+    )];
+    for (b, v) in &infer {
+        rows.push(summary_row(
+            &format!("inference, from scratch, batch {b}"),
+            v,
+            "images/s",
+        ));
+    }
+    rows.push(summary_row(
+        "CPU time per 1,000 training images",
+        &cpu,
+        "CPU-s",
+    ));
+    r.tables.push(Table {
+        name: "throughput".into(),
+        caption: "Throughput of the seed CNN (synthetic MNIST-shaped batches): median, \
+                  min and max over the runs."
+            .into(),
+        columns: cols.clone(),
+        rows,
+    });
+    let rows = vec![
+        summary_row(
+            &format!("FMA peak, 1 thread ({})", isa.name()),
+            &peak1,
+            "GFLOP/s",
+        ),
+        summary_row(
+            &format!("FMA peak, {} threads ({})", cfg.threads, isa.name()),
+            &peak_n,
+            "GFLOP/s",
+        ),
+        summary_row(
+            &format!("SGEMM n = {} (the layers' GEMM)", cfg.gemm_n),
+            &sgemm,
+            "GFLOP/s",
+        ),
+        summary_row("training step, from scratch", &gflops, "GFLOP/s"),
+        summary_row(
+            "training step / FMA peak",
+            &frac.iter().map(|f| f * 100.0).collect::<Vec<_>>(),
+            "%",
+        ),
+    ];
+    r.tables.push(Table {
+        name: "compute".into(),
+        caption: "Arithmetic throughput: the measured FMA peak, SGEMM, and the training \
+                  step's FLOPs (counted analytically) per second."
+            .into(),
+        columns: cols,
+        rows,
+    });
+    r.tables.push(Table {
+        name: "profile".into(),
+        caption: format!(
+            "Where a training step's time goes (batch {}): median milliseconds per \
+             batch of each layer's forward and backward pass, the loss and the Adam step.",
+            cfg.batch_size
+        ),
+        columns: vec![
+            col("layer", Format::Int),
+            col("forward ms", Format::Fixed(2)),
+            col("backward ms", Format::Fixed(2)),
+        ],
+        rows: prof
+            .iter()
+            .map(|(n, f, b)| vec![n.as_str().into(), Value::Num(*f), Value::Num(*b)])
+            .collect(),
+    });
+    r.tables.push(Table {
+        name: "flops".into(),
+        caption: "FLOPs per training image (2 per multiply-add; forward, then the \
+                  weight-gradient and input-gradient products of the backward pass)."
+            .into(),
+        columns: vec![
+            col("layer", Format::Int),
+            col("forward MFLOP", Format::Fixed(3)),
+            col("training MFLOP", Format::Fixed(3)),
+        ],
+        rows: seed_cnn_macs()
+            .iter()
+            .map(|(n, m)| {
+                let f = 2.0 * *m as f64 / 1e6;
+                vec![(*n).into(), Value::Num(f), Value::Num(3.0 * f)]
+            })
+            .chain(std::iter::once(vec![
+                "total".into(),
+                Value::Num(flops / 3e6),
+                Value::Num(flops / 1e6),
+            ]))
+            .collect(),
+    });
+    r.fact("train_images_per_s", median_min_max(&train).0, Format::Int);
+    r.fact("load_before", load_before, Format::Fixed(2));
+    r.fact("load_after", load_after, Format::Fixed(2));
+    r.fact("runs", cfg.runs as f64, Format::Int);
+    Ok(r)
+}

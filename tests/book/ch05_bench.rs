@@ -1,0 +1,114 @@
+//! Section 5.3, making it fast: the `dlbook bench` harness. Timings are never asserted
+//! here; these tests check that the command runs and writes a well-formed report, that
+//! the FLOP count matches the layers' shapes, and that the peak kernel does its work.
+
+use std::path::PathBuf;
+
+use dlbook::bench::{self, peak};
+use dlbook::nn::Mode;
+use dlbook::report::{Report, Value};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn scratch(name: &str) -> PathBuf {
+    let d =
+        std::env::temp_dir().join(format!("dlbook-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn bench_quick_writes_a_well_formed_report() {
+    let out = scratch("bench");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_dlbook"))
+        .args(["bench", "--quick", "--runs", "2", "--out"])
+        .arg(&out)
+        .status()
+        .expect("runs dlbook");
+    assert!(status.success(), "dlbook bench --quick failed");
+    let (report, problems) = Report::check_dir(&out, "throughput").unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    for name in ["throughput", "compute", "profile", "flops"] {
+        let t = report
+            .table(name)
+            .unwrap_or_else(|| panic!("no table {name}"));
+        assert!(!t.rows.is_empty(), "table {name} is empty");
+        for row in &t.rows {
+            assert_eq!(row.len(), t.columns.len(), "table {name}: ragged row");
+            for v in row {
+                if let Value::Num(x) = v {
+                    assert!(x.is_finite() && *x >= 0.0, "table {name}: {x} in {row:?}");
+                }
+            }
+        }
+    }
+    // Median, min and max are ordered in every summary row.
+    for name in ["throughput", "compute"] {
+        for row in &report.table(name).unwrap().rows {
+            let n = |i: usize| match &row[i] {
+                Value::Num(x) => *x,
+                v => panic!("not a number: {v:?}"),
+            };
+            assert!(n(2) <= n(1) && n(1) <= n(3), "{row:?}");
+            assert!(n(1) > 0.0, "{row:?}");
+        }
+    }
+    let profile = report.table("profile").unwrap();
+    let layers: Vec<String> = profile
+        .rows
+        .iter()
+        .map(|r| match &r[0] {
+            Value::Text(s) => s.clone(),
+            v => panic!("{v:?}"),
+        })
+        .collect();
+    assert_eq!(layers.first().map(String::as_str), Some("conv1"));
+    assert!(layers.iter().any(|l| l == "adam"));
+    assert!(report.get_fact("load_before").is_some());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn flop_count_matches_the_layer_shapes() {
+    // Multiply-adds read off the layers' outputs: each output of a convolution takes
+    // c_in kh kw of them, each output of a linear layer d_in.
+    let (mut model, names) = bench::seed_cnn(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (mut h, _) = bench::synthetic_batch(1, &mut rng);
+    let mut outputs = vec![];
+    for (layer, name) in model.layers.iter_mut().zip(&names) {
+        h = layer.forward(&h, Mode::Eval);
+        outputs.push((*name, h.len()));
+    }
+    let per_output = [("conv1", 9), ("conv2", 32 * 9), ("fc1", 1600), ("fc2", 128)];
+    let macs = bench::seed_cnn_macs();
+    assert_eq!(macs.len(), per_output.len());
+    for (name, k) in per_output {
+        let n = outputs.iter().find(|(n, _)| *n == name).unwrap().1;
+        let m = macs.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(m, (n * k) as u64, "{name}");
+    }
+    let total: u64 = macs.iter().map(|(_, m)| m).sum();
+    assert_eq!(bench::train_flops_per_image(), 6.0 * total as f64);
+}
+
+#[test]
+fn fma_kernel_does_every_iteration() {
+    // From 0, acc <- 0.999 acc + 0.001 holds 1 - 0.999^k after k rounds: the sum over
+    // the lanes and accumulators tells how many rounds ran.
+    let isa = peak::Isa::detect();
+    for iters in [0u64, 1, 1000, 5000] {
+        let got = peak::fma_kernel(isa, iters) as f64;
+        let want = (1.0 - 0.999f64.powi(iters as i32))
+            * (isa.lanes() * peak::ACCUMULATORS) as f64;
+        assert!(
+            (got - want).abs() <= 1e-3 * want.max(1e-3),
+            "{iters}: {got} vs {want}"
+        );
+    }
+    assert_eq!(
+        peak::kernel_flops(isa, 10),
+        2.0 * (isa.lanes() * peak::ACCUMULATORS * 10) as f64
+    );
+}
