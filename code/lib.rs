@@ -14,7 +14,8 @@
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
-//! (the book's own structure: includes, anchors, claims), [`experiments`] (one file per
+//! (the book's own structure: includes, anchors, claims), [`gemm`] (the `f32` matrix
+//! product the fast layers use, through OpenBLAS), [`experiments`] (one file per
 //! experiment, each with a quick and a full configuration).
 
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod book;
 pub mod cnn;
 pub mod data;
 pub mod experiments;
+pub mod gemm;
 pub mod info;
 pub mod linalg;
 pub mod nn;

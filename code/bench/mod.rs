@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::cnn::{Conv2d, Flatten, MaxPool2d};
+use crate::gemm;
 use crate::nn::dropout::Dropout;
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::{
@@ -191,6 +192,38 @@ pub fn process_cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// CPU time consumed by the calling thread so far, in seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: clock_gettime only writes the struct we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// What a profile measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Elapsed time.
+    Wall,
+    /// CPU time of the calling thread: the work itself, whatever else runs on the
+    /// machine, when everything runs on that thread (a one-thread pool).
+    ThreadCpu,
+}
+
+impl Clock {
+    /// The current reading, in seconds.
+    pub fn now(self) -> f64 {
+        match self {
+            Clock::Wall => {
+                static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                START.get_or_init(Instant::now).elapsed().as_secs_f64()
+            }
+            Clock::ThreadCpu => thread_cpu_seconds(),
+        }
+    }
+}
+
 /// The 1-minute load average from `/proc/loadavg` (`NaN` where there is none).
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -246,9 +279,9 @@ pub fn time_inference(
         .collect()
 }
 
-/// Per-layer timings of `steps` training steps: for each layer its forward and backward
-/// milliseconds per step, then `loss` and `adam` (the time in the forward column), each
-/// the median over the steps.
+/// Per-layer timings of `steps` training steps on `clock`: for each layer its forward
+/// and backward milliseconds per step, then `loss` and `adam` (the time in the forward
+/// column), each the median over the steps.
 pub fn profile(
     model: &mut Sequential,
     names: &[&str],
@@ -256,31 +289,32 @@ pub fn profile(
     x: &ArrayD<f32>,
     labels: &[usize],
     steps: usize,
+    clock: Clock,
 ) -> Vec<(String, f64, f64)> {
     let nl = model.layers.len();
     let mut fwd = vec![vec![]; nl];
     let mut bwd = vec![vec![]; nl];
     let (mut loss_t, mut opt_t) = (vec![], vec![]);
-    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let ms = |t: f64| (clock.now() - t) * 1e3;
     for step in 0..=steps {
         model.zero_grad();
         let mut h = x.clone();
         let mut f_ms = vec![];
         for layer in model.layers.iter_mut() {
-            let t = Instant::now();
+            let t = clock.now();
             h = layer.forward(&h, Mode::Train);
             f_ms.push(ms(t));
         }
-        let t = Instant::now();
+        let t = clock.now();
         let (_, mut d) = softmax_cross_entropy(&h, labels);
         let l_ms = ms(t);
         let mut b_ms = vec![0.0; nl];
         for (i, layer) in model.layers.iter_mut().enumerate().rev() {
-            let t = Instant::now();
+            let t = clock.now();
             d = layer.backward(&d);
             b_ms[i] = ms(t);
         }
-        let t = Instant::now();
+        let t = clock.now();
         opt.step(model);
         let o_ms = ms(t);
         if step == 0 {
@@ -302,9 +336,9 @@ pub fn profile(
     out
 }
 
-/// `a b` with the matrix product the layers use.
+/// `a b` with the matrix product the layers use ([`gemm::matmul`]).
 pub fn layer_gemm(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
-    a.dot(b)
+    gemm::matmul(&a.view(), &b.view())
 }
 
 /// SGEMM GFLOP/s of `n x n` matrices with [`layer_gemm`], `runs` runs.
@@ -344,23 +378,41 @@ fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
 /// `chapters/generated/ch05/`).
 pub fn run(cfg: &Config, name: &str) -> Result<Report> {
     let load_before = load_average();
+    let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build();
+    let (pool_n, pool_1) = (pool(cfg.threads)?, pool(1)?);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let (x, labels) = synthetic_batch(cfg.batch_size, &mut rng);
     let flops = train_flops_per_image();
 
-    let (mut model, names) = seed_cnn(cfg.seed);
-    let mut opt = Adam::new(1e-3);
-    let (train, cpu) =
-        time_training(&mut model, &mut opt, &x, &labels, cfg.steps, cfg.runs);
-    let prof = profile(&mut model, &names, &mut opt, &x, &labels, cfg.steps);
-    let infer: Vec<(usize, Vec<f64>)> = cfg
-        .infer_batches
-        .iter()
-        .map(|&b| {
-            let r = time_inference(&mut model, b, cfg.infer_images, cfg.runs, &mut rng);
-            (b, r)
-        })
-        .collect();
+    // The model is built inside each pool: its layers are not `Send`.
+    let (train, prof, infer, sgemm) = pool_n.install(|| {
+        let (mut model, names) = seed_cnn(cfg.seed);
+        let (m, mut opt) = (&mut model, Adam::new(1e-3));
+        let (train, _) = time_training(m, &mut opt, &x, &labels, cfg.steps, cfg.runs);
+        let prof = profile(m, &names, &mut opt, &x, &labels, cfg.steps, Clock::Wall);
+        let infer: Vec<(usize, Vec<f64>)> = cfg
+            .infer_batches
+            .iter()
+            .map(|&b| {
+                (
+                    b,
+                    time_inference(m, b, cfg.infer_images, cfg.runs, &mut rng),
+                )
+            })
+            .collect();
+        let sgemm = time_sgemm(cfg.gemm_n, cfg.runs, &mut rng);
+        (train, prof, infer, sgemm)
+    });
+    // The load-insensitive figure: CPU time on one thread.
+    let (cpu, prof_cpu) = pool_1.install(|| {
+        let (mut model, names) = seed_cnn(cfg.seed);
+        let mut opt = Adam::new(1e-3);
+        let (_, cpu) =
+            time_training(&mut model, &mut opt, &x, &labels, cfg.steps, cfg.runs);
+        let clock = Clock::ThreadCpu;
+        let prof = profile(&mut model, &names, &mut opt, &x, &labels, cfg.steps, clock);
+        (cpu, prof)
+    });
 
     let isa = peak::Isa::detect();
     let peak1: Vec<f64> = (0..cfg.runs)
@@ -369,7 +421,6 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
     let peak_n: Vec<f64> = (0..cfg.runs)
         .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
         .collect();
-    let sgemm = time_sgemm(cfg.gemm_n, cfg.runs, &mut rng);
     let load_after = load_average();
 
     let gflops: Vec<f64> = train.iter().map(|r| r * flops / 1e9).collect();
@@ -391,19 +442,25 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
         col("unit", Format::Int),
     ];
     let mut rows = vec![summary_row(
-        &format!("training, from scratch, batch {}", cfg.batch_size),
+        &format!(
+            "training, from scratch, batch {}, {} threads",
+            cfg.batch_size, cfg.threads
+        ),
         &train,
         "images/s",
     )];
     for (b, v) in &infer {
         rows.push(summary_row(
-            &format!("inference, from scratch, batch {b}"),
+            &format!(
+                "inference, from scratch, batch {b}, {} threads",
+                cfg.threads
+            ),
             v,
             "images/s",
         ));
     }
     rows.push(summary_row(
-        "CPU time per 1,000 training images",
+        "CPU time per 1,000 training images, 1 thread",
         &cpu,
         "CPU-s",
     ));
@@ -431,9 +488,13 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
             &sgemm,
             "GFLOP/s",
         ),
-        summary_row("training step, from scratch", &gflops, "GFLOP/s"),
         summary_row(
-            "training step / FMA peak",
+            &format!("training step, from scratch, {} threads", cfg.threads),
+            &gflops,
+            "GFLOP/s",
+        ),
+        summary_row(
+            &format!("training step / FMA peak, {} threads", cfg.threads),
             &frac.iter().map(|f| f * 100.0).collect::<Vec<_>>(),
             "%",
         ),
@@ -449,18 +510,31 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
     r.tables.push(Table {
         name: "profile".into(),
         caption: format!(
-            "Where a training step's time goes (batch {}): median milliseconds per \
-             batch of each layer's forward and backward pass, the loss and the Adam step.",
-            cfg.batch_size
+            "Where a training step's time goes (batch {}, {} threads): median \
+             milliseconds per batch of each layer's forward and backward pass, the loss \
+             and the Adam step; then the same in CPU time with everything on one \
+             thread (insensitive to other load on the machine).",
+            cfg.batch_size, cfg.threads
         ),
         columns: vec![
             col("layer", Format::Int),
             col("forward ms", Format::Fixed(2)),
             col("backward ms", Format::Fixed(2)),
+            col("forward CPU-ms, 1 thread", Format::Fixed(2)),
+            col("backward CPU-ms, 1 thread", Format::Fixed(2)),
         ],
         rows: prof
             .iter()
-            .map(|(n, f, b)| vec![n.as_str().into(), Value::Num(*f), Value::Num(*b)])
+            .zip(&prof_cpu)
+            .map(|((n, f, b), (_, fc, bc))| {
+                vec![
+                    n.as_str().into(),
+                    Value::Num(*f),
+                    Value::Num(*b),
+                    Value::Num(*fc),
+                    Value::Num(*bc),
+                ]
+            })
             .collect(),
     });
     r.tables.push(Table {

@@ -2,12 +2,15 @@
 //! computes the same function by im2col and a matrix product (see the [module
 //! docs](super)).
 
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView4, Ix1, Ix4};
+use ndarray::{
+    Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView4, Ix1, Ix4, IxDyn,
+};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::im2col::{col2im, im2col};
+use super::im2col::{col2im_rows, im2col_rows_into, nchw_to_rows, rows_to_nchw};
 use super::{as_nchw, out_size};
+use crate::gemm::sgemm;
 use crate::nn::{join, Layer, Mode, Module, Param};
 
 /// Panics with the shapes unless `x` `(n, c, h, w)`, `w` `(c_out, c, kh, kw)` and `b`
@@ -163,7 +166,9 @@ pub fn conv2d_direct_backward(
 /// An NCHW shape `(n, c, h, w)`.
 pub type Nchw = (usize, usize, usize, usize);
 
-/// A 2-D convolution layer (cross-correlation, zero padding), computed by im2col + GEMM.
+/// A 2-D convolution layer (cross-correlation, zero padding), computed by im2col + GEMM
+/// (OpenBLAS, [`sgemm`]), with the column matrix laid out as in the formulas,
+/// $Y_\text{mat} = W_\text{mat} X_\text{col}$, and filled in parallel.
 ///
 /// # Shapes
 /// - input `x`: `(n, c_in, h, w)`
@@ -179,8 +184,20 @@ pub struct Conv2d {
     pub stride: usize,
     /// Zeros added on each side of both spatial axes.
     pub padding: usize,
-    /// Input shape and im2col matrix of the last forward.
+    /// Input shape and im2col matrix $X_\text{col}$ of the last forward.
     cache: Option<(Nchw, Array2<f32>)>,
+    /// Buffers reused from batch to batch: $Y_\text{mat}$ (then $\Delta$), and
+    /// $\partial L / \partial X_\text{col}$.
+    y_buf: Option<Array2<f32>>,
+    dcols_buf: Option<Array2<f32>>,
+}
+
+/// `buf` if it has `shape`, else a new matrix of that shape (to be overwritten).
+fn reuse(buf: Option<Array2<f32>>, shape: (usize, usize)) -> Array2<f32> {
+    match buf {
+        Some(b) if b.dim() == shape => b,
+        _ => Array2::zeros(shape),
+    }
 }
 
 impl Conv2d {
@@ -225,6 +242,8 @@ impl Conv2d {
             stride,
             padding,
             cache: None,
+            y_buf: None,
+            dcols_buf: None,
         }
     }
 
@@ -256,12 +275,13 @@ impl Conv2d {
         self.weight.value.shape()[0]
     }
 
-    /// The weights as the `(c_out, c_in kh kw)` matrix $W_\text{mat}$.
-    fn w_mat(&self) -> Array2<f32> {
+    /// The weights as the `(c_out, c_in kh kw)` matrix $W_\text{mat}$ (a view).
+    fn w_mat(&self) -> ArrayView2<'_, f32> {
         let co = self.c_out();
         let k = self.weight.value.len() / co;
-        self.w()
-            .to_owned()
+        self.weight
+            .value
+            .view()
             .into_shape_with_order((co, k))
             .expect("contiguous weight")
     }
@@ -280,17 +300,18 @@ impl Layer for Conv2d {
         let x = as_nchw(x, Some(self.c_in()), "Conv2d::forward");
         let (n, co, ho, wo) =
             check_conv_shapes(&x, &self.w(), &self.b(), self.stride, self.padding);
-        let (_, _, kh, kw) = self.w().dim();
-        let cols = im2col(&x, (kh, kw), self.stride, self.padding); // (n ho wo, c kh kw)
-        let y = cols.dot(&self.w_mat().t()) + self.b().insert_axis(ndarray::Axis(0));
+        let (_, ci, kh, kw) = self.w().dim();
+        // X_col (c kh kw, n ho wo), in the buffer of the last batch when it fits.
+        let mut cols = reuse(self.cache.take().map(|c| c.1), (ci * kh * kw, n * ho * wo));
+        im2col_rows_into(&x, (kh, kw), self.stride, self.padding, &mut cols);
+        // Y_mat = W_mat X_col: (c_out, n ho wo)
+        let mut y_mat = reuse(self.y_buf.take(), (co, n * ho * wo));
+        sgemm(1.0, &self.w_mat(), &cols.view(), 0.0, &mut y_mat.view_mut());
+        // (c_out, n, ho wo) -> (n, c_out, ho, wo), plus the bias
+        let y = rows_to_nchw(&y_mat, &self.b(), n);
         self.cache = Some((x.dim(), cols));
-        // (n ho wo, c_out) -> (n, ho, wo, c_out) -> (n, c_out, ho, wo)
-        y.into_shape_with_order((n, ho, wo, co))
-            .expect("contiguous")
-            .permuted_axes([0, 3, 1, 2])
-            .as_standard_layout()
-            .into_owned()
-            .into_dyn()
+        self.y_buf = Some(y_mat);
+        ArrayD::from_shape_vec(IxDyn(&[n, co, ho, wo]), y).expect("sizes match")
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
@@ -299,7 +320,7 @@ impl Layer for Conv2d {
             .as_ref()
             .expect("Conv2d::backward called before forward");
         let (n, _, h, wd) = *x_dim;
-        let (co, _, kh, kw) = self.w().dim();
+        let (co, ci, kh, kw) = self.w().dim();
         let want = (
             n,
             co,
@@ -313,20 +334,33 @@ impl Layer for Conv2d {
                 dy.shape()
             ),
         };
-        // (n, c_out, ho, wo) -> (n ho wo, c_out): the matrix Delta
-        let delta = dy4
-            .permuted_axes([0, 2, 3, 1])
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n * want.2 * want.3, co))
-            .expect("contiguous");
-        let dw = delta.t().dot(cols); // (c_out, c kh kw)
-        self.weight.grad += &dw
-            .into_shape_with_order(self.weight.value.raw_dim())
-            .expect("contiguous");
-        self.bias.grad += &delta.sum_axis(ndarray::Axis(0)).into_dyn();
-        let dcols = delta.dot(&self.w_mat()); // (n ho wo, c kh kw)
-        col2im(&dcols, *x_dim, (kh, kw), self.stride, self.padding).into_dyn()
+        // (n, c_out, ho, wo) -> the matrix Delta (c_out, n ho wo); its row sums are db
+        let mut delta = reuse(self.y_buf.take(), (co, n * want.2 * want.3));
+        let db = nchw_to_rows(&dy4, &mut delta);
+        for (g, d) in self.bias.grad.iter_mut().zip(db) {
+            *g += d;
+        }
+        // dW_mat += Delta X_col^T, accumulated in place (beta = 1)
+        let mut dw = self
+            .weight
+            .grad
+            .view_mut()
+            .into_shape_with_order((co, ci * kh * kw))
+            .expect("contiguous gradient");
+        sgemm(1.0, &delta.view(), &cols.t(), 1.0, &mut dw);
+        // dX_col = W_mat^T Delta: (c kh kw, n ho wo), then scattered back by col2im
+        let mut dcols = reuse(self.dcols_buf.take(), cols.dim());
+        sgemm(
+            1.0,
+            &self.w_mat().t(),
+            &delta.view(),
+            0.0,
+            &mut dcols.view_mut(),
+        );
+        let dx = col2im_rows(&dcols.view(), *x_dim, (kh, kw), self.stride, self.padding);
+        self.y_buf = Some(delta);
+        self.dcols_buf = Some(dcols);
+        dx.into_dyn()
     }
 }
 // ANCHOR_END: conv2d_layer
