@@ -157,6 +157,7 @@ pub fn sgemm_serial(
     beta: f32,
     c: &mut ArrayViewMut2<f32>,
 ) {
+    SINGLE_THREADED_BLAS.call_once(|| set_blas_threads(1));
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(
         k == k2 && c.dim() == (m, n),

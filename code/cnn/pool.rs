@@ -53,6 +53,29 @@ impl Module for MaxPool2d {
     fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
 }
 
+/// The common case of [`MaxPool2d`], 2x2 windows with stride 2, on one `(h, w)` plane
+/// that starts at flat index `base`: the same selection (first maximum in row-major
+/// order, NaN never selected), without the general loop's bookkeeping.
+fn max_pool_2x2(plane: &[f32], w: usize, base: usize, y: &mut [f32], arg: &mut [usize]) {
+    let wo = w / 2;
+    let rows = y.chunks_exact_mut(wo).zip(arg.chunks_exact_mut(wo));
+    for (i, (y, arg)) in rows.enumerate() {
+        let top = &plane[2 * i * w..][..2 * wo];
+        let bottom = &plane[(2 * i + 1) * w..][..2 * wo];
+        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (j, ((y, a), (t, b))) in y.iter_mut().zip(arg).zip(windows).enumerate() {
+            let (mut best, mut at) = (f32::NEG_INFINITY, 0);
+            for (v, off) in [(t[0], 0), (t[1], 1), (b[0], w), (b[1], w + 1)] {
+                let take = v > best;
+                best = if take { v } else { best };
+                at = if take { off } else { at };
+            }
+            *y = best;
+            *a = base + 2 * i * w + 2 * j + at;
+        }
+    }
+}
+
 /// The output shape of a pooling window over `(n, c, h, w)`.
 fn pool_out(
     dim: (usize, usize, usize, usize),
@@ -96,27 +119,25 @@ impl Layer for MaxPool2d {
             .for_each(|(pl, (y, arg))| {
                 let base = pl * h * w;
                 let plane = &xs[base..base + h * w];
+                if (kh, kw, sh, sw) == (2, 2, 2, 2) {
+                    return max_pool_2x2(plane, w, base, y, arg);
+                }
                 for i in 0..out.2 {
-                    let y = &mut y[i * out.3..][..out.3];
-                    let arg = &mut arg[i * out.3..][..out.3];
-                    y.fill(f32::NEG_INFINITY);
-                    for (j, a) in arg.iter_mut().enumerate() {
-                        *a = base + i * sh * w + j * sw;
-                    }
-                    // Window rows in order, columns in order, strict `>`: the first
-                    // maximum in row-major order wins ties.
-                    for r in i * sh..i * sh + kh {
-                        let src = &plane[r * w..][..w];
-                        for (j, (best, at)) in
-                            y.iter_mut().zip(arg.iter_mut()).enumerate()
-                        {
-                            for t in j * sw..j * sw + kw {
-                                if src[t] > *best {
-                                    *best = src[t];
-                                    *at = base + r * w + t;
-                                }
+                    for j in 0..out.3 {
+                        let (r0, c0) = (i * sh, j * sw);
+                        let (mut best, mut at) = (f32::NEG_INFINITY, r0 * w + c0);
+                        for r in r0..r0 + kh {
+                            let row = &plane[r * w + c0..][..kw];
+                            for (t, &v) in row.iter().enumerate() {
+                                // Strict `>`: the first maximum in row-major order wins
+                                // ties. Written as selects, so no branch mispredicts.
+                                let take = v > best;
+                                best = if take { v } else { best };
+                                at = if take { r * w + c0 + t } else { at };
                             }
                         }
+                        y[i * out.3 + j] = best;
+                        arg[i * out.3 + j] = base + at;
                     }
                 }
             });
