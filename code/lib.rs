@@ -9,8 +9,8 @@
 //! | 2 | Neural-network basics | [`autograd`], [`nn`] |
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
 //! | 4 | CNN fundamentals | [`cnn`] |
-//! | 5 | Making it fast: throughput against the machine's peak | [`bench`] |
-//! | 5-13 | (being written) | |
+//! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`], [`gemm`] |
+//! | 6-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
@@ -31,6 +31,7 @@ pub mod experiments;
 pub mod gemm;
 pub mod info;
 pub mod linalg;
+pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod report;

@@ -29,13 +29,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::cnn::{Conv2d, Flatten, MaxPool2d};
 use crate::gemm;
-use crate::nn::dropout::Dropout;
+use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::loss::softmax_cross_entropy;
-use crate::nn::{
-    Activation, ActivationLayer, Init, Layer, Linear, Mode, Module, Sequential,
-};
+use crate::nn::{Layer, Mode, Module, Named};
 use crate::optim::{Adam, Optimizer};
 use crate::report::{Column, Format, Report, Table, Value};
 
@@ -96,33 +93,14 @@ impl Config {
     }
 }
 
-/// The seed MNIST CNN as a [`Sequential`] of the book's layers, with the name of each
-/// layer (for the profile).
-///
-/// `Conv2d(1->32, 3x3) - ReLU - MaxPool(2) - Conv2d(32->64, 3x3) - ReLU - MaxPool(2) -
-/// Flatten - Linear(1600->128) - ReLU - Dropout(0.5) - Linear(128->10)`.
+/// The seed MNIST CNN of [`models`](crate::models), the model the book trains:
+/// `reshape - conv1 - relu1 - pool1 - conv2 - relu2 - pool2 - flatten - fc1 - relu3 -
+/// dropout - fc2`.
 ///
 /// # Shapes
-/// - input: `(n, 1, 28, 28)`; output: logits `(n, 10)`.
-pub fn seed_cnn(seed: u64) -> (Sequential, Vec<&'static str>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut m = Sequential::new();
-    m.push(Conv2d::new(1, 32, (3, 3), 1, 0, &mut rng));
-    m.push(ActivationLayer::new(Activation::Relu));
-    m.push(MaxPool2d::new((2, 2), (2, 2)));
-    m.push(Conv2d::new(32, 64, (3, 3), 1, 0, &mut rng));
-    m.push(ActivationLayer::new(Activation::Relu));
-    m.push(MaxPool2d::new((2, 2), (2, 2)));
-    m.push(Flatten::new());
-    m.push(Linear::new(1600, 128, Init::He, &mut rng));
-    m.push(ActivationLayer::new(Activation::Relu));
-    m.push(Dropout::new(0.5, seed.wrapping_add(1)));
-    m.push(Linear::new(128, 10, Init::Xavier, &mut rng));
-    let names = vec![
-        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3",
-        "dropout", "fc2",
-    ];
-    (m, names)
+/// - input: `(n, 784)` or `(n, 1, 28, 28)`; output: logits `(n, 10)`.
+pub fn seed_cnn(seed: u64) -> Named {
+    mnist_cnn(&CnnConfig::default(), seed)
 }
 
 /// Multiply-adds per image of the seed CNN's convolutions and linear layers, by layer:
@@ -283,8 +261,7 @@ pub fn time_inference(
 /// and backward milliseconds per step, then `loss` and `adam` (the time in the forward
 /// column), each the median over the steps.
 pub fn profile(
-    model: &mut Sequential,
-    names: &[&str],
+    model: &mut Named,
     opt: &mut dyn Optimizer,
     x: &ArrayD<f32>,
     labels: &[usize],
@@ -300,7 +277,7 @@ pub fn profile(
         model.zero_grad();
         let mut h = x.clone();
         let mut f_ms = vec![];
-        for layer in model.layers.iter_mut() {
+        for (_, layer) in model.layers.iter_mut() {
             let t = clock.now();
             h = layer.forward(&h, Mode::Train);
             f_ms.push(ms(t));
@@ -309,7 +286,7 @@ pub fn profile(
         let (_, mut d) = softmax_cross_entropy(&h, labels);
         let l_ms = ms(t);
         let mut b_ms = vec![0.0; nl];
-        for (i, layer) in model.layers.iter_mut().enumerate().rev() {
+        for (i, (_, layer)) in model.layers.iter_mut().enumerate().rev() {
             let t = clock.now();
             d = layer.backward(&d);
             b_ms[i] = ms(t);
@@ -329,7 +306,7 @@ pub fn profile(
     }
     let med = |v: &[f64]| median_min_max(v).0;
     let mut out: Vec<(String, f64, f64)> = (0..nl)
-        .map(|i| (names[i].to_string(), med(&fwd[i]), med(&bwd[i])))
+        .map(|i| (model.layers[i].0.clone(), med(&fwd[i]), med(&bwd[i])))
         .collect();
     out.push(("loss".into(), med(&loss_t), 0.0));
     out.push(("adam".into(), med(&opt_t), 0.0));
@@ -386,10 +363,10 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
 
     // The model is built inside each pool: its layers are not `Send`.
     let (train, prof, infer, sgemm) = pool_n.install(|| {
-        let (mut model, names) = seed_cnn(cfg.seed);
+        let mut model = seed_cnn(cfg.seed);
         let (m, mut opt) = (&mut model, Adam::new(1e-3));
         let (train, _) = time_training(m, &mut opt, &x, &labels, cfg.steps, cfg.runs);
-        let prof = profile(m, &names, &mut opt, &x, &labels, cfg.steps, Clock::Wall);
+        let prof = profile(m, &mut opt, &x, &labels, cfg.steps, Clock::Wall);
         let infer: Vec<(usize, Vec<f64>)> = cfg
             .infer_batches
             .iter()
@@ -405,12 +382,12 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
     });
     // The load-insensitive figure: CPU time on one thread.
     let (cpu, prof_cpu) = pool_1.install(|| {
-        let (mut model, names) = seed_cnn(cfg.seed);
+        let mut model = seed_cnn(cfg.seed);
         let mut opt = Adam::new(1e-3);
         let (_, cpu) =
             time_training(&mut model, &mut opt, &x, &labels, cfg.steps, cfg.runs);
         let clock = Clock::ThreadCpu;
-        let prof = profile(&mut model, &names, &mut opt, &x, &labels, cfg.steps, clock);
+        let prof = profile(&mut model, &mut opt, &x, &labels, cfg.steps, clock);
         (cpu, prof)
     });
 

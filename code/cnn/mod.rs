@@ -47,11 +47,13 @@
 
 use ndarray::{ArrayD, ArrayView4, Ix4};
 
+pub mod batchnorm2d;
 pub mod candle_twin;
 pub mod conv;
 pub mod im2col;
 pub mod pool;
 
+pub use batchnorm2d::BatchNorm2d;
 pub use conv::Conv2d;
 pub use pool::{AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d};
 

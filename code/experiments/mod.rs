@@ -31,6 +31,12 @@ pub mod optim_mnist;
 pub mod optim_surfaces;
 pub mod regularization_ablation;
 
+// Week 4 experiments (declared here, registered in `week4`):
+
+// Week 5 experiments: architectures (registered in `week5`):
+
+// Week 5 experiments: the MNIST classifier (registered in `week5`):
+
 /// Timing reports, `(chapter, file stem)`: written by `dlbook bench`, never by `regen`
 /// (timings are not reproducible bytes), but checked like every result: their rendered
 /// files must equal the rendering of their JSON.
@@ -62,6 +68,8 @@ pub fn all() -> Vec<Experiment> {
     let mut all = week1();
     all.extend(week2());
     all.extend(week3());
+    all.extend(week4());
+    all.extend(week5());
     all.push(datasets::EXPERIMENT);
     all
 }
@@ -95,6 +103,22 @@ fn week3() -> Vec<Experiment> {
         optim_mnist::EXPERIMENT,
         regularization_ablation::EXPERIMENT,
     ]
+}
+
+// Week 4: CNN fundamentals.
+fn week4() -> Vec<Experiment> {
+    vec![]
+}
+
+// Week 5: CNN architectures and the MNIST classifier.
+fn week5() -> Vec<Experiment> {
+    let mut v = vec![
+        // architectures
+    ];
+    v.extend([
+        // the MNIST classifier
+    ]);
+    v
 }
 
 /// The experiments of one chapter (`ch01`), one experiment by name (`pca_mnist`), or

@@ -100,3 +100,6 @@ pub mod batchnorm;
 pub mod dropout;
 pub mod layernorm;
 pub mod regularization;
+
+pub mod named;
+pub use named::{Named, Reshape};

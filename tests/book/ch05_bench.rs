@@ -63,7 +63,7 @@ fn bench_quick_writes_a_well_formed_report() {
             v => panic!("{v:?}"),
         })
         .collect();
-    assert_eq!(layers.first().map(String::as_str), Some("conv1"));
+    assert!(layers.iter().any(|l| l == "conv1"));
     assert!(layers.iter().any(|l| l == "adam"));
     assert!(report.get_fact("load_before").is_some());
     let _ = std::fs::remove_dir_all(&out);
@@ -73,13 +73,13 @@ fn bench_quick_writes_a_well_formed_report() {
 fn flop_count_matches_the_layer_shapes() {
     // Multiply-adds read off the layers' outputs: each output of a convolution takes
     // c_in kh kw of them, each output of a linear layer d_in.
-    let (mut model, names) = bench::seed_cnn(0);
+    let mut model = bench::seed_cnn(0);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (mut h, _) = bench::synthetic_batch(1, &mut rng);
     let mut outputs = vec![];
-    for (layer, name) in model.layers.iter_mut().zip(&names) {
+    for (name, layer) in model.layers.iter_mut() {
         h = layer.forward(&h, Mode::Eval);
-        outputs.push((*name, h.len()));
+        outputs.push((name.clone(), h.len()));
     }
     let per_output = [("conv1", 9), ("conv2", 32 * 9), ("fc1", 1600), ("fc2", 128)];
     let macs = bench::seed_cnn_macs();

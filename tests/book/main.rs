@@ -12,5 +12,6 @@ mod ch03_optim;
 mod ch03_regularization;
 mod ch04_cnn;
 mod ch05_bench;
+mod ch05_models;
 mod data_io;
 mod integrity;

@@ -1,0 +1,7 @@
+//! Whole networks built from the book's layers: the seed MNIST CNN and its variants
+//! (week 5), each a [`Named`](crate::nn::Named) stack whose parameters carry the names a
+//! checkpoint file uses (`conv1.weight`, `fc2.bias`).
+
+pub mod mnist_cnn;
+
+pub use mnist_cnn::{mnist_cnn, CnnConfig, Downsample};
