@@ -137,7 +137,16 @@ fn bench(
         None => book_root()?.join("chapters/generated/ch05"),
     };
     let t = std::time::Instant::now();
-    let report = dlbook::bench::run(&cfg, name)?;
+    // The "before" figures, if they were measured (by this command, earlier).
+    let base_path = out.join("throughput_baseline.json");
+    let baseline = match std::fs::read_to_string(&base_path) {
+        Ok(text) if name != "throughput_baseline" => Some(
+            Report::from_json(&text)
+                .with_context(|| format!("reading {}", base_path.display()))?,
+        ),
+        _ => None,
+    };
+    let report = dlbook::bench::run(&cfg, name, baseline.as_ref())?;
     for p in report.write_to(&out)? {
         println!("wrote {}", p.display());
     }

@@ -36,6 +36,7 @@ use crate::nn::{Layer, Mode, Module, Named};
 use crate::optim::{Adam, Optimizer};
 use crate::report::{Column, Format, Report, Table, Value};
 
+pub mod candle;
 pub mod peak;
 
 /// What to measure, and how long.
@@ -351,9 +352,20 @@ fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
     ]
 }
 
+/// The median of row `what` of table `table` in `r`.
+fn median_of(r: &Report, table: &str, what: &str) -> Option<f64> {
+    let row = r
+        .table(table)?
+        .rows
+        .iter()
+        .find(|row| matches!(&row[0], Value::Text(t) if t.starts_with(what)))?;
+    row[1].number()
+}
+
 /// Runs every measurement of `cfg` and returns the report `name` (the file stem under
-/// `chapters/generated/ch05/`).
-pub fn run(cfg: &Config, name: &str) -> Result<Report> {
+/// `chapters/generated/ch05/`). With a `baseline` report (the same measurements made
+/// before the optimisations), a `before_after` table sets the two side by side.
+pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report> {
     let load_before = load_average();
     let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build();
     let (pool_n, pool_1) = (pool(cfg.threads)?, pool(1)?);
@@ -380,6 +392,17 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
         let sgemm = time_sgemm(cfg.gemm_n, cfg.runs, &mut rng);
         (train, prof, infer, sgemm)
     });
+    // The candle twin, same shapes (candle runs on its own thread pool, all cores).
+    let candle_train = candle::time_training(&x, &labels, cfg.steps, cfg.runs, cfg.seed)?;
+    let candle_infer = cfg
+        .infer_batches
+        .iter()
+        .map(|&b| {
+            let r =
+                candle::time_inference(b, cfg.infer_images, cfg.runs, cfg.seed, &mut rng);
+            r.map(|r| (b, r))
+        })
+        .collect::<Result<Vec<_>>>()?;
     // The load-insensitive figure: CPU time on one thread.
     let (cpu, prof_cpu) = pool_1.install(|| {
         let mut model = seed_cnn(cfg.seed);
@@ -432,6 +455,18 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
                 "inference, from scratch, batch {b}, {} threads",
                 cfg.threads
             ),
+            v,
+            "images/s",
+        ));
+    }
+    rows.push(summary_row(
+        &format!("training, candle, batch {}", cfg.batch_size),
+        &candle_train,
+        "images/s",
+    ));
+    for (b, v) in &candle_infer {
+        rows.push(summary_row(
+            &format!("inference, candle, batch {b}"),
             v,
             "images/s",
         ));
@@ -537,6 +572,66 @@ pub fn run(cfg: &Config, name: &str) -> Result<Report> {
             ]))
             .collect(),
     });
+    if let Some(base) = baseline {
+        let mut rows = vec![];
+        let pairs = [
+            ("throughput", "training, from scratch", "training images/s"),
+            (
+                "throughput",
+                "inference, from scratch, batch 1",
+                "inference images/s, batch 1",
+            ),
+            (
+                "throughput",
+                "inference, from scratch, batch 256",
+                "inference images/s, batch 256",
+            ),
+            (
+                "throughput",
+                "CPU time per 1,000",
+                "CPU-s per 1,000 training images, 1 thread",
+            ),
+            ("compute", "SGEMM", "SGEMM GFLOP/s (the layers' GEMM)"),
+            (
+                "compute",
+                "training step, from scratch",
+                "training step GFLOP/s",
+            ),
+        ];
+        for (table, what, label) in pairs {
+            let (Some(b), Some(a)) =
+                (median_of(base, table, what), median_of(&r, table, what))
+            else {
+                continue;
+            };
+            rows.push(vec![
+                label.into(),
+                Value::Num(b),
+                Value::Num(a),
+                Value::Num(a / b),
+            ]);
+        }
+        r.tables.push(Table {
+            name: "before_after".into(),
+            caption:
+                "Before (the first implementation, measured by the same harness) and \
+                      after: medians, and their ratio."
+                    .into(),
+            columns: vec![
+                col("measurement", Format::Int),
+                col("before", Format::Fixed(2)),
+                col("after", Format::Fixed(2)),
+                col("after / before", Format::Fixed(2)),
+            ],
+            rows,
+        });
+        if let (Some(b), Some(a)) = (
+            median_of(base, "throughput", "training, from scratch"),
+            median_of(&r, "throughput", "training, from scratch"),
+        ) {
+            r.fact("train_speedup", a / b, Format::Fixed(1));
+        }
+    }
     r.fact("train_images_per_s", median_min_max(&train).0, Format::Int);
     r.fact("load_before", load_before, Format::Fixed(2));
     r.fact("load_after", load_after, Format::Fixed(2));
