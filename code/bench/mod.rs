@@ -352,6 +352,15 @@ fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
     ]
 }
 
+/// Figures reported for this model on this machine kind (2 threads, batch 128, a quiet
+/// machine) by other implementations: context for ours, not measured here.
+pub const REFERENCE: [(&str, f64, &str); 4] = [
+    ("PyTorch, training", 3300.0, "images/s"),
+    ("Keras / TensorFlow, training", 3400.0, "images/s"),
+    ("OpenBLAS SGEMM, n = 2048", 180.0, "GFLOP/s"),
+    ("FMA peak", 200.0, "GFLOP/s"),
+];
+
 /// The median of row `what` of table `table` in `r`.
 fn median_of(r: &Report, table: &str, what: &str) -> Option<f64> {
     let row = r
@@ -625,6 +634,50 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
             ],
             rows,
         });
+        // Per layer: before, on one thread (the first implementation had no threads),
+        // and after, in CPU time on one thread and in elapsed time on all threads.
+        if let (Some(before), Some(after)) = (base.table("profile"), r.table("profile")) {
+            let rows = before
+                .rows
+                .iter()
+                .filter_map(|b| {
+                    let a = after.rows.iter().find(|a| a[0] == b[0])?;
+                    Some(vec![
+                        b[0].clone(),
+                        b[1].clone(),
+                        b[2].clone(),
+                        a[3].clone(),
+                        a[4].clone(),
+                        a[1].clone(),
+                        a[2].clone(),
+                    ])
+                })
+                .collect();
+            r.tables.push(Table {
+                name: "profile_before_after".into(),
+                caption: format!(
+                    "Milliseconds per batch of {}, per layer: before (one thread), after \
+                     in CPU time on one thread, and after in elapsed time on {} threads.",
+                    cfg.batch_size, cfg.threads
+                ),
+                columns: vec![
+                    col("layer", Format::Int),
+                    col("before fwd", Format::Fixed(2)),
+                    col("before bwd", Format::Fixed(2)),
+                    col("after fwd, 1 thread CPU", Format::Fixed(2)),
+                    col("after bwd, 1 thread CPU", Format::Fixed(2)),
+                    col(
+                        &format!("after fwd, {} threads", cfg.threads),
+                        Format::Fixed(2),
+                    ),
+                    col(
+                        &format!("after bwd, {} threads", cfg.threads),
+                        Format::Fixed(2),
+                    ),
+                ],
+                rows,
+            });
+        }
         if let (Some(b), Some(a)) = (
             median_of(base, "throughput", "training, from scratch"),
             median_of(&r, "throughput", "training, from scratch"),
@@ -632,6 +685,22 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
             r.fact("train_speedup", a / b, Format::Fixed(1));
         }
     }
+    r.tables.push(Table {
+        name: "reference".into(),
+        caption:
+            "Reported for the same model on this machine kind (2 threads, batch 128, \
+                  quiet machine): context, not measured by this book."
+                .into(),
+        columns: vec![
+            col("implementation", Format::Int),
+            col("reported", Format::Int),
+            col("unit", Format::Int),
+        ],
+        rows: REFERENCE
+            .iter()
+            .map(|(what, v, unit)| vec![(*what).into(), Value::Num(*v), (*unit).into()])
+            .collect(),
+    });
     r.fact("train_images_per_s", median_min_max(&train).0, Format::Int);
     r.fact("load_before", load_before, Format::Fixed(2));
     r.fact("load_after", load_after, Format::Fixed(2));

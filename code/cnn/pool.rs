@@ -53,6 +53,7 @@ impl Module for MaxPool2d {
     fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
 }
 
+// ANCHOR: max_pool_2x2
 /// The common case of [`MaxPool2d`], 2x2 windows with stride 2, on one `(h, w)` plane
 /// that starts at flat index `base`: the same selection (first maximum in row-major
 /// order, NaN never selected), without the general loop's bookkeeping.
@@ -75,6 +76,7 @@ fn max_pool_2x2(plane: &[f32], w: usize, base: usize, y: &mut [f32], arg: &mut [
         }
     }
 }
+// ANCHOR_END: max_pool_2x2
 
 /// The output shape of a pooling window over `(n, c, h, w)`.
 fn pool_out(

@@ -150,3 +150,89 @@ fn training_is_bitwise_identical_on_one_and_two_threads() {
     let fresh = params_after(1, 0);
     assert!(fresh.iter().zip(&one).any(|((_, a), (_, b))| a != b));
 }
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn fast_conv_layer_matches_the_direct_loops() {
+    use dlbook::cnn::conv::{conv2d_direct, conv2d_direct_backward};
+    use dlbook::cnn::Conv2d;
+    use dlbook::nn::{Layer, Module};
+    use ndarray::{Array4, Ix4};
+    use rand::Rng;
+    // (batch, c_in, c_out, side, stride, padding): the seed's conv2 with a batch that
+    // spans several cache blocks, a padded one and a strided one.
+    for (n, ci, co, side, s, p) in
+        [(7, 32, 8, 13, 1, 0), (3, 3, 4, 9, 1, 1), (2, 2, 3, 8, 2, 1)]
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+        let mut conv = Conv2d::new(ci, co, (3, 3), s, p, &mut rng);
+        let x = Array4::from_shape_fn((n, ci, side, side), |_| rng.random::<f32>() - 0.5);
+        let y = conv.forward(&x.clone().into_dyn(), Mode::Train);
+        let want = conv2d_direct(&x.view(), &conv.w(), &conv.b(), s, p);
+        let dy = Array4::from_shape_fn(want.dim(), |_| rng.random::<f32>() - 0.5);
+        conv.zero_grad();
+        let dx = conv.backward(&dy.clone().into_dyn());
+        let (dx0, dw0, db0) =
+            conv2d_direct_backward(&x.view(), &conv.w(), &dy.view(), s, p);
+        let tol = 1e-4;
+        let flat = |a: &ndarray::ArrayD<f32>| a.iter().copied().collect::<Vec<_>>();
+        assert_eq!(y.shape(), want.shape());
+        assert!(
+            max_abs_diff(&flat(&y), want.as_slice().unwrap()) < tol,
+            "y, {n} {ci}"
+        );
+        let dx = dx.into_dimensionality::<Ix4>().unwrap();
+        assert!(max_abs_diff(dx.as_slice().unwrap(), dx0.as_slice().unwrap()) < tol);
+        let dw = flat(&conv.weight.grad);
+        assert!(
+            max_abs_diff(&dw, dw0.as_slice().unwrap()) < tol,
+            "dw, {n} {ci}"
+        );
+        assert!(max_abs_diff(&flat(&conv.bias.grad), db0.as_slice().unwrap()) < tol);
+    }
+}
+
+#[test]
+fn fast_max_pool_matches_the_window_maxima() {
+    use dlbook::cnn::MaxPool2d;
+    use dlbook::nn::Layer;
+    use ndarray::{ArrayD, IxDyn};
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // Values on a coarse grid, so that windows often hold ties.
+    let x =
+        ArrayD::from_shape_fn(IxDyn(&[2, 3, 6, 7]), |_| rng.random_range(0..4) as f32);
+    let mut pool = MaxPool2d::new((2, 2), (2, 2));
+    let y = pool.forward(&x, Mode::Train);
+    assert_eq!(y.shape(), &[2, 3, 3, 3]);
+    let arg = pool.argmax().unwrap().to_vec();
+    let mut k = 0;
+    for s in 0..2 {
+        for c in 0..3 {
+            for i in 0..3 {
+                for j in 0..3 {
+                    // The first maximum of the window in row-major order.
+                    let mut best = (f32::NEG_INFINITY, 0);
+                    for r in 2 * i..2 * i + 2 {
+                        for t in 2 * j..2 * j + 2 {
+                            let v = x[[s, c, r, t]];
+                            if v > best.0 {
+                                best = (v, ((s * 3 + c) * 6 + r) * 7 + t);
+                            }
+                        }
+                    }
+                    assert_eq!(y[[s, c, i, j]], best.0);
+                    assert_eq!(arg[k], best.1, "window {s} {c} {i} {j}");
+                    k += 1;
+                }
+            }
+        }
+    }
+}
