@@ -249,12 +249,14 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
         }
         eprintln!("{} took {:.1} s", e.name, t.elapsed().as_secs_f64());
     }
+    let mut chapters: Vec<&str> = exps.iter().map(|e| e.chapter).collect();
     for (ch, name) in timings {
         let (_, p) = Report::check_dir(&root.join("chapters/generated").join(ch), name)?;
         problems.extend(p.into_iter().map(|p| format!("{ch}/{p}")));
+        chapters.push(ch);
     }
     if check {
-        problems.extend(orphans(&root, &exps)?);
+        problems.extend(orphans(&root, &chapters)?);
         for p in &problems {
             eprintln!("{p}");
         }
@@ -291,14 +293,14 @@ fn check_one(out: &Path, e: &experiments::Experiment) -> Result<Vec<String>> {
 }
 
 /// Files under `generated/` that no experiment renders.
-fn orphans(root: &Path, exps: &[experiments::Experiment]) -> Result<Vec<String>> {
+fn orphans(root: &Path, chapters: &[&str]) -> Result<Vec<String>> {
     let mut out = vec![];
-    for e in exps {
-        let dir = root.join("chapters/generated").join(e.chapter);
+    for &chapter in chapters {
+        let dir = root.join("chapters/generated").join(chapter);
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             let owns = |(ch, stem): (&str, &str)| {
-                ch == e.chapter
+                ch == chapter
                     && (name == format!("{stem}.json")
                         || name == format!("{stem}.md")
                         || name.starts_with(&format!("{stem}-")))
@@ -306,10 +308,7 @@ fn orphans(root: &Path, exps: &[experiments::Experiment]) -> Result<Vec<String>>
             let owned = experiments::all().iter().any(|x| owns((x.chapter, x.name)))
                 || experiments::TIMINGS.iter().any(|&t| owns(t));
             if !owned {
-                out.push(format!(
-                    "{}/{name}: no experiment writes this file",
-                    e.chapter
-                ));
+                out.push(format!("{chapter}/{name}: no experiment writes this file"));
             }
         }
     }
