@@ -383,10 +383,10 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
     let flops = train_flops_per_image();
 
     // The model is built inside each pool: its layers are not `Send`.
-    let (train, prof, infer, sgemm) = pool_n.install(|| {
+    let (train, cpu_n, prof, infer, sgemm) = pool_n.install(|| {
         let mut model = seed_cnn(cfg.seed);
         let (m, mut opt) = (&mut model, Adam::new(1e-3));
-        let (train, _) = time_training(m, &mut opt, &x, &labels, cfg.steps, cfg.runs);
+        let (train, cpu_n) = time_training(m, &mut opt, &x, &labels, cfg.steps, cfg.runs);
         let prof = profile(m, &mut opt, &x, &labels, cfg.steps, Clock::Wall);
         let infer: Vec<(usize, Vec<f64>)> = cfg
             .infer_batches
@@ -399,7 +399,7 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
             })
             .collect();
         let sgemm = time_sgemm(cfg.gemm_n, cfg.runs, &mut rng);
-        (train, prof, infer, sgemm)
+        (train, cpu_n, prof, infer, sgemm)
     });
     // The candle twin, same shapes (candle runs on its own thread pool, all cores).
     let candle_train = candle::time_training(&x, &labels, cfg.steps, cfg.runs, cfg.seed)?;
@@ -483,6 +483,14 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
     rows.push(summary_row(
         "CPU time per 1,000 training images, 1 thread",
         &cpu,
+        "CPU-s",
+    ));
+    rows.push(summary_row(
+        &format!(
+            "CPU time per 1,000 training images, {} threads (all threads)",
+            cfg.threads
+        ),
+        &cpu_n,
         "CPU-s",
     ));
     r.tables.push(Table {
