@@ -9,12 +9,13 @@
 //! | 2 | Neural-network basics | [`autograd`], [`nn`] |
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
 //! | 4 | CNN fundamentals | [`cnn`] |
-//! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`] |
+//! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`](mod@bench), [`gemm`] |
 //! | 6-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
-//! (the book's own structure: includes, anchors, claims), [`experiments`] (one file per
+//! (the book's own structure: includes, anchors, claims), [`gemm`] (the `f32` matrix
+//! product the fast layers use, through OpenBLAS), [`experiments`] (one file per
 //! experiment, each with a quick and a full configuration).
 
 #![deny(missing_docs)]
@@ -22,10 +23,12 @@
 pub mod augment;
 pub mod autograd;
 pub mod bayes;
+pub mod bench;
 pub mod book;
 pub mod cnn;
 pub mod data;
 pub mod experiments;
+pub mod gemm;
 pub mod info;
 pub mod linalg;
 pub mod models;

@@ -44,6 +44,25 @@ enum Command {
         #[arg(long, conflicts_with = "check")]
         quick: bool,
     },
+    /// Measure the from-scratch CNN's throughput against the machine's peak, and write
+    /// the timing report chapters/generated/ch05/<name>.json (`regen` never does).
+    Bench {
+        /// A tiny run of a few seconds (checks that everything works; not for the book).
+        #[arg(long)]
+        quick: bool,
+        /// Runs per figure; the median, min and max are reported.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Threads for the multi-threaded figures.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// File stem of the report.
+        #[arg(long, default_value = "throughput")]
+        name: String,
+        /// Output folder (default: chapters/generated/ch05 of the book).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,7 +108,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check,
             quick,
         } => regen(&dir, &chapter, check, quick),
+        Command::Bench {
+            quick,
+            runs,
+            threads,
+            name,
+            out,
+        } => bench(quick, runs, threads, &name, out),
     }
+}
+
+fn bench(
+    quick: bool,
+    runs: Option<usize>,
+    threads: Option<usize>,
+    name: &str,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut cfg = if quick {
+        dlbook::bench::Config::quick()
+    } else {
+        dlbook::bench::Config::full()
+    };
+    cfg.runs = runs.unwrap_or(cfg.runs).max(1);
+    cfg.threads = threads.unwrap_or(cfg.threads).max(1);
+    let out = match out {
+        Some(o) => o,
+        None => book_root()?.join("chapters/generated/ch05"),
+    };
+    let t = std::time::Instant::now();
+    // The "before" figures, if they were measured (by this command, earlier).
+    let base_path = out.join("throughput_baseline.json");
+    let baseline = match std::fs::read_to_string(&base_path) {
+        Ok(text) if name != "throughput_baseline" => Some(
+            Report::from_json(&text)
+                .with_context(|| format!("reading {}", base_path.display()))?,
+        ),
+        _ => None,
+    };
+    let report = dlbook::bench::run(&cfg, name, baseline.as_ref())?;
+    for p in report.write_to(&out)? {
+        println!("wrote {}", p.display());
+    }
+    eprintln!("bench took {:.1} s", t.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn data_command(dir: &DataDir, command: DataCommand) -> Result<ExitCode> {
@@ -163,7 +225,11 @@ fn book_root() -> Result<PathBuf> {
 fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitCode> {
     let root = book_root()?;
     let exps = experiments::of_chapter(chapter);
-    if exps.is_empty() {
+    let timings: Vec<_> = experiments::TIMINGS
+        .iter()
+        .filter(|t| check && (chapter == "all" || t.0 == chapter || t.1 == chapter))
+        .collect();
+    if exps.is_empty() && timings.is_empty() {
         bail!("no experiments for `{chapter}` (expected ch01 ... ch13 or all)");
     }
     let mut problems = vec![];
@@ -183,8 +249,14 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
         }
         eprintln!("{} took {:.1} s", e.name, t.elapsed().as_secs_f64());
     }
+    let mut chapters: Vec<&str> = exps.iter().map(|e| e.chapter).collect();
+    for (ch, name) in timings {
+        let (_, p) = Report::check_dir(&root.join("chapters/generated").join(ch), name)?;
+        problems.extend(p.into_iter().map(|p| format!("{ch}/{p}")));
+        chapters.push(ch);
+    }
     if check {
-        problems.extend(orphans(&root, &exps)?);
+        problems.extend(orphans(&root, &chapters)?);
         for p in &problems {
             eprintln!("{p}");
         }
@@ -221,23 +293,22 @@ fn check_one(out: &Path, e: &experiments::Experiment) -> Result<Vec<String>> {
 }
 
 /// Files under `generated/` that no experiment renders.
-fn orphans(root: &Path, exps: &[experiments::Experiment]) -> Result<Vec<String>> {
+fn orphans(root: &Path, chapters: &[&str]) -> Result<Vec<String>> {
     let mut out = vec![];
-    for e in exps {
-        let dir = root.join("chapters/generated").join(e.chapter);
+    for &chapter in chapters {
+        let dir = root.join("chapters/generated").join(chapter);
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            let owned = experiments::all().iter().any(|x| {
-                x.chapter == e.chapter
-                    && (name == format!("{}.json", x.name)
-                        || name == format!("{}.md", x.name)
-                        || name.starts_with(&format!("{}-", x.name)))
-            });
+            let owns = |(ch, stem): (&str, &str)| {
+                ch == chapter
+                    && (name == format!("{stem}.json")
+                        || name == format!("{stem}.md")
+                        || name.starts_with(&format!("{stem}-")))
+            };
+            let owned = experiments::all().iter().any(|x| owns((x.chapter, x.name)))
+                || experiments::TIMINGS.iter().any(|&t| owns(t));
             if !owned {
-                out.push(format!(
-                    "{}/{name}: no experiment writes this file",
-                    e.chapter
-                ));
+                out.push(format!("{chapter}/{name}: no experiment writes this file"));
             }
         }
     }

@@ -2,12 +2,17 @@
 //! computes the same function by im2col and a matrix product (see the [module
 //! docs](super)).
 
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView4, Ix1, Ix4};
+use ndarray::{
+    s, Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView4, Ix1, Ix4,
+    IxDyn,
+};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 
-use super::im2col::{col2im, im2col};
+use super::im2col::{col2im_rows_add, im2col_rows_into, nchw_to_rows, rows_to_nchw_into};
 use super::{as_nchw, out_size};
+use crate::gemm::sgemm_serial;
 use crate::nn::{join, Layer, Mode, Module, Param};
 
 /// Panics with the shapes unless `x` `(n, c, h, w)`, `w` `(c_out, c, kh, kw)` and `b`
@@ -163,7 +168,10 @@ pub fn conv2d_direct_backward(
 /// An NCHW shape `(n, c, h, w)`.
 pub type Nchw = (usize, usize, usize, usize);
 
-/// A 2-D convolution layer (cross-correlation, zero padding), computed by im2col + GEMM.
+/// A 2-D convolution layer (cross-correlation, zero padding), computed by im2col + GEMM
+/// (OpenBLAS), with the column matrix laid out as in the formulas,
+/// $Y_\text{mat} = W_\text{mat} X_\text{col}$. The batch is cut into blocks of images
+/// whose column matrix fits in cache, processed in parallel.
 ///
 /// # Shapes
 /// - input `x`: `(n, c_in, h, w)`
@@ -179,9 +187,13 @@ pub struct Conv2d {
     pub stride: usize,
     /// Zeros added on each side of both spatial axes.
     pub padding: usize,
-    /// Input shape and im2col matrix of the last forward.
-    cache: Option<(Nchw, Array2<f32>)>,
+    /// The input of the last forward.
+    cache: Option<Array4<f32>>,
 }
+
+/// Floats of $X_\text{col}$ per block of images: a block's column matrix (about 512
+/// KiB) stays in a core's L2 cache while it is multiplied.
+const BLOCK_FLOATS: usize = 1 << 17;
 
 impl Conv2d {
     /// A `c_in -> c_out` convolution with a `(kh, kw)` kernel, He-normal weights
@@ -256,12 +268,18 @@ impl Conv2d {
         self.weight.value.shape()[0]
     }
 
-    /// The weights as the `(c_out, c_in kh kw)` matrix $W_\text{mat}$.
-    fn w_mat(&self) -> Array2<f32> {
+    /// Images per block, for `floats_per_image` floats of $X_\text{col}$ per image.
+    fn images_per_block(&self, floats_per_image: usize) -> usize {
+        (BLOCK_FLOATS / floats_per_image.max(1)).max(1)
+    }
+
+    /// The weights as the `(c_out, c_in kh kw)` matrix $W_\text{mat}$ (a view).
+    fn w_mat(&self) -> ArrayView2<'_, f32> {
         let co = self.c_out();
         let k = self.weight.value.len() / co;
-        self.w()
-            .to_owned()
+        self.weight
+            .value
+            .view()
             .into_shape_with_order((co, k))
             .expect("contiguous weight")
     }
@@ -280,53 +298,111 @@ impl Layer for Conv2d {
         let x = as_nchw(x, Some(self.c_in()), "Conv2d::forward");
         let (n, co, ho, wo) =
             check_conv_shapes(&x, &self.w(), &self.b(), self.stride, self.padding);
-        let (_, _, kh, kw) = self.w().dim();
-        let cols = im2col(&x, (kh, kw), self.stride, self.padding); // (n ho wo, c kh kw)
-        let y = cols.dot(&self.w_mat().t()) + self.b().insert_axis(ndarray::Axis(0));
-        self.cache = Some((x.dim(), cols));
-        // (n ho wo, c_out) -> (n, ho, wo, c_out) -> (n, c_out, ho, wo)
-        y.into_shape_with_order((n, ho, wo, co))
-            .expect("contiguous")
-            .permuted_axes([0, 3, 1, 2])
-            .as_standard_layout()
-            .into_owned()
-            .into_dyn()
+        let (_, ci, kh, kw) = self.w().dim();
+        let (k, hw) = (ci * kh * kw, ho * wo);
+        let nb = self.images_per_block(k * hw);
+        let (w_mat, b) = (self.w_mat(), self.b());
+        let mut y = vec![0.0f32; n * co * hw];
+        // Blocks of images, in parallel; each block's X_col stays in cache.
+        y.par_chunks_mut(nb * co * hw)
+            .enumerate()
+            .for_each(|(blk, y)| {
+                let s0 = blk * nb;
+                let m = y.len() / (co * hw); // images in this block
+                let x = x.slice(s![s0..s0 + m, .., .., ..]);
+                let mut cols = Array2::zeros((k, m * hw)); // X_col (c kh kw, m ho wo)
+                im2col_rows_into(
+                    &x,
+                    (kh, kw),
+                    self.stride,
+                    self.padding,
+                    &mut cols.view_mut(),
+                );
+                let mut y_mat = Array2::zeros((co, m * hw)); // W_mat X_col
+                sgemm_serial(1.0, &w_mat, &cols.view(), 0.0, &mut y_mat.view_mut());
+                // (c_out, m, ho wo) -> (m, c_out, ho, wo), plus the bias
+                rows_to_nchw_into(&y_mat.view(), &b, m, y);
+            });
+        self.cache = Some(x.as_standard_layout().into_owned());
+        ArrayD::from_shape_vec(IxDyn(&[n, co, ho, wo]), y).expect("sizes match")
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        let (x_dim, cols) = self
+        let x = self
             .cache
             .as_ref()
             .expect("Conv2d::backward called before forward");
-        let (n, _, h, wd) = *x_dim;
+        let (n, ci, h, wd) = x.dim();
         let (co, _, kh, kw) = self.w().dim();
-        let want = (
-            n,
-            co,
+        let (ho, wo) = (
             out_size(h, kh, self.stride, self.padding),
             out_size(wd, kw, self.stride, self.padding),
         );
         let dy4 = match dy.view().into_dimensionality::<Ix4>() {
-            Ok(v) if v.dim() == want => v,
+            Ok(v) if v.dim() == (n, co, ho, wo) => v,
             _ => panic!(
-                "Conv2d::backward: dy {:?} vs output shape {want:?}",
-                dy.shape()
+                "Conv2d::backward: dy {:?} vs output shape {:?}",
+                dy.shape(),
+                (n, co, ho, wo)
             ),
         };
-        // (n, c_out, ho, wo) -> (n ho wo, c_out): the matrix Delta
-        let delta = dy4
-            .permuted_axes([0, 2, 3, 1])
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n * want.2 * want.3, co))
-            .expect("contiguous");
-        let dw = delta.t().dot(cols); // (c_out, c kh kw)
-        self.weight.grad += &dw
-            .into_shape_with_order(self.weight.value.raw_dim())
-            .expect("contiguous");
-        self.bias.grad += &delta.sum_axis(ndarray::Axis(0)).into_dyn();
-        let dcols = delta.dot(&self.w_mat()); // (n ho wo, c kh kw)
-        col2im(&dcols, *x_dim, (kh, kw), self.stride, self.padding).into_dyn()
+        let (k, hw) = (ci * kh * kw, ho * wo);
+        let nb = self.images_per_block(k * hw);
+        let w_mat = self.w_mat();
+        let mut dx = vec![0.0f32; n * ci * h * wd];
+        // Per block of images: its X_col again (cheaper than keeping the whole batch's),
+        // its Delta, its share of dW and db, and its dx. Shares are added in block order,
+        // so the sums do not depend on the number of threads.
+        let shares: Vec<(Array2<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(nb * ci * h * wd)
+            .enumerate()
+            .map(|(blk, dx)| {
+                let s0 = blk * nb;
+                let m = dx.len() / (ci * h * wd);
+                let mut cols = Array2::zeros((k, m * hw));
+                let x = x.slice(s![s0..s0 + m, .., .., ..]);
+                im2col_rows_into(
+                    &x,
+                    (kh, kw),
+                    self.stride,
+                    self.padding,
+                    &mut cols.view_mut(),
+                );
+                // (m, c_out, ho, wo) -> Delta (c_out, m ho wo); its row sums are db
+                let mut delta = Array2::zeros((co, m * hw));
+                let mut db = vec![0.0f32; co];
+                let dy = dy4.slice(s![s0..s0 + m, .., .., ..]);
+                nchw_to_rows(&dy, &mut delta.view_mut(), &mut db);
+                // dW_mat = Delta X_col^T
+                let mut dw = Array2::zeros((co, k));
+                sgemm_serial(1.0, &delta.view(), &cols.t(), 0.0, &mut dw.view_mut());
+                // dX_col = W_mat^T Delta, scattered back into dx by col2im
+                sgemm_serial(1.0, &w_mat.t(), &delta.view(), 0.0, &mut cols.view_mut());
+                let shape = (m, ci, h, wd);
+                col2im_rows_add(
+                    &cols.view(),
+                    shape,
+                    (kh, kw),
+                    self.stride,
+                    self.padding,
+                    dx,
+                );
+                (dw, db)
+            })
+            .collect();
+        let mut dw_total = self
+            .weight
+            .grad
+            .view_mut()
+            .into_shape_with_order((co, k))
+            .expect("contiguous gradient");
+        for (dw, db) in shares {
+            dw_total += &dw;
+            for (g, d) in self.bias.grad.iter_mut().zip(db) {
+                *g += d;
+            }
+        }
+        ArrayD::from_shape_vec(IxDyn(&[n, ci, h, wd]), dx).expect("sizes match")
     }
 }
 // ANCHOR_END: conv2d_layer

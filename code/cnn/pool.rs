@@ -2,6 +2,7 @@
 //! [`Flatten`]. None has parameters.
 
 use ndarray::{Array2, Array4, ArrayD, Axis, IxDyn};
+use rayon::prelude::*;
 
 use super::{as_nchw, out_size};
 use crate::nn::{Layer, Mode, Module, Param};
@@ -52,6 +53,31 @@ impl Module for MaxPool2d {
     fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
 }
 
+// ANCHOR: max_pool_2x2
+/// The common case of [`MaxPool2d`], 2x2 windows with stride 2, on one `(h, w)` plane
+/// that starts at flat index `base`: the same selection (first maximum in row-major
+/// order, NaN never selected), without the general loop's bookkeeping.
+fn max_pool_2x2(plane: &[f32], w: usize, base: usize, y: &mut [f32], arg: &mut [usize]) {
+    let wo = w / 2;
+    let rows = y.chunks_exact_mut(wo).zip(arg.chunks_exact_mut(wo));
+    for (i, (y, arg)) in rows.enumerate() {
+        let top = &plane[2 * i * w..][..2 * wo];
+        let bottom = &plane[(2 * i + 1) * w..][..2 * wo];
+        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (j, ((y, a), (t, b))) in y.iter_mut().zip(arg).zip(windows).enumerate() {
+            let (mut best, mut at) = (f32::NEG_INFINITY, 0);
+            for (v, off) in [(t[0], 0), (t[1], 1), (b[0], w), (b[1], w + 1)] {
+                let take = v > best;
+                best = if take { v } else { best };
+                at = if take { off } else { at };
+            }
+            *y = best;
+            *a = base + 2 * i * w + 2 * j + at;
+        }
+    }
+}
+// ANCHOR_END: max_pool_2x2
+
 /// The output shape of a pooling window over `(n, c, h, w)`.
 fn pool_out(
     dim: (usize, usize, usize, usize),
@@ -82,32 +108,43 @@ impl Layer for MaxPool2d {
         let x4 = as_nchw(x, None, "MaxPool2d::forward");
         let (n, c, h, w) = x4.dim();
         let out = pool_out(x4.dim(), self.kernel, self.stride);
-        let (kh, kw) = self.kernel;
-        let mut y = Array4::zeros(out);
-        let mut arg = Vec::with_capacity(y.len());
-        for s in 0..n {
-            for ch in 0..c {
+        let ((kh, kw), (sh, sw)) = (self.kernel, self.stride);
+        let x4 = x4.as_standard_layout();
+        let xs = x4.as_slice().expect("standard layout");
+        let plane_out = out.2 * out.3;
+        let mut y = vec![0.0f32; n * c * plane_out];
+        let mut arg = vec![0usize; y.len()];
+        // One (image, channel) plane per task; outputs in row-major order.
+        y.par_chunks_mut(plane_out.max(1))
+            .zip(arg.par_chunks_mut(plane_out.max(1)))
+            .enumerate()
+            .for_each(|(pl, (y, arg))| {
+                let base = pl * h * w;
+                let plane = &xs[base..base + h * w];
+                if (kh, kw, sh, sw) == (2, 2, 2, 2) {
+                    return max_pool_2x2(plane, w, base, y, arg);
+                }
                 for i in 0..out.2 {
                     for j in 0..out.3 {
-                        let (r0, c0) = (i * self.stride.0, j * self.stride.1);
-                        let (mut best, mut at) = (f32::NEG_INFINITY, (r0, c0));
+                        let (r0, c0) = (i * sh, j * sw);
+                        let (mut best, mut at) = (f32::NEG_INFINITY, r0 * w + c0);
                         for r in r0..r0 + kh {
-                            for t in c0..c0 + kw {
-                                // Strict `>`: the first maximum wins ties.
-                                if x4[[s, ch, r, t]] > best {
-                                    best = x4[[s, ch, r, t]];
-                                    at = (r, t);
-                                }
+                            let row = &plane[r * w + c0..][..kw];
+                            for (t, &v) in row.iter().enumerate() {
+                                // Strict `>`: the first maximum in row-major order wins
+                                // ties. Written as selects, so no branch mispredicts.
+                                let take = v > best;
+                                best = if take { v } else { best };
+                                at = if take { r * w + c0 + t } else { at };
                             }
                         }
-                        y[[s, ch, i, j]] = best;
-                        arg.push(((s * c + ch) * h + at.0) * w + at.1);
+                        y[i * out.3 + j] = best;
+                        arg[i * out.3 + j] = base + at;
                     }
                 }
-            }
-        }
+            });
         self.cache = Some((x.shape().to_vec(), arg));
-        y.into_dyn()
+        ArrayD::from_shape_vec(IxDyn(&[out.0, out.1, out.2, out.3]), y).expect("sizes")
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
@@ -121,10 +158,19 @@ impl Layer for MaxPool2d {
             self.stride,
         );
         expect_dy(dy, &[out.0, out.1, out.2, out.3], "MaxPool2d::backward");
+        let dy = dy.as_standard_layout();
+        let ds = dy.as_slice().expect("standard layout");
+        let (plane_in, plane_out) = (shape[2] * shape[3], (out.2 * out.3).max(1));
         let mut dx = vec![0.0f32; shape.iter().product()];
-        for (&k, &d) in arg.iter().zip(dy.as_standard_layout().iter()) {
-            dx[k] += d;
-        }
+        // Each plane's argmaxes lie in that plane: one task per plane, no races.
+        dx.par_chunks_mut(plane_in.max(1))
+            .zip(ds.par_chunks(plane_out).zip(arg.par_chunks(plane_out)))
+            .enumerate()
+            .for_each(|(pl, (dx, (ds, arg)))| {
+                for (&k, &d) in arg.iter().zip(ds) {
+                    dx[k - pl * plane_in] += d;
+                }
+            });
         ArrayD::from_shape_vec(IxDyn(shape), dx).expect("sizes match")
     }
 }

@@ -42,6 +42,12 @@ pub mod residual_vs_plain;
 
 // Week 5 experiments: the MNIST classifier (registered in `week5`):
 
+/// Timing reports, `(chapter, file stem)`: written by `dlbook bench`, never by `regen`
+/// (timings are not reproducible bytes), but checked like every result: their rendered
+/// files must equal the rendering of their JSON.
+pub const TIMINGS: &[(&str, &str)] =
+    &[("ch05", "throughput"), ("ch05", "throughput_baseline")];
+
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {

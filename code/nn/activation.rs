@@ -21,7 +21,8 @@
 //! \partial s$. It is computed as $e^{z_i - m}/\sum_k e^{z_k - m}$ with $m = \max_k z_k$,
 //! which is the same number but never overflows.
 
-use ndarray::{ArrayD, Axis, Ix2};
+use ndarray::{ArrayD, Axis, Ix2, Zip};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Layer, Mode, Module, Param};
@@ -81,6 +82,18 @@ impl Activation {
 // ANCHOR_END: activation
 
 impl Activation {
+    /// Whether $f'$ can be computed from the output alone: `df(y, y) == df(x, y)`.
+    /// For ReLU, $y > 0 \iff x > 0$; sigmoid and tanh use only $y$.
+    pub fn df_from_output(self) -> bool {
+        matches!(
+            self,
+            Activation::Relu
+                | Activation::Sigmoid
+                | Activation::Tanh
+                | Activation::Identity
+        )
+    }
+
     /// A short name for tables.
     pub fn name(self) -> String {
         match self {
@@ -90,6 +103,31 @@ impl Activation {
             Activation::LeakyRelu(a) => format!("leaky ReLU ({a})"),
             Activation::Identity => "identity".into(),
         }
+    }
+}
+
+/// Arrays at least this long are processed in parallel.
+pub(crate) const PAR_MIN: usize = 1 << 15;
+
+/// `f` applied to every element of `x`, over flat chunks in parallel when `x` is large
+/// and contiguous.
+pub(crate) fn map_elements(
+    x: &ArrayD<f32>,
+    f: impl Fn(f32) -> f32 + Sync,
+) -> ArrayD<f32> {
+    match x.as_slice() {
+        Some(xs) if xs.len() >= PAR_MIN => {
+            let mut y = vec![0.0f32; xs.len()];
+            y.par_chunks_mut(PAR_MIN)
+                .zip(xs.par_chunks(PAR_MIN))
+                .for_each(|(y, xs)| {
+                    for (y, &x) in y.iter_mut().zip(xs) {
+                        *y = f(x);
+                    }
+                });
+            ArrayD::from_shape_vec(x.raw_dim(), y).expect("sizes match")
+        }
+        _ => x.mapv(f),
     }
 }
 
@@ -139,29 +177,46 @@ impl Module for ActivationLayer {
 impl Layer for ActivationLayer {
     fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
         let kind = self.kind;
-        let y = x.mapv(|v| kind.f(v));
-        self.x = Some(x.clone());
+        let y = map_elements(x, |v| kind.f(v));
+        // ReLU, sigmoid, tanh and identity get f'(x) from y alone: keep x only for the
+        // others (one copy less of the largest activations).
+        self.x = (!kind.df_from_output()).then(|| x.clone());
         self.y = Some(y.clone());
         y
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        let (x, y) = match (&self.x, &self.y) {
-            (Some(x), Some(y)) => (x, y),
-            _ => panic!("ActivationLayer::backward called before forward"),
+        let Some(y) = &self.y else {
+            panic!("ActivationLayer::backward called before forward");
         };
+        let x = self.x.as_ref().unwrap_or(y);
         assert_eq!(
             dy.shape(),
             x.shape(),
             "ActivationLayer::backward: dy vs x shape"
         );
         let kind = self.kind;
-        let mut dx = dy.clone();
-        ndarray::Zip::from(&mut dx)
-            .and(x)
-            .and(y)
-            .for_each(|d, &x, &y| *d *= kind.df(x, y));
-        dx
+        match (dy.as_slice(), x.as_slice(), y.as_slice()) {
+            // Contiguous (the usual case): one pass over flat slices, in parallel.
+            (Some(d), Some(xs), Some(ys)) if d.len() >= PAR_MIN => {
+                let mut dx = vec![0.0f32; d.len()];
+                dx.par_chunks_mut(PAR_MIN)
+                    .zip(d.par_chunks(PAR_MIN))
+                    .zip(xs.par_chunks(PAR_MIN).zip(ys.par_chunks(PAR_MIN)))
+                    .for_each(|((o, d), (xs, ys))| {
+                        for (o, ((&d, &x), &y)) in
+                            o.iter_mut().zip(d.iter().zip(xs).zip(ys))
+                        {
+                            *o = d * kind.df(x, y);
+                        }
+                    });
+                ArrayD::from_shape_vec(dy.raw_dim(), dx).expect("sizes match")
+            }
+            _ => Zip::from(dy)
+                .and(x)
+                .and(y)
+                .map_collect(|&d, &x, &y| d * kind.df(x, y)),
+        }
     }
 }
 // ANCHOR_END: activation_layer

@@ -222,20 +222,23 @@ impl Optimizer for Adam {
         model.visit_params("", &mut |name, p| {
             let m = state(ms, name, p);
             let v = state(vs, name, p);
-            Zip::from(&mut p.value)
-                .and(&p.grad)
-                .and(m)
-                .and(v)
-                .for_each(|w, &g, m, v| {
-                    let g = if decoupled { g } else { g + wd * *w };
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    let (m_hat, v_hat) = (*m * scale_m, *v * scale_v);
-                    if decoupled {
-                        *w *= 1.0 - lr * wd;
-                    }
-                    *w -= lr * (m_hat / (v_hat.sqrt() + eps));
-                });
+            let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32| {
+                let g = if decoupled { g } else { g + wd * *w };
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let (m_hat, v_hat) = (*m * scale_m, *v * scale_v);
+                if decoupled {
+                    *w *= 1.0 - lr * wd;
+                }
+                *w -= lr * (m_hat / (v_hat.sqrt() + eps));
+            };
+            // Each coordinate is independent: large tensors are updated in parallel.
+            let zip = Zip::from(&mut p.value).and(&p.grad).and(m).and(v);
+            if p.grad.len() >= 1 << 15 {
+                zip.par_for_each(update);
+            } else {
+                zip.for_each(update);
+            }
         });
     }
 

@@ -242,6 +242,22 @@ fn generated_files_are_the_rendering_of_their_json() {
             Err(err) => problems.push(format!("{}/{}: {err:#}", e.chapter, e.name)),
         }
     }
+    // Timing reports (`dlbook bench`): not re-measured, but rendered from their JSON.
+    for &(chapter, name) in experiments::TIMINGS {
+        let dir = gen.join(chapter);
+        match Report::check_dir(&dir, name) {
+            Ok((report, p)) => {
+                problems.extend(p.into_iter().map(|p| format!("{chapter}/{p}")));
+                if report.experiment != name || report.chapter != chapter {
+                    problems.push(format!("{chapter}/{name}.json names another report"));
+                }
+                for (file, _) in report.render_files().unwrap() {
+                    owned.insert(dir.join(file));
+                }
+            }
+            Err(err) => problems.push(format!("{chapter}/{name}: {err:#}")),
+        }
+    }
     if gen.is_dir() {
         for p in book::files_with_ext(&gen, "").unwrap() {
             if !owned.contains(&p) {

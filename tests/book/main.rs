@@ -14,6 +14,7 @@ mod ch04_cnn;
 mod ch04_features;
 mod ch04_receptive;
 mod ch05_architectures;
+mod ch05_bench;
 mod ch05_models;
 mod data_io;
 mod integrity;
