@@ -36,6 +36,9 @@ pub mod regularization_ablation;
 // Week 5 experiments: architectures (registered in `week5`):
 
 // Week 5 experiments: the MNIST classifier (registered in `week5`):
+pub mod cnn_ablation;
+pub mod cnn_twin;
+pub mod mnist_cnn;
 
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +115,9 @@ fn week5() -> Vec<Experiment> {
     ];
     v.extend([
         // the MNIST classifier
+        mnist_cnn::EXPERIMENT,
+        cnn_ablation::EXPERIMENT,
+        cnn_twin::EXPERIMENT,
     ]);
     v
 }
