@@ -110,6 +110,26 @@ pub fn train_one(
 }
 // ANCHOR_END: train_seed_model
 
+/// Trains the seed model on all of MNIST for `n_epochs` with `seed` (the book's
+/// recipe) and saves it to `out` as safetensors; returns the test accuracy after each
+/// epoch. What `dlbook train mnist-cnn` runs.
+pub fn train_and_save(
+    dir: &DataDir,
+    n_epochs: usize,
+    seed: u64,
+    out: &std::path::Path,
+) -> Result<Vec<f64>> {
+    let cfg = Config {
+        n_epochs,
+        ..Config::full()
+    };
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let (mut model, h) = train_one(&cfg, &train, &test, seed);
+    crate::models::checkpoint::save(&mut model, out)?;
+    Ok(h.test_acc)
+}
+
 /// The cross-entropy and the predicted class of every example of `data`, in
 /// evaluation mode, in batches of 1,000.
 pub fn per_example(model: &mut dyn Layer, data: &Dataset) -> (Vec<f64>, Vec<usize>) {

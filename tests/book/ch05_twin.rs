@@ -118,3 +118,45 @@ fn candle_builtin_max_pool_gradient_is_misplaced_when_the_pool_drops_a_row() {
     // 11 i / 5, not at 2 i or 2 i + 1.
     assert!(rel_error(&ours, &builtin) > 0.1);
 }
+
+/// The outputs of `conv1` (before its ReLU) and of `relu1` on 32 test digits.
+fn conv1_maps() -> (ArrayD<f32>, ArrayD<f32>) {
+    let (x, _) = batch(Split::Test, 32);
+    let mut net = mnist_cnn(&CnnConfig::default(), 0);
+    let maps = net.forward_all(&x, Mode::Eval);
+    let get = |name: &str| maps.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    (get("conv1"), get("relu1"))
+}
+
+#[test]
+fn most_conv1_pre_activations_of_a_digit_are_exactly_zero() {
+    let (pre, _) = conv1_maps();
+    let zeros = pre.iter().filter(|&&v| v == 0.0).count();
+    assert!(zeros * 2 > pre.len(), "{zeros} of {}", pre.len());
+}
+
+#[test]
+fn tied_positive_maxima_occur_in_the_first_pool() {
+    let (_, h) = conv1_maps(); // (32, 32, 26, 26)
+    let mut tied = 0;
+    let s = h.shape().to_vec();
+    for n in 0..s[0] {
+        for c in 0..s[1] {
+            for i in 0..s[2] / 2 {
+                for j in 0..s[3] / 2 {
+                    let w = [
+                        h[[n, c, 2 * i, 2 * j]],
+                        h[[n, c, 2 * i, 2 * j + 1]],
+                        h[[n, c, 2 * i + 1, 2 * j]],
+                        h[[n, c, 2 * i + 1, 2 * j + 1]],
+                    ];
+                    let m = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    if m > 0.0 && w.iter().filter(|&&v| v == m).count() > 1 {
+                        tied += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(tied > 0, "no tied positive maximum");
+}
