@@ -8,7 +8,7 @@
 //!   the from-scratch ReLU (like PyTorch) passes it where the input is `> 0`. After
 //!   `conv1` every blank patch of an image has pre-activation exactly the bias, which
 //!   starts at zero, so the two would disagree on most pixels. The twin multiplies by
-//!   the mask $[x > 0]$, a constant for autograd.
+//!   the mask $\mathbb{1}(x > 0)$, a constant for autograd.
 //! - **Max pooling.** Candle's `max_pool2d` backward spreads the gradient by nearest
 //!   upsampling back to the input size, which puts it in the wrong places when the pool
 //!   drops a row (11 to 5 in the second pool), and shares it between tied maxima, as

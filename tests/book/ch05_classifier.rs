@@ -60,10 +60,9 @@ fn seeds(r: &Report, fact: &str) -> Vec<f64> {
 fn every_seed_of_the_full_run_clears_98_percent() {
     let r = stored("mnist_cnn");
     assert_eq!(r.seeds.len(), 3);
-    assert_eq!(
-        r.config,
-        dlbook::experiments::config_json(&mnist_cnn::Config::full())
-    );
+    // (The integrity test checks that the JSON was made with the current `full()`.)
+    assert_eq!(r.config["n_train"], 60_000);
+    assert_eq!(r.config["n_test"], 10_000);
     let accs = seeds(&r, "final_acc");
     assert!(accs.iter().all(|&a| a >= 0.98), "{accs:?}");
 }

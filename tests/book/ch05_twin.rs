@@ -160,3 +160,26 @@ fn tied_positive_maxima_occur_in_the_first_pool() {
     }
     assert!(tied > 0, "no tied positive maximum");
 }
+
+fn stored_twin() -> dlbook::report::Report {
+    let path = format!(
+        "{}/chapters/generated/ch05/cnn_twin.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    dlbook::report::Report::from_json(&text).expect("a valid report")
+}
+
+#[test]
+fn trained_twins_stay_within_half_a_point_of_each_other() {
+    let r = stored_twin();
+    let t = r.table("training").unwrap();
+    assert!(t.rows.len() >= 2);
+    for row in &t.rows {
+        let (ours, twin) = (row[1].number().unwrap(), row[2].number().unwrap());
+        assert!((ours - twin).abs() <= 0.005, "{ours} vs {twin}");
+    }
+    // And both learned: the last epoch is far above chance.
+    let last = &t.rows[t.rows.len() - 1];
+    assert!(last[1].number().unwrap() > 0.8 && last[2].number().unwrap() > 0.8);
+}
