@@ -105,8 +105,8 @@ impl Config {
     /// The book's configuration.
     pub fn full() -> Self {
         Config {
-            n_train: 3_000,
-            n_test: 2_000,
+            n_train: 10_000,
+            n_test: 10_000,
             n_epochs: 1,
             batch_size: 128,
             lr: 1e-3,

@@ -59,8 +59,8 @@ impl Config {
     pub fn full() -> Self {
         Config {
             n_check: 64,
-            n_train: 3_000,
-            n_test: 2_000,
+            n_train: 6_000,
+            n_test: 10_000,
             n_epochs: 2,
             batch_size: 128,
             lr: 1e-3,

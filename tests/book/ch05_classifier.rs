@@ -150,3 +150,41 @@ fn ablation_variants_have_the_parameters_of_their_architecture() {
         assert!(acc > 0.1, "{:?}: no better than chance", row[0]);
     }
 }
+
+/// Per-seed test accuracies of ablation variant `k` (in the order of
+/// `cnn_ablation::Config::variants`) in the full run.
+fn ablation_accs(k: usize) -> Vec<f64> {
+    let r = stored("cnn_ablation");
+    assert_eq!(r.config["n_train"], 10_000);
+    seeds(&r, &format!("acc_{k}"))
+}
+
+/// Whether variant `a` beats variant `b` on every seed (same seed, same batches).
+fn beats_on_every_seed(a: usize, b: usize) -> bool {
+    let (a, b) = (ablation_accs(a), ablation_accs(b));
+    a.len() == 3 && a.iter().zip(&b).all(|(x, y)| x > y)
+}
+
+#[test]
+fn without_dropout_every_seed_does_better_in_the_short_run() {
+    assert!(beats_on_every_seed(1, 0));
+}
+
+#[test]
+fn pooling_beats_strided_convolutions_and_two_convolutions_beat_one() {
+    assert!(beats_on_every_seed(0, 2), "max pool vs strided");
+    assert!(beats_on_every_seed(0, 3), "two conv vs one");
+}
+
+#[test]
+fn augmentation_costs_accuracy_in_the_short_run() {
+    assert!(beats_on_every_seed(0, 5));
+}
+
+#[test]
+fn batch_norm_changes_the_mean_less_than_the_spread_of_seeds() {
+    let (base, bn) = (ablation_accs(0), ablation_accs(4));
+    let (m0, s0) = Value::mean_std(&base);
+    let (m4, s4) = Value::mean_std(&bn);
+    assert!((m4 - m0).abs() < s0.max(s4), "{m0} ± {s0} vs {m4} ± {s4}");
+}
