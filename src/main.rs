@@ -63,6 +63,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Train a model and save it as safetensors.
+    Train {
+        /// The model: `mnist-cnn` (the seed CNN of chapter 5).
+        model: String,
+        /// Passes over the training set.
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Seed of the initialization, batch order and dropout.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the model file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +129,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             name,
             out,
         } => bench(quick, runs, threads, &name, out),
+        Command::Train {
+            model,
+            epochs,
+            seed,
+            out,
+        } => {
+            if model != "mnist-cnn" {
+                bail!("unknown model `{model}` (expected mnist-cnn)");
+            }
+            let accs = experiments::mnist_cnn::train_and_save(&dir, epochs, seed, &out)?;
+            for (e, a) in accs.iter().enumerate() {
+                println!("epoch {}: test accuracy {:.2} %", e + 1, 100.0 * a);
+            }
+            println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

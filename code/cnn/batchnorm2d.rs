@@ -45,6 +45,14 @@ impl Module for BatchNorm2d {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         self.inner.visit_params(prefix, f);
     }
+
+    fn visit_buffers(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        self.inner.visit_buffers(prefix, f);
+    }
 }
 
 // ANCHOR: batchnorm2d

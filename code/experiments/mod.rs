@@ -41,6 +41,9 @@ pub mod architectures;
 pub mod residual_vs_plain;
 
 // Week 5 experiments: the MNIST classifier (registered in `week5`):
+pub mod cnn_ablation;
+pub mod cnn_twin;
+pub mod mnist_cnn;
 
 /// Timing reports, `(chapter, file stem)`: written by `dlbook bench`, never by `regen`
 /// (timings are not reproducible bytes), but checked like every result: their rendered
@@ -129,6 +132,9 @@ fn week5() -> Vec<Experiment> {
     ];
     v.extend([
         // the MNIST classifier
+        mnist_cnn::EXPERIMENT,
+        cnn_ablation::EXPERIMENT,
+        cnn_twin::EXPERIMENT,
     ]);
     v
 }

@@ -2,6 +2,8 @@
 //! (week 5), each a [`Named`](crate::nn::Named) stack whose parameters carry the names a
 //! checkpoint file uses (`conv1.weight`, `fc2.bias`).
 
+pub mod candle_twin;
+pub mod checkpoint;
 pub mod mnist_cnn;
 
 pub use mnist_cnn::{mnist_cnn, CnnConfig, Downsample};

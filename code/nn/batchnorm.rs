@@ -94,6 +94,21 @@ impl Module for BatchNorm {
         f(&join(prefix, "gamma"), &mut self.gamma);
         f(&join(prefix, "beta"), &mut self.beta);
     }
+
+    fn visit_buffers(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        f(
+            &join(prefix, "running_mean"),
+            self.running_mean.view_mut().into_dyn(),
+        );
+        f(
+            &join(prefix, "running_var"),
+            self.running_var.view_mut().into_dyn(),
+        );
+    }
 }
 
 impl Layer for BatchNorm {

@@ -12,7 +12,7 @@
 //! Tensors are [`ndarray::ArrayD<f32>`] so one trait covers dense, convolutional and
 //! sequence layers; each layer documents its shapes in a `# Shapes` section.
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewMutD};
 
 /// A trainable tensor and the gradient accumulated for it.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +49,17 @@ pub fn join(prefix: &str, name: &str) -> String {
 pub trait Module {
     /// Calls `f` on every parameter with its dotted name under `prefix`, in a fixed order.
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param));
+
+    /// Calls `f` on every state tensor that is not trained by gradients but is part of
+    /// the model (the running statistics of batch norm), with its dotted name under
+    /// `prefix`, in a fixed order. Checkpoints save and load these next to the
+    /// parameters. Layers without such state keep this default, which visits nothing.
+    fn visit_buffers(
+        &mut self,
+        _prefix: &str,
+        _f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>),
+    ) {
+    }
 
     /// Zeroes every parameter gradient.
     fn zero_grad(&mut self) {

@@ -71,6 +71,16 @@ impl Module for Named {
             layer.visit_params(&join(prefix, name), f);
         }
     }
+
+    fn visit_buffers(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_buffers(&join(prefix, name), f);
+        }
+    }
 }
 
 impl Layer for Named {

@@ -1,0 +1,367 @@
+//! Experiment `mnist_cnn`: the seed CNN trained on all of MNIST, over several seeds.
+//!
+//! Adam ($\eta = 10^{-3}$), batches of 128, pixels in $[0, 1]$, no augmentation: the
+//! seed model exactly. A seed fixes the initialization, the batch order and the
+//! dropout masks. After every epoch the model is evaluated on the whole 10,000-image
+//! test set; the table and figure give the mean ± std over the seeds. The model of the
+//! first seed is then studied on the test set: its confusion matrix and the digits it
+//! gets most wrong (highest cross-entropy).
+
+use anyhow::Result;
+use ndarray::{s, ArrayD, Axis};
+use serde::Serialize;
+
+use super::{Experiment, Tier};
+use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::models::{mnist_cnn, CnnConfig};
+use crate::nn::{Layer, Mode, Named};
+use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
+use crate::optim::Adam;
+use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+
+/// The experiment's entry in [`super::all`].
+pub const EXPERIMENT: Experiment = Experiment {
+    name: "mnist_cnn",
+    chapter: "ch05",
+    config: |t| super::config_json(&Config::for_tier(t)),
+    run: |t, d| run(&Config::for_tier(t), d),
+};
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// The architecture (the seed model by default).
+    pub model: CnnConfig,
+    /// Training images (the first ones).
+    pub n_train: usize,
+    /// Test images (the first ones).
+    pub n_test: usize,
+    /// Epochs.
+    pub n_epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// Steps per point of the training-loss curve.
+    pub log_every: usize,
+    /// How many of the worst-classified test digits to show.
+    pub n_worst: usize,
+}
+
+impl Config {
+    /// The book's configuration: all 60,000 training images, the 10,000 test images.
+    pub fn full() -> Self {
+        Config {
+            model: CnnConfig::default(),
+            n_train: 60_000,
+            n_test: 10_000,
+            n_epochs: 2,
+            batch_size: 128,
+            lr: 1e-3,
+            seeds: vec![0, 1, 2],
+            log_every: 47,
+            n_worst: 12,
+        }
+    }
+
+    /// The test configuration: 2,000 training images, 1,000 test images, two seeds.
+    pub fn quick() -> Self {
+        Config {
+            n_train: 2_000,
+            n_test: 1_000,
+            seeds: vec![0, 1],
+            log_every: 4,
+            ..Self::full()
+        }
+    }
+
+    /// The preset of a tier.
+    pub fn for_tier(t: Tier) -> Self {
+        match t {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
+    }
+}
+
+// ANCHOR: train_seed_model
+/// Trains the configured model with `seed` (initialization, batch order, dropout) and
+/// returns it with what training measured.
+pub fn train_one(
+    cfg: &Config,
+    train: &Dataset,
+    test: &Dataset,
+    seed: u64,
+) -> (Named, History) {
+    let mut model = mnist_cnn(&cfg.model, seed);
+    let mut opt = Adam::new(cfg.lr);
+    let spec = TrainSpec {
+        n_epochs: cfg.n_epochs,
+        batch_size: cfg.batch_size,
+        seed,
+        log_every: cfg.log_every,
+        penalty: None,
+        augment: None,
+    };
+    let h = train_classifier(&mut model, &mut opt, train, test, &spec);
+    (model, h)
+}
+// ANCHOR_END: train_seed_model
+
+/// Trains the seed model on all of MNIST for `n_epochs` with `seed` (the book's
+/// recipe) and saves it to `out` as safetensors; returns the test accuracy after each
+/// epoch. What `dlbook train mnist-cnn` runs.
+pub fn train_and_save(
+    dir: &DataDir,
+    n_epochs: usize,
+    seed: u64,
+    out: &std::path::Path,
+) -> Result<Vec<f64>> {
+    let cfg = Config {
+        n_epochs,
+        ..Config::full()
+    };
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let (mut model, h) = train_one(&cfg, &train, &test, seed);
+    crate::models::checkpoint::save(&mut model, out)?;
+    Ok(h.test_acc)
+}
+
+/// The cross-entropy and the predicted class of every example of `data`, in
+/// evaluation mode, in batches of 1,000.
+pub fn per_example(model: &mut dyn Layer, data: &Dataset) -> (Vec<f64>, Vec<usize>) {
+    let (mut losses, mut preds) = (vec![], vec![]);
+    for start in (0..data.len()).step_by(1000) {
+        let end = (start + 1000).min(data.len());
+        let x = data.x.slice(s![start..end, ..]).to_owned().into_dyn();
+        let logits: ArrayD<f32> = model.forward(&x, Mode::Eval);
+        for (row, &y) in logits.axis_iter(Axis(0)).zip(&data.y[start..end]) {
+            let z: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            losses.push(lse - z[y]);
+            let arg = (0..z.len()).fold(0, |a, k| if z[k] > z[a] { k } else { a });
+            preds.push(arg);
+        }
+    }
+    (losses, preds)
+}
+
+/// `counts[t][p]`: test digits of class `t` predicted as `p`.
+pub fn confusion(labels: &[usize], preds: &[usize], n_classes: usize) -> Vec<Vec<usize>> {
+    let mut c = vec![vec![0; n_classes]; n_classes];
+    for (&t, &p) in labels.iter().zip(preds) {
+        c[t][p] += 1;
+    }
+    c
+}
+
+fn col(h: &str, f: Format) -> Column {
+    Column {
+        header: h.into(),
+        format: f,
+    }
+}
+
+/// Runs the experiment.
+pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let mut r = Report::new(
+        "ch05",
+        "mnist_cnn",
+        "The seed CNN on MNIST: test accuracy per epoch, confusions, worst digits",
+    );
+    r.config = super::config_json(cfg);
+    r.seeds = cfg.seeds.clone();
+    let (ti, tl) = mnist_files(Split::Train);
+    let (vi, vl) = mnist_files(Split::Test);
+    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+
+    let mut runs = vec![];
+    for &seed in &cfg.seeds {
+        let t = std::time::Instant::now();
+        let (model, h) = train_one(cfg, &train, &test, seed);
+        eprintln!(
+            "mnist_cnn seed {seed}: {:.1} s for {} epochs (timing, not stored)",
+            t.elapsed().as_secs_f64(),
+            cfg.n_epochs
+        );
+        runs.push((model, h));
+    }
+    let n_params = runs_n_params(&mut runs);
+    let hs: Vec<&History> = runs.iter().map(|(_, h)| h).collect();
+
+    // Accuracy per epoch.
+    let mut rows = vec![];
+    let (mut acc_mean, mut acc_std) = (vec![], vec![]);
+    for e in 0..cfg.n_epochs {
+        let accs: Vec<f64> = hs.iter().map(|h| h.test_acc[e]).collect();
+        let (m, sd) = Value::mean_std(&accs);
+        acc_mean.push(m);
+        acc_std.push(sd);
+        rows.push(vec![Value::Num((e + 1) as f64), Value::Seeds(accs.clone())]);
+        if e + 1 == cfg.n_epochs {
+            r.fact("final_acc", Value::Seeds(accs), Format::Percent(2));
+        }
+    }
+    let errors: Vec<f64> = hs
+        .iter()
+        .map(|h| (1.0 - h.final_acc()) * cfg.n_test as f64)
+        .collect();
+    r.fact("final_errors", Value::Seeds(errors), Format::Fixed(0));
+    r.tables.push(Table {
+        name: "accuracy".into(),
+        caption: format!(
+            "The seed CNN ({} parameters), Adam η = {}, batch {}, {} training images: \
+             accuracy on the {} test images after each epoch, mean ± std over seeds {:?}.",
+            n_params,
+            cfg.lr,
+            cfg.batch_size,
+            cfg.n_train,
+            cfg.n_test,
+            cfg.seeds
+        ),
+        columns: vec![col("epoch", Format::Int), col("test accuracy", Format::Percent(2))],
+        rows,
+    });
+    r.figures.push(Figure {
+        name: "accuracy".into(),
+        title: format!("Test accuracy ± std over {} seeds", cfg.seeds.len()),
+        plot: Plot::Lines {
+            x_label: "epoch".into(),
+            y_label: "test accuracy".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series: vec![Series {
+                name: "seed CNN".into(),
+                x: (1..=cfg.n_epochs).map(|e| e as f64).collect(),
+                y: acc_mean,
+                band: Some(acc_std),
+            }],
+        },
+    });
+
+    // Training loss.
+    let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
+    let (mut y, mut band) = (vec![], vec![]);
+    for i in 0..n_pts {
+        let vals: Vec<f64> = hs.iter().map(|h| h.train_loss[i]).collect();
+        let (m, sd) = Value::mean_std(&vals);
+        y.push(m);
+        band.push(sd);
+    }
+    let first: Vec<f64> = hs.iter().map(|h| h.train_loss[0]).collect();
+    let last: Vec<f64> = hs.iter().map(|h| h.train_loss[n_pts - 1]).collect();
+    r.fact("loss_first", Value::Seeds(first), Format::Fixed(3));
+    r.fact("loss_last", Value::Seeds(last), Format::Fixed(3));
+    r.figures.push(Figure {
+        name: "loss".into(),
+        title: format!(
+            "Training loss (mean of {} steps, dropout on) ± std over {} seeds",
+            cfg.log_every,
+            cfg.seeds.len()
+        ),
+        plot: Plot::Lines {
+            x_label: "step".into(),
+            y_label: "cross-entropy".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Log,
+            series: vec![Series {
+                name: "seed CNN".into(),
+                x: hs[0].steps[..n_pts].to_vec(),
+                y,
+                band: Some(band),
+            }],
+        },
+    });
+
+    // The first seed's model on the test set.
+    let (model, _) = &mut runs[0];
+    let (losses, preds) = per_example(model, &test);
+    let conf = confusion(&test.y, &preds, 10);
+    let mut columns = vec![col("true \\ predicted", Format::Int)];
+    columns.extend((0..10).map(|k| col(&k.to_string(), Format::Int)));
+    columns.push(col("recall", Format::Percent(1)));
+    let rows = conf
+        .iter()
+        .enumerate()
+        .map(|(t, row)| {
+            let total: usize = row.iter().sum();
+            let mut cells = vec![Value::Text(t.to_string())];
+            cells.extend(row.iter().map(|&c| Value::Num(c as f64)));
+            cells.push(Value::Num(row[t] as f64 / total.max(1) as f64));
+            cells
+        })
+        .collect();
+    r.tables.push(Table {
+        name: "confusion".into(),
+        caption: format!(
+            "Confusion matrix of the seed-{} model on the {} test images after {} \
+             epochs: row = true digit, column = predicted digit; recall = diagonal / row.",
+            cfg.seeds[0], cfg.n_test, cfg.n_epochs
+        ),
+        columns,
+        rows,
+    });
+
+    let mut order: Vec<usize> = (0..losses.len()).collect();
+    order.sort_by(|&a, &b| losses[b].total_cmp(&losses[a]).then(a.cmp(&b)));
+    let worst = &order[..cfg.n_worst.min(order.len())];
+    let mut images = vec![];
+    let mut labels = vec![];
+    let mut rows = vec![];
+    for (rank, &i) in worst.iter().enumerate() {
+        images.push(
+            test.x
+                .row(i)
+                .iter()
+                .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect(),
+        );
+        labels.push(format!("{} → {}", test.y[i], preds[i]));
+        rows.push(vec![
+            Value::Num((rank + 1) as f64),
+            Value::Num(i as f64),
+            Value::Num(test.y[i] as f64),
+            Value::Num(preds[i] as f64),
+            Value::Num(losses[i]),
+        ]);
+    }
+    r.tables.push(Table {
+        name: "worst".into(),
+        caption: format!(
+            "The {} test digits with the highest cross-entropy under the seed-{} model.",
+            worst.len(),
+            cfg.seeds[0]
+        ),
+        columns: vec![
+            col("rank", Format::Int),
+            col("test index", Format::Int),
+            col("true", Format::Int),
+            col("predicted", Format::Int),
+            col("cross-entropy", Format::Fixed(2)),
+        ],
+        rows,
+    });
+    r.figures.push(Figure {
+        name: "worst".into(),
+        title: "Worst-classified test digits (true → predicted)".into(),
+        plot: Plot::Images {
+            width: 28,
+            height: 28,
+            row_labels: vec![],
+            col_labels: labels,
+            images,
+        },
+    });
+    Ok(r)
+}
+
+fn runs_n_params(runs: &mut [(Named, History)]) -> usize {
+    use crate::nn::Module;
+    runs.first_mut().map_or(0, |(m, _)| m.n_params())
+}

@@ -1,0 +1,190 @@
+//! Chapter 5, the MNIST classifier: the seed model clears 98 % on the whole test set
+//! within `cargo test`, the full experiment's results say what the text says, and the
+//! quick configurations of the experiments behave as described.
+
+use std::sync::OnceLock;
+
+use dlbook::data::{DataDir, Split};
+use dlbook::experiments::{cnn_ablation, mnist_cnn};
+use dlbook::models::{mnist_cnn as build, CnnConfig};
+use dlbook::optim::train::{train_classifier, Dataset, TrainSpec};
+use dlbook::optim::Adam;
+use dlbook::report::{Report, Value};
+
+// ANCHOR: seed_model_test_accuracy
+/// The seed model trained exactly as the text says (Adam, learning rate 1e-3, batches
+/// of 128, all 60,000 training images with pixels in [0, 1], `n_epochs` passes), and
+/// its accuracy on all 10,000 test images.
+pub fn seed_model_test_accuracy(seed: u64, n_epochs: usize) -> f64 {
+    let dir = DataDir::resolve(None);
+    let train = Dataset::mnist(&dir, Split::Train, 60_000).expect("MNIST training set");
+    let test = Dataset::mnist(&dir, Split::Test, 10_000).expect("MNIST test set");
+    let mut model = build(&CnnConfig::default(), seed);
+    let mut opt = Adam::new(1e-3);
+    let spec = TrainSpec {
+        n_epochs,
+        batch_size: 128,
+        seed,
+        log_every: 100,
+        penalty: None,
+        augment: None,
+    };
+    let history = train_classifier(&mut model, &mut opt, &train, &test, &spec);
+    history.final_acc()
+}
+// ANCHOR_END: seed_model_test_accuracy
+
+#[test]
+fn seed_model_reaches_98_percent_on_the_mnist_test_set() {
+    let acc = seed_model_test_accuracy(0, 2);
+    assert!(acc >= 0.98, "test accuracy {acc}");
+}
+
+fn stored(name: &str) -> Report {
+    let path = format!(
+        "{}/chapters/generated/ch05/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    Report::from_json(&text).expect("a valid report")
+}
+
+fn seeds(r: &Report, fact: &str) -> Vec<f64> {
+    match &r.facts[fact].value {
+        Value::Seeds(v) => v.clone(),
+        other => panic!("{fact}: {other:?}"),
+    }
+}
+
+#[test]
+fn every_seed_of_the_full_run_clears_98_percent() {
+    let r = stored("mnist_cnn");
+    assert_eq!(r.seeds.len(), 3);
+    // (The integrity test checks that the JSON was made with the current `full()`.)
+    assert_eq!(r.config["n_train"], 60_000);
+    assert_eq!(r.config["n_test"], 10_000);
+    let accs = seeds(&r, "final_acc");
+    assert!(accs.iter().all(|&a| a >= 0.98), "{accs:?}");
+}
+
+#[test]
+fn the_second_epoch_improves_on_the_first() {
+    let r = stored("mnist_cnn");
+    let t = r.table("accuracy").unwrap();
+    let mean = |row: usize| t.rows[row][1].number().unwrap();
+    assert!(t.rows.len() >= 2);
+    assert!(mean(1) > mean(0), "{} then {}", mean(0), mean(1));
+}
+
+fn quick() -> &'static Report {
+    static R: OnceLock<Report> = OnceLock::new();
+    R.get_or_init(|| {
+        mnist_cnn::run(&mnist_cnn::Config::quick(), &DataDir::resolve(None))
+            .expect("quick run")
+    })
+}
+
+#[test]
+fn training_loss_falls_for_every_seed() {
+    let r = quick();
+    let (first, last) = (seeds(r, "loss_first"), seeds(r, "loss_last"));
+    for (a, b) in first.iter().zip(&last) {
+        assert!(b < a, "loss {a} -> {b}");
+    }
+}
+
+#[test]
+fn confusion_matrix_counts_every_test_digit_once() {
+    let r = quick();
+    let t = r.table("confusion").unwrap();
+    assert_eq!(t.rows.len(), 10);
+    let mut total = 0.0;
+    for (k, row) in t.rows.iter().enumerate() {
+        let counts: Vec<f64> = row[1..11].iter().map(|v| v.number().unwrap()).collect();
+        total += counts.iter().sum::<f64>();
+        // Each digit is predicted as itself more often than as any other digit.
+        let best = (0..10).fold(0, |a, j| if counts[j] > counts[a] { j } else { a });
+        assert_eq!(best, k, "row {k}: {counts:?}");
+    }
+    assert_eq!(total, mnist_cnn::Config::quick().n_test as f64);
+}
+
+#[test]
+fn the_worst_digits_are_misclassified_and_sorted_by_loss() {
+    let r = quick();
+    let t = r.table("worst").unwrap();
+    assert_eq!(t.rows.len(), mnist_cnn::Config::quick().n_worst);
+    let mut prev = f64::INFINITY;
+    for row in &t.rows {
+        let (truth, pred) = (row[2].number().unwrap(), row[3].number().unwrap());
+        let loss = row[4].number().unwrap();
+        assert_ne!(truth, pred);
+        // Misclassified: the true class has probability below 1/2.
+        assert!(loss > std::f64::consts::LN_2 && loss <= prev);
+        prev = loss;
+    }
+}
+
+#[test]
+fn ablation_variants_have_the_parameters_of_their_architecture() {
+    let cfg = cnn_ablation::Config::quick();
+    let r = cnn_ablation::run(&cfg, &DataDir::resolve(None)).expect("quick run");
+    let t = r.table("ablation").unwrap();
+    assert_eq!(t.rows.len(), 6);
+    let params: Vec<f64> = t.rows.iter().map(|row| row[1].number().unwrap()).collect();
+    assert_eq!(params[0], 225_034.0);
+    assert_eq!(params[1], params[0], "dropout has no parameters");
+    assert_eq!(
+        params[4],
+        params[0] + 2.0 * (32.0 + 64.0),
+        "batch norm adds gamma, beta"
+    );
+    assert_eq!(
+        params[5], params[0],
+        "augmentation changes the data, not the model"
+    );
+    // Without the pools the maps stay larger, so the dense layer grows.
+    assert!(params[2] > params[0] && params[3] > params[0]);
+    for row in &t.rows {
+        let acc = row[2].number().unwrap();
+        assert!(acc > 0.1, "{:?}: no better than chance", row[0]);
+    }
+}
+
+/// Per-seed test accuracies of ablation variant `k` (in the order of
+/// `cnn_ablation::Config::variants`) in the full run.
+fn ablation_accs(k: usize) -> Vec<f64> {
+    let r = stored("cnn_ablation");
+    assert_eq!(r.config["n_train"], 10_000);
+    seeds(&r, &format!("acc_{k}"))
+}
+
+/// Whether variant `a` beats variant `b` on every seed (same seed, same batches).
+fn beats_on_every_seed(a: usize, b: usize) -> bool {
+    let (a, b) = (ablation_accs(a), ablation_accs(b));
+    a.len() == 3 && a.iter().zip(&b).all(|(x, y)| x > y)
+}
+
+#[test]
+fn without_dropout_every_seed_does_better_in_the_short_run() {
+    assert!(beats_on_every_seed(1, 0));
+}
+
+#[test]
+fn pooling_beats_strided_convolutions_and_two_convolutions_beat_one() {
+    assert!(beats_on_every_seed(0, 2), "max pool vs strided");
+    assert!(beats_on_every_seed(0, 3), "two conv vs one");
+}
+
+#[test]
+fn augmentation_costs_accuracy_in_the_short_run() {
+    assert!(beats_on_every_seed(0, 5));
+}
+
+#[test]
+fn batch_norm_changes_the_mean_less_than_the_spread_of_seeds() {
+    let (base, bn) = (ablation_accs(0), ablation_accs(4));
+    let (m0, s0) = Value::mean_std(&base);
+    let (m4, s4) = Value::mean_std(&bn);
+    assert!((m4 - m0).abs() < s0.max(s4), "{m0} ± {s0} vs {m4} ± {s4}");
+}
