@@ -103,6 +103,7 @@ enum DataCommand {
 }
 
 fn main() -> ExitCode {
+    dlbook::bench::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -57,7 +57,7 @@ impl Config {
             model: CnnConfig::default(),
             n_train: 60_000,
             n_test: 10_000,
-            n_epochs: 2,
+            n_epochs: 5,
             batch_size: 128,
             lr: 1e-3,
             seeds: vec![0, 1, 2],
