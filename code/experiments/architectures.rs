@@ -12,7 +12,7 @@
 //! $\beta$ for batch norm.
 //!
 //! The networks the book builds are also built, and their
-//! [`Module::n_params`](crate::nn::Module::n_params) is reported next to the count
+//! [`Module::n_params`] is reported next to the count
 //! from the description (the tests check that the two agree). AlexNet is a description
 //! only: the two-GPU layout of the paper, where conv2, conv4 and conv5 see only the
 //! half of the channels on their own GPU (two groups).
@@ -239,7 +239,7 @@ pub fn lenet5_spec() -> Vec<(String, Spec)> {
     ])
 }
 
-/// The seed CNN ([`mnist_cnn`] with its default configuration), for `(1, 28, 28)`.
+/// The seed CNN ([`mnist_cnn()`] with its default configuration), for `(1, 28, 28)`.
 pub fn seed_cnn_spec() -> Vec<(String, Spec)> {
     named(vec![
         ("conv1", Spec::conv(32, 3, 1, 0)),

@@ -14,7 +14,7 @@
 //! $y = \mathrm{ReLU}(F(x))$.
 //!
 //! **Backward.** The sum copies its gradient to both terms, so with
-//! $\delta = \partial L/\partial z = \partial L / \partial y \odot [z > 0]$,
+//! $\delta = \partial L/\partial z = \partial L / \partial y \odot \mathbb{1}_{z > 0}$,
 //!
 //! $$\frac{\partial L}{\partial x} = \Big(\frac{\partial F}{\partial x}\Big)^{\!\top}
 //! \delta + \Big(\frac{\partial S}{\partial x}\Big)^{\!\top} \delta
