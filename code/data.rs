@@ -238,6 +238,13 @@ pub fn data_ref(rel: &str) -> DataRef {
     }
 }
 
+/// The [`DataRef`]s of the four MNIST files (training images and labels, then test).
+pub fn mnist_refs() -> Vec<DataRef> {
+    let (ti, tl) = mnist_files(Split::Train);
+    let (vi, vl) = mnist_files(Split::Test);
+    vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)]
+}
+
 /// What [`verify`] found for one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {

@@ -29,7 +29,7 @@ use crate::nn::linear::Init;
 use crate::nn::mlp::{rows, Mlp};
 use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss};
 use crate::nn::{Layer, Mode};
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -201,13 +201,6 @@ pub fn train_one(
         train_loss,
         dead,
         saturated,
-    }
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
     }
 }
 

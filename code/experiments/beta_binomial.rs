@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{Experiment, Tier};
 use crate::bayes::{binomial_pmf, Beta, GridPosterior};
 use crate::data::DataDir;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -105,13 +105,6 @@ impl Config {
             Tier::Quick => Self::quick(),
             Tier::Full => Self::full(),
         }
-    }
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
     }
 }
 

@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use super::{Experiment, Tier};
 use crate::augment::digits_pipeline;
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig, Downsample};
 use crate::nn::Module;
 use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
-use crate::report::{Column, Format, Report, Table, Value};
+use crate::report::{col, Format, Report, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -161,13 +161,6 @@ pub fn train_variant(
     (h, model.n_params())
 }
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
@@ -179,9 +172,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
     let mut rows = vec![];
     let mut base = 0.0;
     for (k, v) in cfg.variants.iter().enumerate() {

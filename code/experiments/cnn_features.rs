@@ -19,12 +19,12 @@ use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
 use super::{Experiment, Tier};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Mode, Module, Named};
 use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
-use crate::report::{Column, Figure, Format, Plot, Report, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -165,13 +165,6 @@ pub fn map_image(m: &ndarray::ArrayView2<f32>, up: usize) -> Vec<u8> {
         .collect()
 }
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
@@ -183,9 +176,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = vec![cfg.seed];
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
 
     let n_probe = cfg.n_probe.min(test.len());
     let probe = test.x.slice(s![..n_probe, ..]).to_owned().into_dyn();

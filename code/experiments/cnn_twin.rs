@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{Experiment, Tier};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::candle_twin::CandleCnn;
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::dropout::Dropout;
@@ -25,7 +25,7 @@ use crate::nn::gradcheck::rel_error;
 use crate::nn::{softmax_cross_entropy, Layer, Mode, Module};
 use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -125,13 +125,6 @@ pub fn agreement(
     Ok((logit_gap, grad_gap))
 }
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
@@ -143,9 +136,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = vec![cfg.seed];
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
 
     // Agreement from the same weights.
     let n = cfg.n_check.min(train.len());

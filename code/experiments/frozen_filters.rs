@@ -12,7 +12,7 @@ use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::{Experiment, Tier};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Module, Named, Param};
 use crate::optim::train::{train_classifier, Dataset, TrainSpec};
@@ -173,9 +173,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
     let mut rows = vec![];
     let mut base = 0.0;
     for (k, v) in cfg.variants.iter().enumerate() {

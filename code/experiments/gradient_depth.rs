@@ -23,7 +23,7 @@ use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::mlp::{grad_norms, rows, Mlp};
 use crate::nn::train::image_matrix;
 use crate::nn::{Layer, Mode, Module};
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -154,13 +154,6 @@ pub fn all_runs(
                 .collect()
         })
         .collect()
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
-    }
 }
 
 /// Runs the experiment.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{Experiment, Tier};
 use crate::data::{self, DataDir};
 use crate::info::{self, to_bits};
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -101,13 +101,6 @@ fn num(x: f64) -> Value {
         Value::Text(if x > 0.0 { "∞" } else { "-∞" }.into())
     } else {
         Value::Num(x)
-    }
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
     }
 }
 

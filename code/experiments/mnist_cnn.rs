@@ -12,12 +12,12 @@ use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
 use super::{Experiment, Tier};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Named};
 use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -159,13 +159,6 @@ pub fn confusion(labels: &[usize], preds: &[usize], n_classes: usize) -> Vec<Vec
     c
 }
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
@@ -177,9 +170,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
 
     let mut runs = vec![];
     for &seed in &cfg.seeds {

@@ -20,7 +20,7 @@ use crate::nn::mlp::Mlp;
 use crate::nn::train::{
     classifier_loss, evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss,
 };
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -96,13 +96,6 @@ pub fn true_class_gradient(m: f32) -> (f32, f32) {
     (g_ce[[0, 0]], g_mse[[0, 0]])
 }
 // ANCHOR_END: confidently_wrong
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
-    }
-}
 
 /// Test accuracy after each epoch of one run.
 fn train_run(

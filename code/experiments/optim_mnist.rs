@@ -15,13 +15,13 @@ use ndarray::s;
 use serde::Serialize;
 
 use super::{Experiment, Tier};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
 use crate::nn::mlp::Mlp;
 use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::{Adam, Optimizer, OptimizerKind};
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -107,13 +107,6 @@ impl Config {
     }
 }
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Trains a fresh MLP of `cfg.sizes` (seeded with `seed`) with `opt`.
 pub fn train_mlp(
     cfg: &Config,
@@ -164,9 +157,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
     let seed0 = cfg.seeds[0];
 
     // 1. Learning-rate sweep, chosen on validation accuracy.

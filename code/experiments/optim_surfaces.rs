@@ -19,7 +19,7 @@ use super::{Experiment, Tier};
 use crate::nn::{Module, Param};
 use crate::optim::OptimizerKind;
 use crate::report::contour::ContourPlot;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -214,13 +214,6 @@ pub fn tune(
         lr: lrs[best],
         path: trajectory(surface, kind, lrs[best], start, steps),
         sweep: runs.iter().map(|r| r.0).collect(),
-    }
-}
-
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
     }
 }
 

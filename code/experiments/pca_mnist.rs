@@ -22,7 +22,7 @@ use crate::linalg::{
     covariance, eigh_jacobi, eigh_jacobi_with, lapack, normalize_signs,
     subspace_distance, top_k_power, FittedPca, JacobiOptions, PowerOptions, Solver,
 };
-use crate::report::{Column, Figure, Format, Group, Plot, Report, Scale, Series, Table};
+use crate::report::{col, Figure, Format, Group, Plot, Report, Scale, Series, Table};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -120,13 +120,6 @@ fn to_pixels(row: ndarray::ArrayView1<f64>) -> Vec<u8> {
     row.iter()
         .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
         .collect()
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
-    }
 }
 
 /// Runs the experiment.

@@ -23,7 +23,7 @@ use crate::nn::loss::bce_with_logits;
 use crate::nn::mlp::{sgd_step, Mlp};
 use crate::nn::perceptron::{xor_data, Perceptron};
 use crate::nn::{Layer, Mode, Module};
-use crate::report::{Column, Figure, Format, Group, Plot, Report, Table, Value};
+use crate::report::{col, Figure, Format, Group, Plot, Report, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -200,13 +200,6 @@ pub fn probability_image(mlp: &mut Mlp, grid: usize) -> Vec<u8> {
         .iter()
         .map(|&z| (255.0 * sigmoid(z)).round() as u8)
         .collect()
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
-    }
 }
 
 /// Runs the experiment.

@@ -20,7 +20,7 @@ use crate::cnn::receptive::{
 use crate::data::{data_ref, mnist_files, DataDir, Split};
 use crate::models::mnist_cnn::{CnnConfig, Downsample};
 use crate::optim::train::Dataset;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -161,13 +161,6 @@ fn overlay(digit: &[f32], mask: &Array2<bool>) -> Vec<u8> {
             level.round().clamp(0.0, 255.0) as u8
         })
         .collect()
-}
-
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
 }
 
 /// Runs the experiment.

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{Experiment, Tier};
 use crate::augment::{digits_pipeline, Noise, Rotate, Shift, Transform};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::{Activation, ActivationLayer};
 use crate::nn::batchnorm::BatchNorm;
 use crate::nn::dropout::Dropout;
@@ -28,7 +28,7 @@ use crate::nn::mlp::Sequential;
 use crate::nn::regularization::Penalty;
 use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -219,13 +219,6 @@ pub fn build_mlp(sizes: &[usize], v: &Variant, seed: u64) -> Sequential {
 }
 // ANCHOR_END: build_mlp
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Trains one variant with one seed.
 pub fn train_variant(
     cfg: &Config,
@@ -266,9 +259,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
 
     let mut rows = vec![];
     let mut curves = vec![];

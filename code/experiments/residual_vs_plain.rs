@@ -16,13 +16,13 @@ use ndarray::s;
 use serde::Serialize;
 
 use super::{Experiment, Tier};
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::resnet::{resnet, ResNetConfig};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::{Layer, Mode, Module};
 use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -179,13 +179,6 @@ pub fn train_one(
     train_classifier(&mut net, &mut opt, train, test, &spec)
 }
 
-fn col(h: &str, f: Format) -> Column {
-    Column {
-        header: h.into(),
-        format: f,
-    }
-}
-
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
@@ -197,9 +190,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     );
     r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
-    let (ti, tl) = mnist_files(Split::Train);
-    let (vi, vl) = mnist_files(Split::Test);
-    r.data = vec![data_ref(ti), data_ref(tl), data_ref(vi), data_ref(vl)];
+    r.data = mnist_refs();
 
     // 1. The gradient at the first layer, at initialization.
     let mut grad_rows = vec![];

@@ -21,7 +21,7 @@ use crate::nn::loss::accuracy;
 use crate::nn::mlp::Mlp;
 use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss};
 use crate::nn::Module;
-use crate::report::{Column, Format, Report, Table, Value};
+use crate::report::{col, Format, Report, Table, Value};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -123,13 +123,6 @@ pub fn train_both(
         diff = t.iter().zip(w).fold(diff, |m, (a, b)| m.max((a - b).abs()));
     }
     Ok((ours, theirs, diff))
-}
-
-fn col(header: &str, format: Format) -> Column {
-    Column {
-        header: header.into(),
-        format,
-    }
 }
 
 /// Runs the experiment.

@@ -193,6 +193,14 @@ pub struct Column {
     pub format: Format,
 }
 
+/// A column with this header and number format.
+pub fn col(header: &str, format: Format) -> Column {
+    Column {
+        header: header.into(),
+        format,
+    }
+}
+
 /// A table, rendered as a Markdown pipe table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Table {
