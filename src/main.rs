@@ -62,6 +62,10 @@ enum Command {
         /// Output folder (default: chapters/generated/ch05 of the book).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Only time the from-scratch training and print its per-layer profile, on
+        /// `--threads` threads and on one; write nothing (the loop for performance work).
+        #[arg(long)]
+        profile: bool,
     },
     /// Train a model and save it as safetensors.
     Train {
@@ -129,7 +133,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             threads,
             name,
             out,
-        } => bench(quick, runs, threads, &name, out),
+            profile,
+        } => bench(quick, runs, threads, &name, out, profile),
         Command::Train {
             model,
             epochs,
@@ -155,6 +160,7 @@ fn bench(
     threads: Option<usize>,
     name: &str,
     out: Option<PathBuf>,
+    profile: bool,
 ) -> Result<ExitCode> {
     let mut cfg = if quick {
         dlbook::bench::Config::quick()
@@ -163,6 +169,10 @@ fn bench(
     };
     cfg.runs = runs.unwrap_or(cfg.runs).max(1);
     cfg.threads = threads.unwrap_or(cfg.threads).max(1);
+    if profile {
+        print!("{}", dlbook::bench::profile_text(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = match out {
         Some(o) => o,
         None => book_root()?.join("chapters/generated/ch05"),

@@ -142,7 +142,7 @@ pub fn train_step(
     model.zero_grad();
     let logits = model.forward(x, Mode::Train);
     let (loss, dlogits) = softmax_cross_entropy(&logits, labels);
-    model.backward(&dlogits);
+    model.backward_params(dlogits);
     opt.step(model);
     loss
 }
@@ -274,22 +274,33 @@ pub fn profile(
     let mut bwd = vec![vec![]; nl];
     let (mut loss_t, mut opt_t) = (vec![], vec![]);
     let ms = |t: f64| (clock.now() - t) * 1e3;
+    let first = (0..nl)
+        .find(|&i| model.layers[i].1.n_params() > 0)
+        .unwrap_or(0);
     for step in 0..=steps {
         model.zero_grad();
         let mut h = x.clone();
         let mut f_ms = vec![];
         for (_, layer) in model.layers.iter_mut() {
             let t = clock.now();
-            h = layer.forward(&h, Mode::Train);
+            h = layer.forward_owned(h, Mode::Train);
             f_ms.push(ms(t));
         }
         let t = clock.now();
         let (_, mut d) = softmax_cross_entropy(&h, labels);
         let l_ms = ms(t);
+        // As `Named::backward_params`: nothing below the first layer with parameters,
+        // and no dx from that one.
         let mut b_ms = vec![0.0; nl];
         for (i, (_, layer)) in model.layers.iter_mut().enumerate().rev() {
             let t = clock.now();
-            d = layer.backward(&d);
+            if i > first {
+                d = layer.backward_owned(d);
+            } else {
+                layer.backward_params(std::mem::take(&mut d));
+                b_ms[i] = ms(t);
+                break;
+            }
             b_ms[i] = ms(t);
         }
         let t = clock.now();
@@ -312,6 +323,51 @@ pub fn profile(
     out.push(("loss".into(), med(&loss_t), 0.0));
     out.push(("adam".into(), med(&opt_t), 0.0));
     out
+}
+
+/// The from-scratch training figures alone, as text: images/s and CPU seconds per
+/// 1,000 images on `cfg.threads` threads and on one, and both per-layer profiles
+/// (milliseconds per step, forward and backward). Writes nothing; `dlbook bench
+/// --profile` prints it.
+pub fn profile_text(cfg: &Config) -> Result<String> {
+    use std::fmt::Write;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let (x, labels) = synthetic_batch(cfg.batch_size, &mut rng);
+    let mut out = String::new();
+    let mut threads = vec![cfg.threads];
+    if cfg.threads != 1 {
+        threads.push(1);
+    }
+    for t in threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+        let clock = if t == 1 { Clock::ThreadCpu } else { Clock::Wall };
+        let load = load_average();
+        let (rates, cpu, prof) = pool.install(|| {
+            let mut model = seed_cnn(cfg.seed);
+            let mut opt = Adam::new(1e-3);
+            let (m, o) = (&mut model, &mut opt);
+            let (rates, cpu) = time_training(m, o, &x, &labels, cfg.steps, cfg.runs);
+            let prof = profile(m, o, &x, &labels, cfg.steps, clock);
+            (rates, cpu, prof)
+        });
+        let (med, lo, hi) = median_min_max(&rates);
+        let (cpu_med, _, _) = median_min_max(&cpu);
+        writeln!(
+            out,
+            "training, batch {}, {t} thread(s): {med:.0} images/s [{lo:.0}-{hi:.0}], \
+             {cpu_med:.3} CPU-s per 1,000 images (load {load:.2})",
+            cfg.batch_size
+        )?;
+        let what = if t == 1 { "thread CPU" } else { "wall" };
+        writeln!(out, "  {:<10} {:>8} {:>8}   ms per step, {what}", "layer", "forward", "backward")?;
+        let mut total = 0.0;
+        for (name, f, b) in &prof {
+            writeln!(out, "  {name:<10} {f:>8.2} {b:>8.2}")?;
+            total += f + b;
+        }
+        writeln!(out, "  {:<10} {total:>8.2}", "sum")?;
+    }
+    Ok(out)
 }
 
 /// `a b` with the matrix product the layers use ([`gemm::matmul`]).

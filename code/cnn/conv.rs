@@ -293,9 +293,9 @@ impl Module for Conv2d {
 }
 
 // ANCHOR: conv2d_layer
-impl Layer for Conv2d {
-    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
-        let x = as_nchw(x, Some(self.c_in()), "Conv2d::forward");
+impl Conv2d {
+    /// The forward pass on `x` `(n, c_in, h, w)`, without caching anything.
+    fn output(&self, x: &ArrayView4<f32>) -> ArrayD<f32> {
         let (n, co, ho, wo) =
             check_conv_shapes(&x, &self.w(), &self.b(), self.stride, self.padding);
         let (_, ci, kh, kw) = self.w().dim();
@@ -323,11 +323,11 @@ impl Layer for Conv2d {
                 // (c_out, m, ho wo) -> (m, c_out, ho, wo), plus the bias
                 rows_to_nchw_into(&y_mat.view(), &b, m, y);
             });
-        self.cache = Some(x.as_standard_layout().into_owned());
         ArrayD::from_shape_vec(IxDyn(&[n, co, ho, wo]), y).expect("sizes match")
     }
 
-    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+    /// The backward pass: accumulates `dW` and `db`, and returns `dx` if `want_dx`.
+    fn gradients(&mut self, dy: &ArrayD<f32>, want_dx: bool) -> Option<ArrayD<f32>> {
         let x = self
             .cache
             .as_ref()
@@ -349,16 +349,19 @@ impl Layer for Conv2d {
         let (k, hw) = (ci * kh * kw, ho * wo);
         let nb = self.images_per_block(k * hw);
         let w_mat = self.w_mat();
-        let mut dx = vec![0.0f32; n * ci * h * wd];
+        let per_image = ci * h * wd;
+        let mut dx = vec![0.0f32; if want_dx { n * per_image } else { 0 }];
+        let mut dx_blocks: Vec<&mut [f32]> = dx.chunks_mut(nb * per_image).collect();
+        dx_blocks.resize_with(n.div_ceil(nb), Default::default); // empty without dx
         // Per block of images: its X_col again (cheaper than keeping the whole batch's),
         // its Delta, its share of dW and db, and its dx. Shares are added in block order,
         // so the sums do not depend on the number of threads.
-        let shares: Vec<(Array2<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(nb * ci * h * wd)
+        let shares: Vec<(Array2<f32>, Vec<f32>)> = dx_blocks
+            .into_par_iter()
             .enumerate()
             .map(|(blk, dx)| {
                 let s0 = blk * nb;
-                let m = dx.len() / (ci * h * wd);
+                let m = nb.min(n - s0);
                 let mut cols = Array2::zeros((k, m * hw));
                 let x = x.slice(s![s0..s0 + m, .., .., ..]);
                 im2col_rows_into(
@@ -376,17 +379,14 @@ impl Layer for Conv2d {
                 // dW_mat = Delta X_col^T
                 let mut dw = Array2::zeros((co, k));
                 sgemm_serial(1.0, &delta.view(), &cols.t(), 0.0, &mut dw.view_mut());
-                // dX_col = W_mat^T Delta, scattered back into dx by col2im
-                sgemm_serial(1.0, &w_mat.t(), &delta.view(), 0.0, &mut cols.view_mut());
-                let shape = (m, ci, h, wd);
-                col2im_rows_add(
-                    &cols.view(),
-                    shape,
-                    (kh, kw),
-                    self.stride,
-                    self.padding,
-                    dx,
-                );
+                if want_dx {
+                    // dX_col = W_mat^T Delta, scattered back into dx by col2im
+                    let (w_t, mut dcols) = (w_mat.t(), cols.view_mut());
+                    sgemm_serial(1.0, &w_t, &delta.view(), 0.0, &mut dcols);
+                    let shape = (m, ci, h, wd);
+                    let (k, s, p) = ((kh, kw), self.stride, self.padding);
+                    col2im_rows_add(&cols.view(), shape, k, s, p, dx);
+                }
                 (dw, db)
             })
             .collect();
@@ -402,7 +402,37 @@ impl Layer for Conv2d {
                 *g += d;
             }
         }
-        ArrayD::from_shape_vec(IxDyn(&[n, ci, h, wd]), dx).expect("sizes match")
+        want_dx.then(|| {
+            ArrayD::from_shape_vec(IxDyn(&[n, ci, h, wd]), dx).expect("sizes match")
+        })
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let x = as_nchw(x, Some(self.c_in()), "Conv2d::forward");
+        let y = self.output(&x);
+        self.cache = Some(x.as_standard_layout().into_owned());
+        y
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        self.gradients(dy, true).expect("dx was asked for")
+    }
+
+    // The input is moved into the cache instead of copied.
+    fn forward_owned(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        if !x.is_standard_layout() || x.ndim() != 4 {
+            return self.forward(&x, mode);
+        }
+        let y = self.output(&as_nchw(&x, Some(self.c_in()), "Conv2d::forward"));
+        self.cache = Some(x.into_dimensionality().expect("4-D"));
+        y
+    }
+
+    // The first layer: no dX_col product, no col2im.
+    fn backward_params(&mut self, dy: ArrayD<f32>) {
+        self.gradients(&dy, false);
     }
 }
 // ANCHOR_END: conv2d_layer

@@ -151,6 +151,8 @@ pub struct ActivationLayer {
     pub kind: Activation,
     x: Option<ArrayD<f32>>,
     y: Option<ArrayD<f32>>,
+    /// After [`Layer::forward_owned`] of a ReLU: `1` where the output is positive.
+    positive: Option<Vec<u8>>,
 }
 
 impl ActivationLayer {
@@ -160,10 +162,13 @@ impl ActivationLayer {
             kind,
             x: None,
             y: None,
+            positive: None,
         }
     }
 
-    /// The output of the last `forward` (e.g. to count dead or saturated units).
+    /// The output of the last [`Layer::forward`] (e.g. to count dead or saturated
+    /// units). `None` after [`Layer::forward_owned`] of a ReLU, which keeps only the
+    /// signs of its output.
     pub fn last_output(&self) -> Option<&ArrayD<f32>> {
         self.y.as_ref()
     }
@@ -182,10 +187,14 @@ impl Layer for ActivationLayer {
         // others (one copy less of the largest activations).
         self.x = (!kind.df_from_output()).then(|| x.clone());
         self.y = Some(y.clone());
+        self.positive = None;
         y
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        if self.positive.is_some() {
+            return self.backward_owned(dy.clone());
+        }
         let Some(y) = &self.y else {
             panic!("ActivationLayer::backward called before forward");
         };
@@ -218,8 +227,93 @@ impl Layer for ActivationLayer {
                 .map_collect(|&d, &x, &y| d * kind.df(x, y)),
         }
     }
+
+    // In the activation's own buffer when the caller hands it over (section 5.3).
+    fn forward_owned(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        self.forward_in_place(x, mode)
+    }
+
+    fn backward_owned(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        self.backward_in_place(dy)
+    }
 }
 // ANCHOR_END: activation_layer
+
+// ANCHOR: relu_in_place
+impl ActivationLayer {
+    /// [`Layer::forward_owned`]: a ReLU overwrites its input and keeps one byte per unit
+    /// for the backward pass; other activations take the borrowing path.
+    pub fn forward_in_place(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        if self.kind != Activation::Relu || !x.is_standard_layout() {
+            return self.forward(&x, mode);
+        }
+        let xs = x.as_slice_mut().expect("standard layout");
+        let mut positive = vec![0u8; xs.len()];
+        relu_in_place(xs, &mut positive);
+        (self.x, self.y, self.positive) = (None, None, Some(positive));
+        x
+    }
+
+    /// [`Layer::backward_owned`]: $\delta \odot f'(x)$ in `dy`'s own buffer after
+    /// [`ActivationLayer::forward_in_place`].
+    pub fn backward_in_place(&mut self, mut dy: ArrayD<f32>) -> ArrayD<f32> {
+        let Some(positive) = &self.positive else {
+            return self.backward(&dy);
+        };
+        assert_eq!(
+            dy.len(),
+            positive.len(),
+            "ActivationLayer::backward: dy {:?} vs the forward output's {} values",
+            dy.shape(),
+            positive.len()
+        );
+        match dy.as_slice_mut() {
+            Some(d) => relu_backward_in_place(d, positive),
+            None => {
+                let mut d = dy.as_standard_layout().into_owned();
+                relu_backward_in_place(d.as_slice_mut().expect("standard"), positive);
+                dy = d;
+            }
+        }
+        dy
+    }
+}
+
+/// ReLU in the activation's own buffer: $x \leftarrow \max(x, 0)$, and
+/// `positive[i] = 1` where the result is positive. A byte per unit is all the backward
+/// pass needs, since $f'(x) = [x > 0] = [y > 0]$: a quarter of keeping $y$ as floats.
+fn relu_in_place(xs: &mut [f32], positive: &mut [u8]) {
+    let run = |xs: &mut [f32], positive: &mut [u8]| {
+        for (x, p) in xs.iter_mut().zip(positive) {
+            *p = u8::from(*x > 0.0);
+            *x = Activation::Relu.f(*x);
+        }
+    };
+    if xs.len() >= PAR_MIN {
+        xs.par_chunks_mut(PAR_MIN)
+            .zip(positive.par_chunks_mut(PAR_MIN))
+            .for_each(|(xs, p)| run(xs, p));
+    } else {
+        run(xs, positive);
+    }
+}
+
+/// $\delta \leftarrow \delta\, f'(x)$ in place, with $f'(x)$ from `positive`.
+fn relu_backward_in_place(d: &mut [f32], positive: &[u8]) {
+    let run = |d: &mut [f32], positive: &[u8]| {
+        for (d, &p) in d.iter_mut().zip(positive) {
+            *d *= f32::from(p);
+        }
+    };
+    if d.len() >= PAR_MIN {
+        d.par_chunks_mut(PAR_MIN)
+            .zip(positive.par_chunks(PAR_MIN))
+            .for_each(|(d, p)| run(d, p));
+    } else {
+        run(d, positive);
+    }
+}
+// ANCHOR_END: relu_in_place
 
 /// Softmax over the last axis of a matrix, stably (the row maximum is subtracted).
 ///

@@ -91,6 +91,26 @@ pub trait Layer: Module {
     /// Given `dy` = d loss / d output of the last `forward`, accumulates parameter
     /// gradients and returns `dx` = d loss / d input.
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32>;
+
+    /// [`Layer::forward`] on an input the caller hands over. Element-wise layers
+    /// override it to work in the input's own buffer instead of a new one; the default
+    /// borrows. [`Named`] passes its activations along this way.
+    fn forward_owned(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        self.forward(&x, mode)
+    }
+
+    /// [`Layer::backward`] on a `dy` the caller hands over (see
+    /// [`Layer::forward_owned`]).
+    fn backward_owned(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        self.backward(&dy)
+    }
+
+    /// The backward pass when nobody needs `dx`, only the parameter gradients: the first
+    /// layer of a network, whose input is the data. Layers for which `dx` costs real
+    /// work (a convolution's second matrix product) override it to skip that work.
+    fn backward_params(&mut self, dy: ArrayD<f32>) {
+        self.backward_owned(dy);
+    }
 }
 
 pub mod activation;

@@ -83,23 +83,51 @@ impl Module for Named {
     }
 }
 
+// ANCHOR: named_layer
 impl Layer for Named {
     fn forward(&mut self, x: &ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        let mut h = x.clone();
+        self.forward_owned(x.clone(), mode)
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        self.backward_owned(dy.clone())
+    }
+
+    // Each activation is handed to the next layer, which may reuse its buffer.
+    fn forward_owned(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        let mut h = x;
         for (_, layer) in &mut self.layers {
-            h = layer.forward(&h, mode);
+            h = layer.forward_owned(h, mode);
         }
         h
     }
 
-    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        let mut d = dy.clone();
+    fn backward_owned(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        let mut d = dy;
         for (_, layer) in self.layers.iter_mut().rev() {
-            d = layer.backward(&d);
+            d = layer.backward_owned(d);
         }
         d
     }
+
+    // Layers before the first one with parameters get no gradient at all, and that
+    // first layer is told that nobody needs its dx.
+    fn backward_params(&mut self, dy: ArrayD<f32>) {
+        let Some(first) = self
+            .layers
+            .iter_mut()
+            .position(|(_, layer)| layer.n_params() > 0)
+        else {
+            return;
+        };
+        let mut d = dy;
+        for (_, layer) in self.layers[first + 1..].iter_mut().rev() {
+            d = layer.backward_owned(d);
+        }
+        self.layers[first].1.backward_params(d);
+    }
 }
+// ANCHOR_END: named_layer
 
 /// Reshapes each example: `(n, a, b, ...)` to `(n, shape...)`, keeping the batch axis.
 /// The seed CNN starts with one, so it takes MNIST rows `(n, 784)` as well as images

@@ -59,6 +59,7 @@
 use std::collections::BTreeMap;
 
 use ndarray::{ArrayD, Zip};
+use rayon::prelude::*;
 
 use crate::nn::{Module, Param};
 
@@ -233,12 +234,7 @@ impl Optimizer for Adam {
                 *w -= lr * (m_hat / (v_hat.sqrt() + eps));
             };
             // Each coordinate is independent: large tensors are updated in parallel.
-            let zip = Zip::from(&mut p.value).and(&p.grad).and(m).and(v);
-            if p.grad.len() >= 1 << 15 {
-                zip.par_for_each(update);
-            } else {
-                zip.for_each(update);
-            }
+            each_coordinate(&mut p.value, &p.grad, m, v, update);
         });
     }
 
@@ -247,6 +243,33 @@ impl Optimizer for Adam {
     }
 }
 // ANCHOR_END: adam
+
+/// `f(w, g, m, v)` on every coordinate of four tensors of one shape: in parallel over
+/// flat chunks when the tensors are large and contiguous (the usual case), else in
+/// order.
+fn each_coordinate(
+    w: &mut ArrayD<f32>,
+    g: &ArrayD<f32>,
+    m: &mut ArrayD<f32>,
+    v: &mut ArrayD<f32>,
+    f: impl Fn(&mut f32, &f32, &mut f32, &mut f32) + Sync,
+) {
+    const CHUNK: usize = 1 << 13;
+    let big = g.len() >= 1 << 15;
+    match (w.as_slice_mut(), g.as_slice(), m.as_slice_mut(), v.as_slice_mut()) {
+        (Some(w), Some(g), Some(m), Some(v)) if big => {
+            w.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .for_each(|((w, g), (m, v))| {
+                    for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        f(w, g, m, v);
+                    }
+                });
+        }
+        _ => Zip::from(w).and(g).and(m).and(v).for_each(f),
+    }
+}
 
 /// The optimizers compared in the book, by name, as a serialisable choice.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

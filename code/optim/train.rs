@@ -138,13 +138,13 @@ pub fn train_classifier(
             }
             let y: Vec<usize> = batch.iter().map(|&i| train.y[i]).collect();
             model.zero_grad();
-            let logits = model.forward(&x.into_dyn(), Mode::Train);
+            let logits = model.forward_owned(x.into_dyn(), Mode::Train);
             let (loss, dlogits) = softmax_cross_entropy(&logits, &y);
             if !loss.is_finite() {
                 h.finite = false;
                 return h;
             }
-            model.backward(&dlogits);
+            model.backward_params(dlogits); // only the parameter gradients
             if let Some(p) = spec.penalty {
                 add_penalty_grad(model, p);
             }
