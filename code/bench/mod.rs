@@ -340,7 +340,11 @@ pub fn profile_text(cfg: &Config) -> Result<String> {
     }
     for t in threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
-        let clock = if t == 1 { Clock::ThreadCpu } else { Clock::Wall };
+        let clock = if t == 1 {
+            Clock::ThreadCpu
+        } else {
+            Clock::Wall
+        };
         let load = load_average();
         let (rates, cpu, prof) = pool.install(|| {
             let mut model = seed_cnn(cfg.seed);
@@ -359,7 +363,11 @@ pub fn profile_text(cfg: &Config) -> Result<String> {
             cfg.batch_size
         )?;
         let what = if t == 1 { "thread CPU" } else { "wall" };
-        writeln!(out, "  {:<10} {:>8} {:>8}   ms per step, {what}", "layer", "forward", "backward")?;
+        writeln!(
+            out,
+            "  {:<10} {:>8} {:>8}   ms per step, {what}",
+            "layer", "forward", "backward"
+        )?;
         let mut total = 0.0;
         for (name, f, b) in &prof {
             writeln!(out, "  {name:<10} {f:>8.2} {b:>8.2}")?;

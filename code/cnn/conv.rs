@@ -2,9 +2,11 @@
 //! computes the same function by im2col and a matrix product (see the [module
 //! docs](super)).
 
+use std::cell::RefCell;
+
 use ndarray::{
-    s, Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView4, Ix1, Ix4,
-    IxDyn,
+    s, Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2,
+    Ix1, Ix4, IxDyn,
 };
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -195,6 +197,36 @@ pub struct Conv2d {
 /// KiB) stays in a core's L2 cache while it is multiplied.
 const BLOCK_FLOATS: usize = 1 << 17;
 
+thread_local! {
+    /// This thread's two work buffers, reused by every block of every convolution.
+    static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((vec![], vec![])) };
+}
+
+/// Runs `f` on two work slices of `a` and `b` floats, this thread's buffers grown if
+/// needed: a block allocates and zeroes nothing. They hold what the last block left, so
+/// `f` must write every entry before reading it (im2col, `nchw_to_rows` and a GEMM with
+/// `beta = 0` all do).
+fn with_buffers<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (x, y) = &mut *bufs;
+            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Only if `f` itself ended up here again (it does not): fresh buffers.
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
+/// `buf` as a `(rows, cols)` matrix.
+fn view2(buf: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), buf).expect("buffer length is rows * cols")
+}
+
 impl Conv2d {
     /// A `c_in -> c_out` convolution with a `(kh, kw)` kernel, He-normal weights
     /// ($\sigma^2 = 2 / (c_\text{in} k_h k_w)$, the fan-in of one output) from `rng`,
@@ -297,7 +329,7 @@ impl Conv2d {
     /// The forward pass on `x` `(n, c_in, h, w)`, without caching anything.
     fn output(&self, x: &ArrayView4<f32>) -> ArrayD<f32> {
         let (n, co, ho, wo) =
-            check_conv_shapes(&x, &self.w(), &self.b(), self.stride, self.padding);
+            check_conv_shapes(x, &self.w(), &self.b(), self.stride, self.padding);
         let (_, ci, kh, kw) = self.w().dim();
         let (k, hw) = (ci * kh * kw, ho * wo);
         let nb = self.images_per_block(k * hw);
@@ -310,18 +342,15 @@ impl Conv2d {
                 let s0 = blk * nb;
                 let m = y.len() / (co * hw); // images in this block
                 let x = x.slice(s![s0..s0 + m, .., .., ..]);
-                let mut cols = Array2::zeros((k, m * hw)); // X_col (c kh kw, m ho wo)
-                im2col_rows_into(
-                    &x,
-                    (kh, kw),
-                    self.stride,
-                    self.padding,
-                    &mut cols.view_mut(),
-                );
-                let mut y_mat = Array2::zeros((co, m * hw)); // W_mat X_col
-                sgemm_serial(1.0, &w_mat, &cols.view(), 0.0, &mut y_mat.view_mut());
-                // (c_out, m, ho wo) -> (m, c_out, ho, wo), plus the bias
-                rows_to_nchw_into(&y_mat.view(), &b, m, y);
+                with_buffers(k * m * hw, co * m * hw, |cols, y_mat| {
+                    let mut cols = view2(cols, k, m * hw); // X_col (c kh kw, m ho wo)
+                    let (kernel, s, p) = ((kh, kw), self.stride, self.padding);
+                    im2col_rows_into(&x, kernel, s, p, &mut cols);
+                    let mut y_mat = view2(y_mat, co, m * hw); // W_mat X_col
+                    sgemm_serial(1.0, &w_mat, &cols.view(), 0.0, &mut y_mat);
+                    // (c_out, m, ho wo) -> (m, c_out, ho, wo), plus the bias
+                    rows_to_nchw_into(&y_mat.view(), &b, m, y);
+                });
             });
         ArrayD::from_shape_vec(IxDyn(&[n, co, ho, wo]), y).expect("sizes match")
     }
@@ -353,41 +382,36 @@ impl Conv2d {
         let mut dx = vec![0.0f32; if want_dx { n * per_image } else { 0 }];
         let mut dx_blocks: Vec<&mut [f32]> = dx.chunks_mut(nb * per_image).collect();
         dx_blocks.resize_with(n.div_ceil(nb), Default::default); // empty without dx
-        // Per block of images: its X_col again (cheaper than keeping the whole batch's),
-        // its Delta, its share of dW and db, and its dx. Shares are added in block order,
-        // so the sums do not depend on the number of threads.
+                                                                 // Per block of images: its X_col again (cheaper than keeping the whole batch's),
+                                                                 // its Delta, its share of dW and db, and its dx. Shares are added in block order,
+                                                                 // so the sums do not depend on the number of threads.
         let shares: Vec<(Array2<f32>, Vec<f32>)> = dx_blocks
             .into_par_iter()
             .enumerate()
             .map(|(blk, dx)| {
                 let s0 = blk * nb;
                 let m = nb.min(n - s0);
-                let mut cols = Array2::zeros((k, m * hw));
                 let x = x.slice(s![s0..s0 + m, .., .., ..]);
-                im2col_rows_into(
-                    &x,
-                    (kh, kw),
-                    self.stride,
-                    self.padding,
-                    &mut cols.view_mut(),
-                );
-                // (m, c_out, ho, wo) -> Delta (c_out, m ho wo); its row sums are db
-                let mut delta = Array2::zeros((co, m * hw));
-                let mut db = vec![0.0f32; co];
-                let dy = dy4.slice(s![s0..s0 + m, .., .., ..]);
-                nchw_to_rows(&dy, &mut delta.view_mut(), &mut db);
-                // dW_mat = Delta X_col^T
-                let mut dw = Array2::zeros((co, k));
-                sgemm_serial(1.0, &delta.view(), &cols.t(), 0.0, &mut dw.view_mut());
-                if want_dx {
-                    // dX_col = W_mat^T Delta, scattered back into dx by col2im
-                    let (w_t, mut dcols) = (w_mat.t(), cols.view_mut());
-                    sgemm_serial(1.0, &w_t, &delta.view(), 0.0, &mut dcols);
-                    let shape = (m, ci, h, wd);
-                    let (k, s, p) = ((kh, kw), self.stride, self.padding);
-                    col2im_rows_add(&cols.view(), shape, k, s, p, dx);
-                }
-                (dw, db)
+                with_buffers(k * m * hw, co * m * hw, |cols, delta| {
+                    let mut cols = view2(cols, k, m * hw);
+                    let (kernel, s, p) = ((kh, kw), self.stride, self.padding);
+                    im2col_rows_into(&x, kernel, s, p, &mut cols);
+                    // (m, c_out, ho, wo) -> Delta (c_out, m ho wo); its row sums are db
+                    let mut delta = view2(delta, co, m * hw);
+                    let mut db = vec![0.0f32; co];
+                    let dy = dy4.slice(s![s0..s0 + m, .., .., ..]);
+                    nchw_to_rows(&dy, &mut delta, &mut db);
+                    // dW_mat = Delta X_col^T
+                    let mut dw = Array2::zeros((co, k));
+                    sgemm_serial(1.0, &delta.view(), &cols.t(), 0.0, &mut dw.view_mut());
+                    if want_dx {
+                        // dX_col = W_mat^T Delta, scattered back into dx by col2im
+                        sgemm_serial(1.0, &w_mat.t(), &delta.view(), 0.0, &mut cols);
+                        let shape = (m, ci, h, wd);
+                        col2im_rows_add(&cols.view(), shape, kernel, s, p, dx);
+                    }
+                    (dw, db)
+                })
             })
             .collect();
         let mut dw_total = self

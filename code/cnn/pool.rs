@@ -26,8 +26,18 @@ pub struct MaxPool2d {
     pub kernel: (usize, usize),
     /// Step `(sh, sw)`.
     pub stride: (usize, usize),
-    /// Input shape and, per output, the flat (row-major) input index of its argmax.
-    cache: Option<(Vec<usize>, Vec<usize>)>,
+    /// Input shape and where each output's gradient goes.
+    cache: Option<(Vec<usize>, Routes)>,
+}
+
+/// Where the gradient of each output of a [`MaxPool2d`] goes, in row-major output order.
+#[derive(Clone, Debug)]
+enum Routes {
+    /// The flat row-major input index of the argmax.
+    Flat(Vec<usize>),
+    /// 2x2 windows at stride 2: the argmax's place in its window, `2 row + column`, one
+    /// byte instead of eight.
+    Quad(Vec<u8>),
 }
 
 impl MaxPool2d {
@@ -43,8 +53,21 @@ impl MaxPool2d {
     /// For each output of the last forward pass (in row-major order), the flat row-major
     /// index into the input of the entry its gradient is routed to; `None` before any
     /// forward pass.
-    pub fn argmax(&self) -> Option<&[usize]> {
-        self.cache.as_ref().map(|(_, arg)| arg.as_slice())
+    pub fn argmax(&self) -> Option<Vec<usize>> {
+        let (shape, routes) = self.cache.as_ref()?;
+        Some(match routes {
+            Routes::Flat(arg) => arg.clone(),
+            Routes::Quad(code) => {
+                let (h, w) = (shape[2], shape[3]);
+                let (ho, wo) = (h / 2, w / 2);
+                let at = |k: usize, c: u8| {
+                    let (plane, i, j) = (k / (ho * wo), k % (ho * wo) / wo, k % wo);
+                    let (r, t) = (usize::from(c >> 1), usize::from(c & 1));
+                    plane * h * w + (2 * i + r) * w + 2 * j + t
+                };
+                code.iter().enumerate().map(|(k, &c)| at(k, c)).collect()
+            }
+        })
     }
 }
 // ANCHOR_END: maxpool
@@ -54,25 +77,27 @@ impl Module for MaxPool2d {
 }
 
 // ANCHOR: max_pool_2x2
-/// The common case of [`MaxPool2d`], 2x2 windows with stride 2, on one `(h, w)` plane
-/// that starts at flat index `base`: the same selection (first maximum in row-major
-/// order, NaN never selected), without the general loop's bookkeeping.
-fn max_pool_2x2(plane: &[f32], w: usize, base: usize, y: &mut [f32], arg: &mut [usize]) {
+/// The common case of [`MaxPool2d`], 2x2 windows with stride 2, on one `(h, w)` plane:
+/// the same selection (first maximum in row-major order, NaN never selected), without
+/// the general loop's bookkeeping, and with the argmax kept as its place in the window
+/// (`2 row + column`, one byte).
+fn max_pool_2x2(plane: &[f32], w: usize, y: &mut [f32], code: &mut [u8]) {
     let wo = w / 2;
-    let rows = y.chunks_exact_mut(wo).zip(arg.chunks_exact_mut(wo));
-    for (i, (y, arg)) in rows.enumerate() {
+    let rows = y.chunks_exact_mut(wo).zip(code.chunks_exact_mut(wo));
+    for (i, (y, code)) in rows.enumerate() {
         let top = &plane[2 * i * w..][..2 * wo];
         let bottom = &plane[(2 * i + 1) * w..][..2 * wo];
         let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-        for (j, ((y, a), (t, b))) in y.iter_mut().zip(arg).zip(windows).enumerate() {
-            let (mut best, mut at) = (f32::NEG_INFINITY, 0);
-            for (v, off) in [(t[0], 0), (t[1], 1), (b[0], w), (b[1], w + 1)] {
+        for ((y, code), (t, b)) in y.iter_mut().zip(code.iter_mut()).zip(windows) {
+            let (mut best, mut at) = (f32::NEG_INFINITY, 0u8);
+            // Strict `>` as selects: the first maximum wins, and no branch mispredicts.
+            for (v, place) in [(t[0], 0u8), (t[1], 1), (b[0], 2), (b[1], 3)] {
                 let take = v > best;
                 best = if take { v } else { best };
-                at = if take { off } else { at };
+                at = if take { place } else { at };
             }
             *y = best;
-            *a = base + 2 * i * w + 2 * j + at;
+            *code = at;
         }
     }
 }
@@ -113,17 +138,28 @@ impl Layer for MaxPool2d {
         let xs = x4.as_slice().expect("standard layout");
         let plane_out = out.2 * out.3;
         let mut y = vec![0.0f32; n * c * plane_out];
+        let po = plane_out.max(1);
+        if (kh, kw, sh, sw) == (2, 2, 2, 2) {
+            let mut code = vec![0u8; y.len()];
+            // One (image, channel) plane per task.
+            y.par_chunks_mut(po)
+                .zip(code.par_chunks_mut(po))
+                .enumerate()
+                .for_each(|(pl, (y, code))| {
+                    max_pool_2x2(&xs[pl * h * w..][..h * w], w, y, code);
+                });
+            self.cache = Some((x.shape().to_vec(), Routes::Quad(code)));
+            let shape = IxDyn(&[out.0, out.1, out.2, out.3]);
+            return ArrayD::from_shape_vec(shape, y).expect("sizes");
+        }
         let mut arg = vec![0usize; y.len()];
         // One (image, channel) plane per task; outputs in row-major order.
-        y.par_chunks_mut(plane_out.max(1))
-            .zip(arg.par_chunks_mut(plane_out.max(1)))
+        y.par_chunks_mut(po)
+            .zip(arg.par_chunks_mut(po))
             .enumerate()
             .for_each(|(pl, (y, arg))| {
                 let base = pl * h * w;
                 let plane = &xs[base..base + h * w];
-                if (kh, kw, sh, sw) == (2, 2, 2, 2) {
-                    return max_pool_2x2(plane, w, base, y, arg);
-                }
                 for i in 0..out.2 {
                     for j in 0..out.3 {
                         let (r0, c0) = (i * sh, j * sw);
@@ -143,7 +179,7 @@ impl Layer for MaxPool2d {
                     }
                 }
             });
-        self.cache = Some((x.shape().to_vec(), arg));
+        self.cache = Some((x.shape().to_vec(), Routes::Flat(arg)));
         ArrayD::from_shape_vec(IxDyn(&[out.0, out.1, out.2, out.3]), y).expect("sizes")
     }
 
@@ -162,15 +198,34 @@ impl Layer for MaxPool2d {
         let ds = dy.as_slice().expect("standard layout");
         let (plane_in, plane_out) = (shape[2] * shape[3], (out.2 * out.3).max(1));
         let mut dx = vec![0.0f32; shape.iter().product()];
+        let dx_planes = dx.par_chunks_mut(plane_in.max(1));
         // Each plane's argmaxes lie in that plane: one task per plane, no races.
-        dx.par_chunks_mut(plane_in.max(1))
-            .zip(ds.par_chunks(plane_out).zip(arg.par_chunks(plane_out)))
-            .enumerate()
-            .for_each(|(pl, (dx, (ds, arg)))| {
-                for (&k, &d) in arg.iter().zip(ds) {
-                    dx[k - pl * plane_in] += d;
-                }
-            });
+        match arg {
+            Routes::Flat(arg) => dx_planes
+                .zip(ds.par_chunks(plane_out).zip(arg.par_chunks(plane_out)))
+                .enumerate()
+                .for_each(|(pl, (dx, (ds, arg)))| {
+                    for (&k, &d) in arg.iter().zip(ds) {
+                        dx[k - pl * plane_in] += d;
+                    }
+                }),
+            Routes::Quad(code) => {
+                let w = shape[3];
+                dx_planes
+                    .zip(ds.par_chunks(plane_out).zip(code.par_chunks(plane_out)))
+                    .for_each(|(dx, (ds, code))| {
+                        let rows = ds.chunks_exact(out.3).zip(code.chunks_exact(out.3));
+                        for (i, (ds, code)) in rows.enumerate() {
+                            // The two input rows of this row of windows.
+                            let pair = &mut dx[2 * i * w..][..2 * w];
+                            for (j, (&c, &d)) in code.iter().zip(ds).enumerate() {
+                                let (r, t) = (usize::from(c >> 1), usize::from(c & 1));
+                                pair[r * w + 2 * j + t] += d;
+                            }
+                        }
+                    });
+            }
+        }
         ArrayD::from_shape_vec(IxDyn(shape), dx).expect("sizes match")
     }
 }

@@ -256,7 +256,12 @@ fn each_coordinate(
 ) {
     const CHUNK: usize = 1 << 13;
     let big = g.len() >= 1 << 15;
-    match (w.as_slice_mut(), g.as_slice(), m.as_slice_mut(), v.as_slice_mut()) {
+    match (
+        w.as_slice_mut(),
+        g.as_slice(),
+        m.as_slice_mut(),
+        v.as_slice_mut(),
+    ) {
         (Some(w), Some(g), Some(m), Some(v)) if big => {
             w.par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))

@@ -236,3 +236,136 @@ fn fast_max_pool_matches_the_window_maxima() {
         }
     }
 }
+
+/// Every parameter gradient of `net`, by name.
+fn grads(net: &mut dlbook::nn::Named) -> Vec<(String, Vec<f32>)> {
+    use dlbook::nn::Module;
+    let mut out = vec![];
+    net.visit_params("", &mut |name, p| {
+        out.push((name.to_string(), p.grad.iter().copied().collect()))
+    });
+    out
+}
+
+/// A real-looking batch for the seed model: MNIST-shaped pixels with exact zeros, so
+/// ReLU and max pooling see ties and units at the kink.
+fn batch_with_zeros(n: usize) -> (ndarray::ArrayD<f32>, Vec<usize>) {
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[n, 784]), |_| {
+        if rng.random::<f32>() < 0.6 {
+            0.0
+        } else {
+            rng.random::<f32>()
+        }
+    });
+    let y = (0..n).map(|i| i % 10).collect();
+    (x, y)
+}
+
+#[test]
+fn handing_activations_along_changes_no_bit() {
+    use dlbook::nn::{softmax_cross_entropy, Layer, Module};
+    let (x, labels) = batch_with_zeros(37);
+    // The borrowing path, layer by layer, as chapters 2 to 4 wrote it.
+    let mut a = bench::seed_cnn(3);
+    let mut h = x.clone();
+    for (_, layer) in a.layers.iter_mut() {
+        h = layer.forward(&h, Mode::Train);
+    }
+    let (loss_a, d) = softmax_cross_entropy(&h, &labels);
+    let mut da = d.clone();
+    for (_, layer) in a.layers.iter_mut().rev() {
+        da = layer.backward(&da);
+    }
+    // The owning path: in-place ReLU, moved caches, and no dx below conv1.
+    let mut b = bench::seed_cnn(3);
+    let logits = b.forward_owned(x.clone(), Mode::Train);
+    let (loss_b, d) = softmax_cross_entropy(&logits, &labels);
+    assert_eq!(h, logits, "logits differ");
+    assert_eq!(loss_a.to_bits(), loss_b.to_bits());
+    b.backward_params(d.clone());
+    let (ga, gb) = (grads(&mut a), grads(&mut b));
+    assert_eq!(ga.len(), 8);
+    for ((name, ga), (_, gb)) in ga.iter().zip(&gb) {
+        assert!(ga.iter().any(|&g| g != 0.0), "{name}: no gradient at all");
+        let same = ga.iter().zip(gb).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{name}: gradients differ");
+    }
+    // And the full owning backward gives the borrowing dx, bit for bit.
+    let mut c = bench::seed_cnn(3);
+    c.forward_owned(x, Mode::Train);
+    let dc = c.backward_owned(d);
+    assert_eq!(da, dc, "dx differs");
+    c.zero_grad();
+}
+
+#[test]
+fn in_place_relu_matches_relu() {
+    use dlbook::nn::{Activation, ActivationLayer, Layer};
+    let values = [
+        -2.0f32,
+        -0.0,
+        0.0,
+        1e-30,
+        3.0,
+        f32::NAN,
+        -f32::INFINITY,
+        7.5,
+    ];
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[5, 8]), |i| {
+        values[(i[0] + i[1]) % 8]
+    });
+    let dy = x.mapv(|v| if v.is_nan() { 1.5 } else { v - 0.25 });
+    for transposed in [false, true] {
+        let x = if transposed {
+            x.clone().reversed_axes()
+        } else {
+            x.clone()
+        };
+        let dy = if transposed {
+            dy.clone().reversed_axes()
+        } else {
+            dy.clone()
+        };
+        let mut a = ActivationLayer::new(Activation::Relu);
+        let ya = a.forward(&x, Mode::Train);
+        let dxa = a.backward(&dy);
+        let mut b = ActivationLayer::new(Activation::Relu);
+        let yb = b.forward_owned(x.clone(), Mode::Train);
+        let dxb = b.backward_owned(dy.clone());
+        let bits =
+            |a: &ndarray::ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&ya), bits(&yb), "forward, transposed = {transposed}");
+        assert_eq!(
+            bits(&dxa),
+            bits(&dxb),
+            "backward, transposed = {transposed}"
+        );
+        assert_eq!(ya.shape(), yb.shape());
+        // In place, only the signs are kept: the output is gone, the borrowed
+        // backward still works.
+        assert_eq!(b.last_output().is_none(), !transposed);
+        assert_eq!(bits(&b.backward(&dy)), bits(&dxa));
+    }
+}
+
+#[test]
+fn first_conv_skips_dx_but_not_its_gradients() {
+    use dlbook::cnn::Conv2d;
+    use dlbook::nn::{Layer, Module};
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = bench::synthetic_batch(45, &mut rng).0; // several blocks
+    let mut a = Conv2d::new(1, 8, (3, 3), 1, 1, &mut rng);
+    let mut b = a.clone();
+    let y = a.forward(&x, Mode::Train);
+    let dy = y.mapv(|v| v.sin());
+    let dx = a.backward(&dy);
+    assert_eq!(dx.shape(), x.shape());
+    b.forward_owned(x, Mode::Train);
+    b.backward_params(dy);
+    let (mut ga, mut gb) = (vec![], vec![]);
+    a.visit_params("", &mut |_, p| ga.push(p.grad.clone()));
+    b.visit_params("", &mut |_, p| gb.push(p.grad.clone()));
+    assert_eq!(ga, gb);
+}
