@@ -43,6 +43,16 @@ impl Module for Sequential {
             layer.visit_params(&join(prefix, &format!("layers.{i}")), f);
         }
     }
+
+    fn visit_buffers(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_buffers(&join(prefix, &format!("layers.{i}")), f);
+        }
+    }
 }
 
 // ANCHOR: sequential

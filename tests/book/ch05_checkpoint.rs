@@ -247,3 +247,33 @@ fn a_wrong_dtype_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn an_mlp_with_batch_norm_saves_its_running_statistics() {
+    use dlbook::nn::batchnorm::BatchNorm;
+    use dlbook::nn::{Activation, ActivationLayer, Init, Linear, Sequential};
+    use rand::SeedableRng;
+    let build = |seed: u64| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut s = Sequential::new();
+        s.push(Linear::new(784, 16, Init::He, &mut rng));
+        s.push(BatchNorm::new(16));
+        s.push(ActivationLayer::new(Activation::Relu));
+        s.push(Linear::new(16, 10, Init::He, &mut rng));
+        s
+    };
+    let x = inputs();
+    let mut a = build(0);
+    for _ in 0..3 {
+        a.forward(&x, Mode::Train);
+    }
+    let mut names = vec![];
+    a.visit_buffers("", &mut |n, _| names.push(n.to_string()));
+    assert_eq!(names, ["layers.1.running_mean", "layers.1.running_var"]);
+    let path = scratch("mlp-bn").join("mlp.safetensors");
+    save(&mut a, &path).unwrap();
+    let mut b = build(1);
+    load(&mut b, &path).unwrap();
+    let (ya, yb) = (a.forward(&x, Mode::Eval), b.forward(&x, Mode::Eval));
+    assert!(ya.iter().zip(&yb).all(|(p, q)| p.to_bits() == q.to_bits()));
+}
