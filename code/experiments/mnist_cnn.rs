@@ -288,6 +288,25 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             cells
         })
         .collect();
+    r.figures.push(Figure {
+        name: "confusion".into(),
+        title: format!(
+            "Confusion matrix, seed {}, {} test images",
+            cfg.seeds[0], cfg.n_test
+        ),
+        plot: Plot::Heatmap {
+            x_label: "predicted digit".into(),
+            y_label: "true digit".into(),
+            row_labels: (0..10).map(|k| k.to_string()).collect(),
+            col_labels: (0..10).map(|k| k.to_string()).collect(),
+            values: conf
+                .iter()
+                .map(|row| row.iter().map(|&c| c as f64).collect())
+                .collect(),
+            log_shade: true,
+            decimals: 0,
+        },
+    });
     r.tables.push(Table {
         name: "confusion".into(),
         caption: format!(

@@ -71,9 +71,9 @@ impl Config {
             width: 8,
             stem_stride: 2,
             shallow_blocks: vec![1, 1],
-            deep_blocks: vec![3, 3],
-            n_train: 5_000,
-            n_test: 2_000,
+            deep_blocks: vec![8, 8],
+            n_train: 20_000,
+            n_test: 10_000,
             n_epochs: 1,
             batch_size: 32,
             lr: 2e-3,
@@ -87,6 +87,7 @@ impl Config {
     /// The test configuration.
     pub fn quick() -> Self {
         Config {
+            deep_blocks: vec![3, 3],
             n_train: 480,
             n_test: 200,
             log_every: 10,

@@ -294,6 +294,25 @@ pub enum Plot {
         /// Images in row-major grid order, each `width * height` bytes.
         images: Vec<Vec<u8>>,
     },
+    /// A matrix drawn as shaded cells with each value written in its cell, e.g. a
+    /// confusion matrix.
+    Heatmap {
+        /// Label of the columns' axis (above the grid).
+        x_label: String,
+        /// Label of the rows' axis (left of the grid).
+        y_label: String,
+        /// One label per row.
+        row_labels: Vec<String>,
+        /// One label per column.
+        col_labels: Vec<String>,
+        /// The values, row by row; finite and non-negative.
+        values: Vec<Vec<f64>>,
+        /// Shade by $\log(1 + v)$ instead of $v$, so that small entries next to large
+        /// ones (the errors next to a confusion matrix's diagonal) stay visible.
+        log_shade: bool,
+        /// Digits after the point in the cells (0 for counts).
+        decimals: usize,
+    },
 }
 
 /// A figure: rendered to `<experiment>-<name>.svg`.
@@ -563,6 +582,22 @@ pub fn render_figure(fig: &Figure) -> Result<String> {
             col_labels,
             images,
         } => render_images(&fig.title, *width, *height, row_labels, col_labels, images),
+        Plot::Heatmap {
+            x_label,
+            y_label,
+            row_labels,
+            col_labels,
+            values,
+            log_shade,
+            decimals,
+        } => render_heatmap(
+            &fig.title,
+            (x_label, y_label),
+            (row_labels, col_labels),
+            values,
+            *log_shade,
+            *decimals,
+        ),
     }
 }
 
@@ -791,6 +826,124 @@ fn render_scatter(
 
 /// Image grids are written directly as SVG rectangles: one per horizontal run of equal
 /// grey (16 levels), skipping white, which keeps a digit to a few hundred elements.
+fn render_heatmap(
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    (row_labels, col_labels): (&[String], &[String]),
+    values: &[Vec<f64>],
+    log_shade: bool,
+    decimals: usize,
+) -> Result<String> {
+    let (n_rows, n_cols) = (values.len(), col_labels.len());
+    if row_labels.len() != n_rows || values.iter().any(|r| r.len() != n_cols) {
+        bail!(
+            "a heatmap needs {} row labels and {n_cols} values per row, got {} labels \
+             and rows of {:?} values",
+            n_rows,
+            row_labels.len(),
+            values.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+    if let Some(v) = values
+        .iter()
+        .flatten()
+        .find(|v| !v.is_finite() || **v < 0.0)
+    {
+        bail!("a heatmap shades finite, non-negative values, got {v}");
+    }
+    let shade = |v: f64| if log_shade { v.ln_1p() } else { v };
+    let top_value = values
+        .iter()
+        .flatten()
+        .map(|&v| shade(v))
+        .fold(0.0, f64::max);
+    let cell = 44usize;
+    let (left, top) = (96usize, 78usize);
+    let (width, height) = (left + n_cols * cell + 16, top + n_rows * cell + 16);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>"#
+    );
+    let text = |s: &mut String,
+                x: usize,
+                y: usize,
+                size: u32,
+                anchor: &str,
+                fill: &str,
+                t: &str| {
+        let _ = writeln!(
+            s,
+            r#"<text x="{x}" y="{y}" font-family="sans-serif" font-size="{size}" text-anchor="{anchor}" fill="{fill}">{}</text>"#,
+            xml_escape(t)
+        );
+    };
+    text(&mut s, width / 2, 22, 16, "middle", "black", title);
+    text(
+        &mut s,
+        left + n_cols * cell / 2,
+        46,
+        13,
+        "middle",
+        "black",
+        x_label,
+    );
+    let mid_y = top + n_rows * cell / 2;
+    let _ = writeln!(
+        s,
+        r#"<text x="18" y="{mid_y}" font-family="sans-serif" font-size="13" text-anchor="middle" transform="rotate(-90 18 {mid_y})">{}</text>"#,
+        xml_escape(y_label)
+    );
+    for (j, label) in col_labels.iter().enumerate() {
+        let x = left + j * cell + cell / 2;
+        text(&mut s, x, top - 8, 12, "middle", "black", label);
+    }
+    for (i, (label, row)) in row_labels.iter().zip(values).enumerate() {
+        let y = top + i * cell;
+        text(
+            &mut s,
+            left - 8,
+            y + cell / 2 + 4,
+            12,
+            "end",
+            "black",
+            label,
+        );
+        for (j, &v) in row.iter().enumerate() {
+            let x = left + j * cell;
+            // White (0) to a dark blue (the largest value).
+            let t = if top_value > 0.0 {
+                shade(v) / top_value
+            } else {
+                0.0
+            };
+            let mix = |dark: f64| (255.0 - t * (255.0 - dark)).round();
+            let (r, g, b) = (mix(8.0), mix(48.0), mix(107.0));
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="rgb({r},{g},{b})" stroke="#ddd"/>"##
+            );
+            let ink = if t > 0.55 { "white" } else { "black" };
+            let label = format!("{v:.decimals$}");
+            text(
+                &mut s,
+                x + cell / 2,
+                y + cell / 2 + 4,
+                11,
+                "middle",
+                ink,
+                &label,
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    Ok(s)
+}
+
 fn render_images(
     title: &str,
     w: usize,

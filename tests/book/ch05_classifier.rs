@@ -188,3 +188,47 @@ fn batch_norm_changes_the_mean_less_than_the_spread_of_seeds() {
     let (m4, s4) = Value::mean_std(&bn);
     assert!((m4 - m0).abs() < s0.max(s4), "{m0} ± {s0} vs {m4} ± {s4}");
 }
+
+#[test]
+fn confusion_heatmap_shows_the_confusion_table() {
+    use dlbook::report::{render_figure, Plot};
+    let r = quick();
+    let fig = r
+        .figures
+        .iter()
+        .find(|f| f.name == "confusion")
+        .expect("figure");
+    let Plot::Heatmap {
+        values,
+        row_labels,
+        col_labels,
+        ..
+    } = &fig.plot
+    else {
+        panic!("not a heatmap");
+    };
+    assert_eq!((row_labels.len(), col_labels.len()), (10, 10));
+    let t = r.table("confusion").unwrap();
+    for (row, cells) in t.rows.iter().zip(values) {
+        let counts: Vec<f64> = row[1..11].iter().map(|v| v.number().unwrap()).collect();
+        assert_eq!(&counts, cells);
+    }
+    let svg = render_figure(fig).unwrap();
+    assert_eq!(
+        svg.matches(r##"stroke="#ddd""##).count(),
+        100,
+        "one cell per entry"
+    );
+    // Bad matrices are errors that say what is wrong, not panics.
+    let mut bad = fig.clone();
+    if let Plot::Heatmap { values, .. } = &mut bad.plot {
+        values[3].pop();
+    }
+    let e = render_figure(&bad).unwrap_err().to_string();
+    assert!(e.contains("10 values per row"), "{e}");
+    if let Plot::Heatmap { values, .. } = &mut bad.plot {
+        values[3].push(-1.0);
+    }
+    let e = render_figure(&bad).unwrap_err().to_string();
+    assert!(e.contains("non-negative"), "{e}");
+}
