@@ -20,7 +20,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::models::lenet::lenet5;
 use crate::models::resnet::{resnet, ResNetConfig};
 use crate::models::vgg::small_vgg;
@@ -32,8 +32,8 @@ use crate::report::{Column, Format, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "architectures",
     chapter: "ch05",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, _| run(&Config::for_tier(t)),
+    config: |_| super::config_json(&Config::full()),
+    run: |_, _| run(&Config::full()),
 };
 
 // ANCHOR: spec
@@ -401,8 +401,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The preset of a tier (both are the same: the experiment only counts).
-    pub fn for_tier(_t: Tier) -> Self {
+    /// The only preset (both tiers: the experiment only counts).
+    pub fn full() -> Self {
         Config {
             small_resnet: ResNetConfig::small(),
         }

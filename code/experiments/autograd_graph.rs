@@ -9,7 +9,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::autograd::{numeric_gradient, Value as V};
 use crate::data::DataDir;
 use crate::report::{Column, Figure, Format, Plot, Report, Table, Value};
@@ -18,8 +18,8 @@ use crate::report::{Column, Figure, Format, Plot, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "autograd_graph",
     chapter: "ch02",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// The point the expression is evaluated at.
@@ -43,14 +43,6 @@ impl Config {
     /// Same as [`Config::full`] (it is instantaneous).
     pub fn quick() -> Self {
         Self::full()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

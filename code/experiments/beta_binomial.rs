@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::bayes::{binomial_pmf, Beta, GridPosterior};
 use crate::data::DataDir;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
@@ -26,8 +26,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "beta_binomial",
     chapter: "ch01",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// Configuration.
@@ -96,14 +96,6 @@ impl Config {
             prior_coverage_n: vec![5, 50],
             fixed_thetas: vec![0.02, 0.1, 0.5],
             fixed_n: vec![10, 100],
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(tier: Tier) -> Self {
-        match tier {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

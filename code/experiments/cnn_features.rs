@@ -18,7 +18,7 @@ use anyhow::Result;
 use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Mode, Module, Named};
@@ -30,8 +30,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "cnn_features",
     chapter: "ch04",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to run.
@@ -81,14 +81,6 @@ impl Config {
             n_probe: 500,
             batch_size: 32,
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::bayes::{odds, prob_from_odds, DiagnosticTest};
 use crate::data::DataDir;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
@@ -19,8 +19,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "diagnostic_test",
     chapter: "ch01",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// Configuration. Everything but the population simulation is exact.
@@ -76,14 +76,6 @@ impl Config {
             max_repeats: 3,
             seeds: vec![0, 1, 2, 3, 4],
             population: 2_000_000,
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(tier: Tier) -> Self {
-        match tier {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Result;
 use ndarray::ArrayD;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Module, Named, Param};
@@ -23,8 +23,8 @@ use crate::report::{Column, Format, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "frozen_filters",
     chapter: "ch04",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 // ANCHOR: frozen
@@ -124,14 +124,6 @@ impl Config {
             batch_size: 32,
             seeds: vec![0],
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

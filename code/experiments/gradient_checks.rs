@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::DataDir;
 use crate::nn::activation::{Activation, ActivationLayer, Softmax};
 use crate::nn::candle_twin::{self, CandleMlp, LossKind};
@@ -32,8 +32,8 @@ use crate::report::{Column, Format, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "gradient_checks",
     chapter: "ch02",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to check.
@@ -66,14 +66,6 @@ impl Config {
     /// Same as [`Config::full`].
     pub fn quick() -> Self {
         Self::full()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

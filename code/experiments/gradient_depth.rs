@@ -15,7 +15,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
@@ -29,8 +29,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "gradient_depth",
     chapter: "ch02",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to measure.
@@ -71,14 +71,6 @@ impl Config {
     /// The test configuration (it takes a few seconds, so the same as the book's).
     pub fn quick() -> Self {
         Self::full()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

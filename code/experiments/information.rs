@@ -17,7 +17,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{self, DataDir};
 use crate::info::{self, to_bits};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
@@ -26,8 +26,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "information",
     chapter: "ch01",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// Configuration. One preset: the experiment is exact and takes well under a second.
@@ -84,14 +84,6 @@ impl Config {
     /// Same as [`Config::exact`].
     pub fn full() -> Self {
         Self::exact()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(tier: Tier) -> Self {
-        match tier {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

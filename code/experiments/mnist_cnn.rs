@@ -11,7 +11,7 @@ use anyhow::Result;
 use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Named};
@@ -23,8 +23,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "mnist_cnn",
     chapter: "ch05",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to run.
@@ -74,14 +74,6 @@ impl Config {
             seeds: vec![0, 1],
             log_every: 4,
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

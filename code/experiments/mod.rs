@@ -60,6 +60,16 @@ pub enum Tier {
     Full,
 }
 
+impl Tier {
+    /// The preset of this tier, from an experiment's two constructors.
+    pub fn pick<T>(self, quick: impl FnOnce() -> T, full: impl FnOnce() -> T) -> T {
+        match self {
+            Tier::Quick => quick(),
+            Tier::Full => full(),
+        }
+    }
+}
+
 /// An entry in the list of experiments.
 pub struct Experiment {
     /// File stem of its results (`pca_mnist`).

@@ -14,7 +14,7 @@ use anyhow::Result;
 use ndarray::s;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
@@ -27,8 +27,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "optim_mnist",
     chapter: "ch03",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to run.
@@ -95,14 +95,6 @@ impl Config {
             adam_lrs: vec![1e-3, 1e-2],
             adam_beta1s: vec![0.0, 0.9],
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

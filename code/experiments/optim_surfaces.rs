@@ -15,7 +15,7 @@ use anyhow::Result;
 use ndarray::{arr1, ArrayD};
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::nn::{Module, Param};
 use crate::optim::OptimizerKind;
 use crate::report::contour::ContourPlot;
@@ -25,8 +25,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "optim_surfaces",
     chapter: "ch03",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, _| run(&Config::for_tier(t)),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, _| run(&t.pick(Config::quick, Config::full)),
 };
 
 /// What to run.
@@ -71,14 +71,6 @@ impl Config {
     /// The test configuration: the same (it takes well under a second).
     pub fn quick() -> Self {
         Self::full()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{self, DataDir, Split};
 use crate::linalg::{
     covariance, eigh_jacobi, eigh_jacobi_with, lapack, normalize_signs,
@@ -28,8 +28,8 @@ use crate::report::{col, Figure, Format, Group, Plot, Report, Scale, Series, Tab
 pub const EXPERIMENT: Experiment = Experiment {
     name: "pca_mnist",
     chapter: "ch01",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to measure.
@@ -79,14 +79,6 @@ impl Config {
     /// the test checks the very numbers the book prints.
     pub fn quick() -> Self {
         Self::full()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

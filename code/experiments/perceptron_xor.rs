@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::DataDir;
 use crate::nn::activation::{sigmoid, Activation};
 use crate::nn::linear::Init;
@@ -29,8 +29,8 @@ use crate::report::{col, Figure, Format, Group, Plot, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "perceptron_xor",
     chapter: "ch02",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to measure.
@@ -81,14 +81,6 @@ impl Config {
             seeds: (0..100).collect(),
             grid: 24,
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::Result;
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::cnn::receptive::{
     impulse_fields, measured_mask, probe, receptive_fields, stack_weights, Window,
 };
@@ -26,8 +26,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "receptive_fields",
     chapter: "ch04",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to run (both presets are the same: the experiment is cheap and deterministic).
@@ -60,14 +60,6 @@ impl Config {
     /// The same: the experiment takes a second.
     pub fn quick() -> Self {
         Self::full()
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
-        }
     }
 }
 

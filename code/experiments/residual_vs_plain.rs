@@ -15,7 +15,7 @@ use anyhow::Result;
 use ndarray::s;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::resnet::{resnet, ResNetConfig};
 use crate::nn::loss::softmax_cross_entropy;
@@ -28,8 +28,8 @@ use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Val
 pub const EXPERIMENT: Experiment = Experiment {
     name: "residual_vs_plain",
     chapter: "ch05",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to run.
@@ -94,14 +94,6 @@ impl Config {
             grad_blocks: vec![1, 4, 8],
             grad_batch: 32,
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 

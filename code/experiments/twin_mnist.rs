@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{Experiment, Tier};
+use super::Experiment;
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::candle_twin::{to_array, CandleMlp};
@@ -27,8 +27,8 @@ use crate::report::{col, Format, Report, Table, Value};
 pub const EXPERIMENT: Experiment = Experiment {
     name: "twin_mnist",
     chapter: "ch02",
-    config: |t| super::config_json(&Config::for_tier(t)),
-    run: |t, d| run(&Config::for_tier(t), d),
+    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
+    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
 };
 
 /// What to measure.
@@ -72,14 +72,6 @@ impl Config {
             sizes: vec![784, 64, 10],
             n_epochs: 1,
             ..Self::full()
-        }
-    }
-
-    /// The preset of a tier.
-    pub fn for_tier(t: Tier) -> Self {
-        match t {
-            Tier::Quick => Self::quick(),
-            Tier::Full => Self::full(),
         }
     }
 }

@@ -501,9 +501,7 @@ fn stored(name: &str) -> Report {
 
 #[test]
 fn the_generated_architecture_table_is_current() {
-    let fresh = arch::run(&arch::Config::for_tier(dlbook::experiments::Tier::Full))
-        .unwrap()
-        .rounded();
+    let fresh = arch::run(&arch::Config::full()).unwrap().rounded();
     assert_eq!(fresh.table("architectures").unwrap().rows.len(), 5);
     assert_eq!(stored("architectures"), fresh);
 }

@@ -155,7 +155,14 @@ fn ablation_variants_have_the_parameters_of_their_architecture() {
 /// `cnn_ablation::Config::variants`) in the full run.
 fn ablation_accs(k: usize) -> Vec<f64> {
     let r = stored("cnn_ablation");
-    assert_eq!(r.config["n_train"], 10_000);
+    // Through a report, so the config's floats are rounded as in the stored JSON.
+    let mut want = Report::new("ch05", "cnn_ablation", "");
+    want.config = dlbook::experiments::config_json(&cnn_ablation::Config::full());
+    assert_eq!(
+        r.config,
+        want.rounded().config,
+        "stale results: run `dlbook regen cnn_ablation`"
+    );
     seeds(&r, &format!("acc_{k}"))
 }
 
