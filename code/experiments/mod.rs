@@ -158,6 +158,43 @@ pub fn of_chapter(chapter: &str) -> Vec<Experiment> {
         .collect()
 }
 
+/// Whether `report` was made with the current full configuration of `e` (compared
+/// after rounding, as the JSON stores it).
+pub fn is_current(e: &Experiment, report: &Report) -> bool {
+    let want = Report {
+        config: (e.config)(Tier::Full),
+        ..report.clone()
+    }
+    .rounded();
+    want.config == report.config
+}
+
+/// The committed full run of the experiment `name`, from
+/// `chapters/generated/<chapter>/<name>.json` of the book at `root`. An error unless the
+/// file exists and was made with the experiment's current full configuration (`dlbook
+/// regen <name>` refreshes it). The tests that check the book's numbers read them so.
+pub fn committed(root: &std::path::Path, name: &str) -> anyhow::Result<Report> {
+    let e = all()
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| anyhow::anyhow!("there is no experiment called {name:?}"))?;
+    let path = root
+        .join("chapters/generated")
+        .join(e.chapter)
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|err| {
+        anyhow::anyhow!("{}: {err} (run `dlbook regen {name}`)", path.display())
+    })?;
+    let report = Report::from_json(&text)?;
+    anyhow::ensure!(
+        is_current(&e, &report),
+        "{}: made with another configuration than the current full(); run `dlbook regen \
+         {name}`",
+        path.display()
+    );
+    Ok(report)
+}
+
 /// Serialises a config for a report.
 pub fn config_json<T: serde::Serialize>(cfg: &T) -> serde_json::Value {
     serde_json::to_value(cfg).expect("configs are plain data")
