@@ -274,9 +274,7 @@ pub fn profile(
     let mut bwd = vec![vec![]; nl];
     let (mut loss_t, mut opt_t) = (vec![], vec![]);
     let ms = |t: f64| (clock.now() - t) * 1e3;
-    let first = (0..nl)
-        .find(|&i| model.layers[i].1.n_params() > 0)
-        .unwrap_or(0);
+    let first = model.first_with_params().unwrap_or(0);
     for step in 0..=steps {
         model.zero_grad();
         let mut h = x.clone();

@@ -40,6 +40,14 @@ impl Named {
         self.layers.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// The index of the first layer with parameters: the layer
+    /// [`Layer::backward_params`] tells that nobody needs its `dx`.
+    pub fn first_with_params(&mut self) -> Option<usize> {
+        self.layers
+            .iter_mut()
+            .position(|(_, layer)| layer.n_params() > 0)
+    }
+
     /// The layer called `name`.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer>> {
         self.layers
@@ -113,11 +121,7 @@ impl Layer for Named {
     // Layers before the first one with parameters get no gradient at all, and that
     // first layer is told that nobody needs its dx.
     fn backward_params(&mut self, dy: ArrayD<f32>) {
-        let Some(first) = self
-            .layers
-            .iter_mut()
-            .position(|(_, layer)| layer.n_params() > 0)
-        else {
+        let Some(first) = self.first_with_params() else {
             return;
         };
         let mut d = dy;
