@@ -9,6 +9,32 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// Where `dlbook regen` writes the results, relative to the book's root: one folder per
+/// chapter (`ch01/`), plus `data/` for the data appendix.
+pub const GENERATED: &str = "chapters/generated";
+
+/// The folder of generated results of the book at `root`.
+pub fn generated_dir(root: &Path) -> PathBuf {
+    root.join(GENERATED)
+}
+
+/// The book's root: `start` or the nearest folder above it that holds `book.toml` and
+/// `chapters/`.
+pub fn find_root(start: &Path) -> Result<PathBuf> {
+    let mut d = start.to_path_buf();
+    loop {
+        if d.join("book.toml").is_file() && d.join("chapters").is_dir() {
+            return Ok(d);
+        }
+        if !d.pop() {
+            anyhow::bail!(
+                "run this inside the book's folder (no book.toml found above {})",
+                start.display()
+            );
+        }
+    }
+}
+
 /// One `{{#include path}}` or `{{#include path:anchor}}` directive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Include {

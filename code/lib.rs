@@ -34,4 +34,5 @@ pub mod linalg;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod progress;
 pub mod report;

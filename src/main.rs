@@ -1,7 +1,7 @@
 //! `dlbook`: the book's command-line tool. Argument parsing and file writing only; the
 //! work is done by the library, so the CLI, the tests and the notebooks run the same code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use dlbook::data::{self, DataDir, FetchOptions};
 use dlbook::experiments::{self, Tier};
+use dlbook::progress;
 use dlbook::report::Report;
 
 #[derive(Parser)]
@@ -43,6 +44,18 @@ enum Command {
         /// Run the quick presets instead (for trying things out; the book uses full).
         #[arg(long, conflicts_with = "check")]
         quick: bool,
+        /// Record the current quick fingerprint in the committed results without
+        /// re-running the full presets. Only for a change shown to leave the full results
+        /// as they are (say why in the commit); anything else needs a full `regen`.
+        #[arg(long, conflicts_with_all = ["check", "quick"])]
+        fingerprint_only: bool,
+    },
+    /// Run the quick presets and check that the committed results were made by the code
+    /// as it is now (their recorded quick fingerprints); exit 1 naming every stale one.
+    Fresh {
+        /// `ch01` ... `ch13`, one experiment by name, or `all`.
+        #[arg(default_value = "all")]
+        chapter: String,
     },
     /// Measure the from-scratch CNN's throughput against the machine's peak, and write
     /// the timing report chapters/generated/ch05/<name>.json (`regen` never does).
@@ -126,7 +139,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             chapter,
             check,
             quick,
-        } => regen(&dir, &chapter, check, quick),
+            fingerprint_only,
+        } => regen(&dir, &chapter, check, quick, fingerprint_only),
+        Command::Fresh { chapter } => fresh(&dir, &chapter),
         Command::Bench {
             quick,
             runs,
@@ -175,7 +190,7 @@ fn bench(
     }
     let out = match out {
         Some(o) => o,
-        None => book_root()?.join("chapters/generated/ch05"),
+        None => dlbook::book::generated_dir(&book_root()?).join("ch05"),
     };
     let t = std::time::Instant::now();
     // The "before" figures, if they were measured (by this command, earlier).
@@ -252,52 +267,19 @@ fn data_command(dir: &DataDir, command: DataCommand) -> Result<ExitCode> {
 
 /// The folder that holds `chapters/`: the current directory or one of its parents.
 fn book_root() -> Result<PathBuf> {
-    let mut d = std::env::current_dir()?;
-    loop {
-        if d.join("book.toml").is_file() && d.join("chapters").is_dir() {
-            return Ok(d);
-        }
-        if !d.pop() {
-            bail!("run this inside the book's folder (no book.toml found above here)");
-        }
-    }
+    dlbook::book::find_root(&std::env::current_dir()?)
 }
 
-fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitCode> {
+fn regen(
+    dir: &DataDir,
+    chapter: &str,
+    check: bool,
+    quick: bool,
+    fingerprint_only: bool,
+) -> Result<ExitCode> {
     let root = book_root()?;
-    let exps = experiments::of_chapter(chapter);
-    let timings: Vec<_> = experiments::TIMINGS
-        .iter()
-        .filter(|t| check && (chapter == "all" || t.0 == chapter || t.1 == chapter))
-        .collect();
-    if exps.is_empty() && timings.is_empty() {
-        bail!("no experiments for `{chapter}` (expected ch01 ... ch13 or all)");
-    }
-    let mut problems = vec![];
-    for e in &exps {
-        let out = root.join("chapters/generated").join(e.chapter);
-        if check {
-            problems.extend(check_one(&out, e)?);
-            continue;
-        }
-        let tier = if quick { Tier::Quick } else { Tier::Full };
-        eprintln!("running {} ({:?})", e.name, tier);
-        let t = std::time::Instant::now();
-        let report =
-            (e.run)(tier, dir).with_context(|| format!("experiment {}", e.name))?;
-        for p in report.write_to(&out)? {
-            println!("wrote {}", p.strip_prefix(&root).unwrap_or(&p).display());
-        }
-        eprintln!("{} took {:.1} s", e.name, t.elapsed().as_secs_f64());
-    }
-    let mut chapters: Vec<&str> = exps.iter().map(|e| e.chapter).collect();
-    for (ch, name) in timings {
-        let (_, p) = Report::check_dir(&root.join("chapters/generated").join(ch), name)?;
-        problems.extend(p.into_iter().map(|p| format!("{ch}/{p}")));
-        chapters.push(ch);
-    }
     if check {
-        problems.extend(orphans(&root, &chapters)?);
+        let problems = experiments::check_generated(&root, chapter)?;
         for p in &problems {
             eprintln!("{p}");
         }
@@ -308,47 +290,72 @@ fn regen(dir: &DataDir, chapter: &str, check: bool, quick: bool) -> Result<ExitC
             );
             return Ok(ExitCode::FAILURE);
         }
-        println!("{} experiment(s) up to date", exps.len());
+        println!("generated results of `{chapter}` are up to date with their JSON");
+        return Ok(ExitCode::SUCCESS);
     }
+    let exps = experiments::of_chapter(chapter);
+    if exps.is_empty() {
+        bail!("no experiments for `{chapter}` (expected ch01 ... ch13, a name, or all)");
+    }
+    let gen = dlbook::book::generated_dir(&root);
+    let bar = progress::bar(exps.len() as u64, "regen");
+    for e in &exps {
+        bar.set_message(e.name);
+        let out = gen.join(e.chapter);
+        let t = std::time::Instant::now();
+        let report = if fingerprint_only {
+            let mut committed = experiments::committed(&root, e.name)?;
+            let quick = experiments::quick(e.name, dir)?;
+            committed.quick_fingerprint = Some(experiments::fingerprint(quick));
+            committed
+        } else if quick {
+            (e.run)(Tier::Quick, dir).with_context(|| format!("experiment {}", e.name))?
+        } else {
+            experiments::run_full(e, dir)?
+        };
+        for p in report.write_to(&out)? {
+            progress::println(format!(
+                "wrote {}",
+                p.strip_prefix(&root).unwrap_or(&p).display()
+            ));
+        }
+        progress::println(format!(
+            "{} took {:.1} s",
+            e.name,
+            t.elapsed().as_secs_f64()
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_one(out: &Path, e: &experiments::Experiment) -> Result<Vec<String>> {
-    let (report, problems) = Report::check_dir(out, e.name)?;
-    let mut problems: Vec<String> = problems
-        .into_iter()
-        .map(|p| format!("{}/{p}", e.chapter))
-        .collect();
-    if !experiments::is_current(e, &report) {
-        problems.push(format!(
-            "{}/{}.json was made with another configuration than the current full()",
-            e.chapter, e.name
-        ));
+fn fresh(dir: &DataDir, chapter: &str) -> Result<ExitCode> {
+    let root = book_root()?;
+    let exps = experiments::of_chapter(chapter);
+    if exps.is_empty() {
+        bail!("no experiments for `{chapter}` (expected ch01 ... ch13, a name, or all)");
     }
-    Ok(problems)
-}
-
-/// Files under `generated/` that no experiment renders.
-fn orphans(root: &Path, chapters: &[&str]) -> Result<Vec<String>> {
-    let mut out = vec![];
-    for &chapter in chapters {
-        let dir = root.join("chapters/generated").join(chapter);
-        for entry in std::fs::read_dir(&dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            let owns = |(ch, stem): (&str, &str)| {
-                ch == chapter
-                    && (name == format!("{stem}.json")
-                        || name == format!("{stem}.md")
-                        || name.starts_with(&format!("{stem}-")))
-            };
-            let owned = experiments::all().iter().any(|x| owns((x.chapter, x.name)))
-                || experiments::TIMINGS.iter().any(|&t| owns(t));
-            if !owned {
-                out.push(format!("{chapter}/{name}: no experiment writes this file"));
+    let bar = progress::bar(exps.len() as u64, "fresh");
+    let mut stale = 0;
+    for e in &exps {
+        bar.set_message(e.name);
+        let verdict = experiments::quick(e.name, dir)
+            .and_then(|q| experiments::check_fresh(&root, e.name, q));
+        match verdict {
+            Ok(()) => progress::println(format!("{}: fresh", e.name)),
+            Err(err) => {
+                progress::println(format!("{err:#}"));
+                stale += 1;
             }
         }
+        bar.inc(1);
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    bar.finish_and_clear();
+    if stale > 0 {
+        eprintln!("{stale} of {} experiment(s) stale", exps.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{} experiment(s) fresh", exps.len());
+    Ok(ExitCode::SUCCESS)
 }

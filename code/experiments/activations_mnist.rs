@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
@@ -31,13 +31,19 @@ use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, Classifier
 use crate::nn::{Layer, Mode};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "activations_mnist",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `activations_mnist`, registered in [`super::all`].
+pub struct ActivationsMnist;
+
+impl Experiment for ActivationsMnist {
+    const NAME: &'static str = "activations_mnist";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "Hidden activations compared on an MNIST subset";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -67,9 +73,9 @@ pub struct Config {
     pub seeds: Vec<u64>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_train: 20_000,
             n_test: 10_000,
@@ -91,7 +97,7 @@ impl Config {
     }
 
     /// The test configuration: a small subset, 3 epochs.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 5000,
             n_test: 2000,
@@ -196,18 +202,12 @@ pub fn train_one(
     }
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = data::mnist(dir, Split::Train)?;
     let test = data::mnist(dir, Split::Test)?;
     let (x, y) = image_matrix(&train, cfg.n_train);
     let (xt, yt) = image_matrix(&test, cfg.n_test);
-    let mut r = Report::new(
-        "ch02",
-        "activations_mnist",
-        "Hidden activations compared on an MNIST subset",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
@@ -334,5 +334,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         ],
         rows: abl,
     });
-    Ok(r)
+    Ok(())
 }

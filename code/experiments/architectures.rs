@@ -20,7 +20,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
+use crate::data::DataDir;
 use crate::models::lenet::lenet5;
 use crate::models::resnet::{resnet, ResNetConfig};
 use crate::models::vgg::small_vgg;
@@ -28,13 +29,19 @@ use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::{Module, Named};
 use crate::report::{Column, Format, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "architectures",
-    chapter: "ch05",
-    config: |_| super::config_json(&Config::full()),
-    run: |_, _| run(&Config::full()),
-};
+/// Experiment `architectures`, registered in [`super::all`].
+pub struct Architectures;
+
+impl Experiment for Architectures {
+    const NAME: &'static str = "architectures";
+    const CHAPTER: &'static str = "ch05";
+    const TITLE: &'static str = "Parameters and multiply-adds per architecture";
+    type Config = Config;
+
+    fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, r)
+    }
+}
 
 // ANCHOR: spec
 /// One layer of an architecture's description. Layers without parameters or
@@ -400,9 +407,9 @@ pub struct Config {
     pub small_resnet: ResNetConfig,
 }
 
-impl Config {
+impl Preset for Config {
     /// The only preset (both tiers: the experiment only counts).
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             small_resnet: ResNetConfig::small(),
         }
@@ -461,14 +468,8 @@ fn layer_table(name: &str, caption: String, counts: &[LayerCount]) -> Table {
     }
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config) -> Result<Report> {
-    let mut r = Report::new(
-        "ch05",
-        "architectures",
-        "Parameters and multiply-adds per architecture",
-    );
-    r.config = super::config_json(cfg);
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(_cfg: &Config, r: &mut Report) -> Result<()> {
     let mut rows = vec![];
     for mut a in architectures() {
         let counts = count(a.input, &a.spec);
@@ -552,5 +553,5 @@ pub fn run(cfg: &Config) -> Result<Report> {
             rows,
         },
     );
-    Ok(r)
+    Ok(())
 }

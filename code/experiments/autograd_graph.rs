@@ -9,18 +9,24 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::autograd::{numeric_gradient, Value as V};
 use crate::data::DataDir;
 use crate::report::{Column, Figure, Format, Plot, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "autograd_graph",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `autograd_graph`, registered in [`super::all`].
+pub struct AutogradGraph;
+
+impl Experiment for AutogradGraph {
+    const NAME: &'static str = "autograd_graph";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "Reverse-mode autograd on L = tanh(a·b + c)·a";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// The point the expression is evaluated at.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -31,9 +37,9 @@ pub struct Config {
     pub h: f64,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             point: [2.0, -0.75, 1.0],
             h: 1e-5,
@@ -41,7 +47,7 @@ impl Config {
     }
 
     /// Same as [`Config::full`] (it is instantaneous).
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::full()
     }
 }
@@ -70,8 +76,8 @@ pub fn by_hand(a: f64, b: f64, c: f64) -> [f64; 3] {
     [s * b * a + t, s * a * a, s * a]
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
     let [a, b, c] = cfg.point;
     let (l, leaves) = expression(a, b, c);
     l.backward();
@@ -84,12 +90,6 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         cfg.h,
     );
     let hand = by_hand(a, b, c);
-    let mut r = Report::new(
-        "ch02",
-        "autograd_graph",
-        "Reverse-mode autograd on L = tanh(a·b + c)·a",
-    );
-    r.config = super::config_json(cfg);
     let col = |h: &str, f| Column {
         header: h.into(),
         format: f,
@@ -130,5 +130,5 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         title: "Computational graph of L = tanh(a·b + c)·a after backward".into(),
         plot: Plot::Graph(l.to_graph()),
     });
-    Ok(r)
+    Ok(())
 }

@@ -17,18 +17,24 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::bayes::{binomial_pmf, Beta, GridPosterior};
 use crate::data::DataDir;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "beta_binomial",
-    chapter: "ch01",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `beta_binomial`, registered in [`super::all`].
+pub struct BetaBinomial;
+
+impl Experiment for BetaBinomial {
+    const NAME: &'static str = "beta_binomial";
+    const CHAPTER: &'static str = "ch01";
+    const TITLE: &'static str = "Beta-Binomial updating, prior sensitivity and interval coverage";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// Configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,9 +73,9 @@ pub struct Config {
     pub fixed_n: Vec<u64>,
 }
 
-impl Config {
+impl Preset for Config {
     /// Seconds: fewer seeds and simulations.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             seeds: vec![0, 1, 2],
             sims_per_seed: 10_000,
@@ -78,7 +84,7 @@ impl Config {
     }
 
     /// The preset behind the book's numbers.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             theta: 0.3,
             stream_seed: 7,
@@ -165,14 +171,8 @@ pub fn simulated_coverage(
     hits as f64 / sims as f64
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
-    let mut r = Report::new(
-        "ch01",
-        "beta_binomial",
-        "Beta-Binomial updating, prior sensitivity and interval coverage",
-    );
-    r.config = super::config_json(cfg);
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
     r.seeds = cfg.seeds.clone();
     let theta = cfg.theta;
     let max_n = cfg
@@ -468,5 +468,5 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         ],
         rows,
     });
-    Ok(r)
+    Ok(())
 }

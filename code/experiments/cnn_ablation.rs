@@ -8,7 +8,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::augment::digits_pipeline;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig, Downsample};
@@ -17,13 +17,19 @@ use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Format, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "cnn_ablation",
-    chapter: "ch05",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `cnn_ablation`, registered in [`super::all`].
+pub struct CnnAblation;
+
+impl Experiment for CnnAblation {
+    const NAME: &'static str = "cnn_ablation";
+    const CHAPTER: &'static str = "ch05";
+    const TITLE: &'static str = "The seed CNN with one component changed at a time";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// One variant: an architecture and whether its training images are augmented.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -100,9 +106,11 @@ impl Config {
             v("+ augmentation", seed, true),
         ]
     }
+}
 
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_train: 60_000,
             n_test: 10_000,
@@ -118,7 +126,7 @@ impl Config {
     }
 
     /// The test configuration: 512 training images, 500 test images, one seed.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 512,
             n_test: 500,
@@ -153,16 +161,10 @@ pub fn train_variant(
     (h, model.n_params())
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch05",
-        "cnn_ablation",
-        "The seed CNN with one component changed at a time",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
     let mut rows = vec![];
@@ -225,5 +227,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         ],
         rows,
     });
-    Ok(r)
+    Ok(())
 }

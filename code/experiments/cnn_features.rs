@@ -18,7 +18,7 @@ use anyhow::Result;
 use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Mode, Module, Named};
@@ -26,13 +26,19 @@ use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "cnn_features",
-    chapter: "ch04",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `cnn_features`, registered in [`super::all`].
+pub struct CnnFeatures;
+
+impl Experiment for CnnFeatures {
+    const NAME: &'static str = "cnn_features";
+    const CHAPTER: &'static str = "ch04";
+    const TITLE: &'static str = "Filters and feature maps of the seed CNN before and after training on MNIST";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -57,9 +63,9 @@ pub struct Config {
     pub n_maps: usize,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration: one epoch on 30,000 training images.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_train: 30_000,
             n_test: 10_000,
@@ -74,7 +80,7 @@ impl Config {
     }
 
     /// The test configuration: 200 steps of 32 images.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 6_400,
             n_test: 1_000,
@@ -157,16 +163,10 @@ pub fn map_image(m: &ndarray::ArrayView2<f32>, up: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch04",
-        "cnn_features",
-        "Filters and feature maps of the seed CNN before and after training on MNIST",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = vec![cfg.seed];
     r.data = mnist_refs();
 
@@ -322,5 +322,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             },
         });
     }
-    Ok(r)
+    Ok(())
 }

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::candle_twin::CandleCnn;
 use crate::models::{mnist_cnn, CnnConfig};
@@ -27,13 +27,19 @@ use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "cnn_twin",
-    chapter: "ch05",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `cnn_twin`, registered in [`super::all`].
+pub struct CnnTwin;
+
+impl Experiment for CnnTwin {
+    const NAME: &'static str = "cnn_twin";
+    const CHAPTER: &'static str = "ch05";
+    const TITLE: &'static str = "The seed CNN from scratch against its candle twin";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -54,9 +60,9 @@ pub struct Config {
     pub seed: u64,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_check: 64,
             n_train: 6_000,
@@ -69,7 +75,7 @@ impl Config {
     }
 
     /// The test configuration.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_check: 16,
             n_train: 1_024,
@@ -117,16 +123,10 @@ pub fn agreement(
     Ok((logit_gap, grad_gap))
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch05",
-        "cnn_twin",
-        "The seed CNN from scratch against its candle twin",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = vec![cfg.seed];
     r.data = mnist_refs();
 
@@ -281,5 +281,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             ],
         },
     });
-    Ok(r)
+    Ok(())
 }

@@ -4,21 +4,42 @@
 
 use anyhow::Result;
 
-use super::{Experiment, Tier};
+use serde::Serialize;
+
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir};
 use crate::report::{Column, Format, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "datasets",
-    chapter: "data",
-    config: |_| serde_json::json!({ "catalog": "dlbook::data::catalog" }),
-    run,
-};
+/// Experiment `datasets`, registered in [`super::all`].
+pub struct Datasets;
 
-fn run(tier: Tier, _dir: &DataDir) -> Result<Report> {
-    let mut r = Report::new("data", "datasets", "The datasets the book reads");
-    r.config = (EXPERIMENT.config)(tier);
+impl Experiment for Datasets {
+    const NAME: &'static str = "datasets";
+    const CHAPTER: &'static str = "data";
+    const TITLE: &'static str = "The datasets the book reads";
+    type Config = Config;
+
+    fn run(_cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(r)
+    }
+}
+
+/// Where the table comes from (there is nothing to configure).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// The function the table is read from.
+    pub catalog: String,
+}
+
+impl Preset for Config {
+    fn full() -> Self {
+        Config {
+            catalog: "dlbook::data::catalog".into(),
+        }
+    }
+}
+
+fn run(r: &mut Report) -> Result<()> {
     let col = |h: &str, f| Column {
         header: h.into(),
         format: f,
@@ -66,5 +87,5 @@ fn run(tier: Tier, _dir: &DataDir) -> Result<Report> {
         ],
         rows: sources,
     });
-    Ok(r)
+    Ok(())
 }

@@ -10,18 +10,24 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::bayes::{odds, prob_from_odds, DiagnosticTest};
 use crate::data::DataDir;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "diagnostic_test",
-    chapter: "ch01",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `diagnostic_test`, registered in [`super::all`].
+pub struct DiagnosticTestExperiment;
+
+impl Experiment for DiagnosticTestExperiment {
+    const NAME: &'static str = "diagnostic_test";
+    const CHAPTER: &'static str = "ch01";
+    const TITLE: &'static str = "Bayes' rule for a diagnostic test: the base-rate effect";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// Configuration. Everything but the population simulation is exact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,9 +58,9 @@ pub struct Config {
     pub population: u64,
 }
 
-impl Config {
+impl Preset for Config {
     /// Seconds: smaller simulated populations.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             population: 200_000,
             ..Self::full()
@@ -62,7 +68,7 @@ impl Config {
     }
 
     /// The preset behind the book's numbers.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             sensitivity: 0.99,
             specificity: 0.95,
@@ -105,14 +111,8 @@ pub fn simulate_ppv(
     true_positives as f64 / positives as f64
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
-    let mut r = Report::new(
-        "ch01",
-        "diagnostic_test",
-        "Bayes' rule for a diagnostic test: the base-rate effect",
-    );
-    r.config = super::config_json(cfg);
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
     r.seeds = cfg.seeds.clone();
     let test = DiagnosticTest::new(cfg.sensitivity, cfg.specificity);
     let prev = cfg.prevalence;
@@ -283,5 +283,5 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         ],
         rows,
     });
-    Ok(r)
+    Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::Result;
 use ndarray::ArrayD;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Module, Named, Param};
@@ -19,13 +19,19 @@ use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{Column, Format, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "frozen_filters",
-    chapter: "ch04",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `frozen_filters`, registered in [`super::all`].
+pub struct FrozenFilters;
+
+impl Experiment for FrozenFilters {
+    const NAME: &'static str = "frozen_filters";
+    const CHAPTER: &'static str = "ch04";
+    const TITLE: &'static str = "The seed CNN with trained and with frozen random convolution filters";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 // ANCHOR: frozen
 /// A layer whose parameters do not learn: it computes and back-propagates as the layer
@@ -94,9 +100,9 @@ pub struct Config {
     pub variants: Vec<Variant>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         let v = |name: &str, frozen: &[&str]| Variant {
             name: name.into(),
             frozen: frozen.iter().map(|s| s.to_string()).collect(),
@@ -117,7 +123,7 @@ impl Config {
     }
 
     /// The test configuration.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 2_400,
             n_test: 500,
@@ -154,16 +160,10 @@ pub fn train_variant(
     (h.final_acc(), n_params)
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch04",
-        "frozen_filters",
-        "The seed CNN with trained and with frozen random convolution filters",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
     let mut rows = vec![];
@@ -226,5 +226,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         ],
         rows,
     });
-    Ok(r)
+    Ok(())
 }

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::DataDir;
 use crate::nn::activation::{Activation, ActivationLayer, Softmax};
 use crate::nn::candle_twin::{self, CandleMlp, LossKind};
@@ -28,13 +28,19 @@ use crate::nn::mlp::Mlp;
 use crate::nn::{Layer, Mode, Module};
 use crate::report::{Column, Format, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "gradient_checks",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `gradient_checks`, registered in [`super::all`].
+pub struct GradientChecks;
+
+impl Experiment for GradientChecks {
+    const NAME: &'static str = "gradient_checks";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "Gradient checks: manual backward vs finite differences vs candle autograd";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to check.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -51,9 +57,9 @@ pub struct Config {
     pub seeds: Vec<u64>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration (it takes well under a second, so tests use it too).
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n: 4,
             d_in: 5,
@@ -64,7 +70,7 @@ impl Config {
     }
 
     /// Same as [`Config::full`].
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::full()
     }
 }
@@ -279,15 +285,9 @@ fn max(v: &[f64]) -> f64 {
     v.iter().fold(0.0f64, |m, &x| m.max(x))
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
     let checks = check_all(cfg)?;
-    let mut r = Report::new(
-        "ch02",
-        "gradient_checks",
-        "Gradient checks: manual backward vs finite differences vs candle autograd",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     let col = |h: &str, f| Column {
         header: h.into(),
@@ -333,5 +333,5 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
         worst(|c| &c.manual_vs_fd),
         Format::Sci(1),
     );
-    Ok(r)
+    Ok(())
 }

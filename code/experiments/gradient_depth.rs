@@ -15,7 +15,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
@@ -25,13 +25,19 @@ use crate::nn::train::image_matrix;
 use crate::nn::{Layer, Mode, Module};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "gradient_depth",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `gradient_depth`, registered in [`super::all`].
+pub struct GradientDepth;
+
+impl Experiment for GradientDepth {
+    const NAME: &'static str = "gradient_depth";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "Gradient norm per layer at initialization, by activation and initialization";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -50,9 +56,9 @@ pub struct Config {
     pub seeds: Vec<u64>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             depth: 12,
             width: 256,
@@ -69,7 +75,7 @@ impl Config {
     }
 
     /// The test configuration (it takes a few seconds, so the same as the book's).
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::full()
     }
 }
@@ -148,18 +154,12 @@ pub fn all_runs(
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = data::mnist(dir, Split::Train)?;
     let (x, y) = image_matrix(&train, cfg.batch_size);
     let xb = rows(&x, 0, x.nrows());
     let norms = all_runs(cfg, &xb, &y);
-    let mut r = Report::new(
-        "ch02",
-        "gradient_depth",
-        "Gradient norm per layer at initialization, by activation and initialization",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     let (im, lab) = data::mnist_files(Split::Train);
     r.data.push(data::data_ref(im));
@@ -232,5 +232,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         ],
         rows: table,
     });
-    Ok(r)
+    Ok(())
 }

@@ -17,18 +17,24 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir};
 use crate::info::{self, to_bits};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "information",
-    chapter: "ch01",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `information`, registered in [`super::all`].
+pub struct Information;
+
+impl Experiment for Information {
+    const NAME: &'static str = "information";
+    const CHAPTER: &'static str = "ch01";
+    const TITLE: &'static str = "Entropy, cross-entropy and divergences";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// Configuration. One preset: the experiment is exact and takes well under a second.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,14 +81,16 @@ impl Config {
             grid_cells: 7000,
         }
     }
+}
 
+impl Preset for Config {
     /// Same as [`Config::exact`].
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::exact()
     }
 
     /// Same as [`Config::exact`].
-    pub fn full() -> Self {
+    fn full() -> Self {
         Self::exact()
     }
 }
@@ -202,14 +210,8 @@ pub fn split_questions() -> Vec<Question> {
     ]
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let mut r = Report::new(
-        "ch01",
-        "information",
-        "Entropy, cross-entropy and divergences",
-    );
-    r.config = super::config_json(cfg);
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
 
     // Binary entropy and the cross-entropy against a fixed q.
     let q = cfg.bernoulli_q;
@@ -447,5 +449,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         ],
         rows,
     });
-    Ok(r)
+    Ok(())
 }

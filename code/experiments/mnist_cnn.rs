@@ -11,7 +11,7 @@ use anyhow::Result;
 use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Named};
@@ -19,13 +19,19 @@ use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "mnist_cnn",
-    chapter: "ch05",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `mnist_cnn`, registered in [`super::all`].
+pub struct MnistCnn;
+
+impl Experiment for MnistCnn {
+    const NAME: &'static str = "mnist_cnn";
+    const CHAPTER: &'static str = "ch05";
+    const TITLE: &'static str = "The seed CNN on MNIST: test accuracy per epoch, confusions, worst digits";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -50,9 +56,9 @@ pub struct Config {
     pub n_worst: usize,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration: all 60,000 training images, the 10,000 test images.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             model: CnnConfig::default(),
             n_train: 60_000,
@@ -67,7 +73,7 @@ impl Config {
     }
 
     /// The test configuration: 2,000 training images, 1,000 test images, two seeds.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 2_000,
             n_test: 1_000,
@@ -151,16 +157,10 @@ pub fn confusion(labels: &[usize], preds: &[usize], n_classes: usize) -> Vec<Vec
     c
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch05",
-        "mnist_cnn",
-        "The seed CNN on MNIST: test accuracy per epoch, confusions, worst digits",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
 
@@ -360,7 +360,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             images,
         },
     });
-    Ok(r)
+    Ok(())
 }
 
 fn runs_n_params(runs: &mut [(Named, History)]) -> usize {

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
@@ -22,13 +22,19 @@ use crate::nn::train::{
 };
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "mse_vs_ce",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `mse_vs_ce`, registered in [`super::all`].
+pub struct MseVsCe;
+
+impl Experiment for MseVsCe {
+    const NAME: &'static str = "mse_vs_ce";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "Cross-entropy vs squared error for an MNIST classifier";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -49,9 +55,9 @@ pub struct Config {
     pub seeds: Vec<u64>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_train: 20_000,
             n_test: 10_000,
@@ -64,7 +70,7 @@ impl Config {
     }
 
     /// The test configuration.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 3000,
             n_test: 1000,
@@ -119,19 +125,13 @@ fn train_run(
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = data::mnist(dir, Split::Train)?;
     let test = data::mnist(dir, Split::Test)?;
     let (x, y) = image_matrix(&train, cfg.n_train);
     let (xt, yt) = image_matrix(&test, cfg.n_test);
     let data = (x, y, xt, yt);
-    let mut r = Report::new(
-        "ch02",
-        "mse_vs_ce",
-        "Cross-entropy vs squared error for an MNIST classifier",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
@@ -237,5 +237,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
         ],
         rows: grad_rows,
     });
-    Ok(r)
+    Ok(())
 }

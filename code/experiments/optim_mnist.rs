@@ -14,7 +14,7 @@ use anyhow::Result;
 use ndarray::s;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
@@ -23,13 +23,19 @@ use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::{Adam, Optimizer, OptimizerKind};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "optim_mnist",
-    chapter: "ch03",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `optim_mnist`, registered in [`super::all`].
+pub struct OptimMnist;
+
+impl Experiment for OptimMnist {
+    const NAME: &'static str = "optim_mnist";
+    const CHAPTER: &'static str = "ch03";
+    const TITLE: &'static str = "Four optimizers training an MLP on MNIST, each at its tuned learning rate";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -62,9 +68,9 @@ pub struct Config {
     pub adam_beta1s: Vec<f32>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             sizes: vec![784, 128, 10],
             n_train: 20_000,
@@ -83,7 +89,7 @@ impl Config {
     }
 
     /// The test configuration: a few thousand images, one epoch.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 4_000,
             n_val: 2_000,
@@ -127,8 +133,8 @@ fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
     }
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let all = Dataset::mnist(dir, Split::Train, 60_000)?;
     let n = all.len();
     anyhow::ensure!(
@@ -142,12 +148,6 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let val = subset(&all, n - cfg.n_val..n);
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
 
-    let mut r = Report::new(
-        "ch03",
-        "optim_mnist",
-        "Four optimizers training an MLP on MNIST, each at its tuned learning rate",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
     let seed0 = cfg.seeds[0];
@@ -366,5 +366,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             series: curves,
         },
     });
-    Ok(r)
+    Ok(())
 }

@@ -15,19 +15,26 @@ use anyhow::Result;
 use ndarray::{arr1, ArrayD};
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
+use crate::data::DataDir;
 use crate::nn::{Module, Param};
 use crate::optim::OptimizerKind;
 use crate::report::contour::ContourPlot;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "optim_surfaces",
-    chapter: "ch03",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, _| run(&t.pick(Config::quick, Config::full)),
-};
+/// Experiment `optim_surfaces`, registered in [`super::all`].
+pub struct OptimSurfaces;
+
+impl Experiment for OptimSurfaces {
+    const NAME: &'static str = "optim_surfaces";
+    const CHAPTER: &'static str = "ch03";
+    const TITLE: &'static str = "Optimizers on an ill-conditioned quadratic and on Rosenbrock's function";
+    type Config = Config;
+
+    fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, r)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -50,9 +57,9 @@ pub struct Config {
     pub grid: usize,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             kappa: 200.0,
             quad_start: [-4.0, 1.5],
@@ -69,7 +76,7 @@ impl Config {
     }
 
     /// The test configuration: the same (it takes well under a second).
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::full()
     }
 }
@@ -257,14 +264,8 @@ fn contour(
     }
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config) -> Result<Report> {
-    let mut r = Report::new(
-        "ch03",
-        "optim_surfaces",
-        "Optimizers on an ill-conditioned quadratic and on Rosenbrock's function",
-    );
-    r.config = super::config_json(cfg);
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, r: &mut Report) -> Result<()> {
     let quad = Surface::Quadratic(cfg.kappa);
     let rosen = Surface::Rosenbrock;
     let mut rows = vec![];
@@ -361,5 +362,5 @@ pub fn run(cfg: &Config) -> Result<Report> {
             series: sweep_series,
         },
     });
-    Ok(r)
+    Ok(())
 }

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir, Split};
 use crate::linalg::{
     covariance, eigh_jacobi, eigh_jacobi_with, lapack, normalize_signs,
@@ -24,13 +24,19 @@ use crate::linalg::{
 };
 use crate::report::{col, Figure, Format, Group, Plot, Report, Scale, Series, Table};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "pca_mnist",
-    chapter: "ch01",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `pca_mnist`, registered in [`super::all`].
+pub struct PcaMnist;
+
+impl Experiment for PcaMnist {
+    const NAME: &'static str = "pca_mnist";
+    const CHAPTER: &'static str = "ch01";
+    const TITLE: &'static str = "PCA of the MNIST training digits (covariance + from-scratch Jacobi)";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -58,9 +64,9 @@ pub struct Config {
     pub seed: u64,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration: all 60,000 training images.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_train: 60_000,
             table_ks: vec![1, 2, 5, 10, 20, 50, 100, 200],
@@ -77,7 +83,7 @@ impl Config {
 
     /// The test configuration: the same as [`Config::full`] (it runs in about 20 s), so
     /// the test checks the very numbers the book prints.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::full()
     }
 }
@@ -114,8 +120,8 @@ fn to_pixels(row: ndarray::ArrayView1<f64>) -> Vec<u8> {
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = data::mnist(dir, Split::Train)?;
     let test = data::mnist(dir, Split::Test)?;
     let n_train = cfg.n_train.min(train.images.n);
@@ -123,12 +129,6 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let x_test = as_matrix(&test.images, test.images.n);
     let d = x.ncols();
 
-    let mut r = Report::new(
-        "ch01",
-        "pca_mnist",
-        "PCA of the MNIST training digits (covariance + from-scratch Jacobi)",
-    );
-    r.config = super::config_json(cfg);
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
         r.data.push(data::data_ref(im));
@@ -422,5 +422,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             ],
         ],
     });
-    Ok(r)
+    Ok(())
 }

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::DataDir;
 use crate::nn::activation::{sigmoid, Activation};
 use crate::nn::linear::Init;
@@ -25,13 +25,19 @@ use crate::nn::perceptron::{xor_data, Perceptron};
 use crate::nn::{Layer, Mode, Module};
 use crate::report::{col, Figure, Format, Group, Plot, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "perceptron_xor",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `perceptron_xor`, registered in [`super::all`].
+pub struct PerceptronXor;
+
+impl Experiment for PerceptronXor {
+    const NAME: &'static str = "perceptron_xor";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "The perceptron on separable data and XOR; XOR by a 2-2-1 network";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -58,9 +64,9 @@ pub struct Config {
     pub grid: usize,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration: 200 seeds per activation.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_separable: 200,
             margin: 0.3,
@@ -76,7 +82,7 @@ impl Config {
     }
 
     /// The test configuration: 100 seeds.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             seeds: (0..100).collect(),
             grid: 24,
@@ -194,14 +200,8 @@ pub fn probability_image(mlp: &mut Mlp, grid: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
-    let mut r = Report::new(
-        "ch02",
-        "perceptron_xor",
-        "The perceptron on separable data and XOR; XOR by a 2-2-1 network",
-    );
-    r.config = super::config_json(cfg);
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, _dir: &DataDir, r: &mut Report) -> Result<()> {
     r.seeds = cfg.seeds.clone();
 
     // Perceptron, separable data.
@@ -394,5 +394,5 @@ pub fn run(cfg: &Config, _dir: &DataDir) -> Result<Report> {
             images,
         },
     });
-    Ok(r)
+    Ok(())
 }

@@ -13,7 +13,7 @@ use anyhow::Result;
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::cnn::receptive::{
     impulse_fields, measured_mask, probe, receptive_fields, stack_weights, Window,
 };
@@ -22,13 +22,19 @@ use crate::models::mnist_cnn::{CnnConfig, Downsample};
 use crate::optim::train::Dataset;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "receptive_fields",
-    chapter: "ch04",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `receptive_fields`, registered in [`super::all`].
+pub struct ReceptiveFields;
+
+impl Experiment for ReceptiveFields {
+    const NAME: &'static str = "receptive_fields";
+    const CHAPTER: &'static str = "ch04";
+    const TITLE: &'static str = "Receptive fields of CNN layers: the recurrence, measured, and drawn on a digit";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to run (both presets are the same: the experiment is cheap and deterministic).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -45,9 +51,9 @@ pub struct Config {
     pub digit: usize,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             side: 28,
             channels: 2,
@@ -58,7 +64,7 @@ impl Config {
     }
 
     /// The same: the experiment takes a second.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Self::full()
     }
 }
@@ -155,15 +161,9 @@ fn overlay(digit: &[f32], mask: &Array2<bool>) -> Vec<u8> {
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let test = Dataset::mnist(dir, Split::Test, 10_000)?;
-    let mut r = Report::new(
-        "ch04",
-        "receptive_fields",
-        "Receptive fields of CNN layers: the recurrence, measured, and drawn on a digit",
-    );
-    r.config = super::config_json(cfg);
     let (vi, vl) = mnist_files(Split::Test);
     r.data = vec![data_ref(vi), data_ref(vl)];
 
@@ -335,5 +335,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             images,
         },
     });
-    Ok(r)
+    Ok(())
 }

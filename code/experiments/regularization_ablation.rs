@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::augment::{digits_pipeline, Noise, Rotate, Shift, Transform};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::{Activation, ActivationLayer};
@@ -30,13 +30,19 @@ use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "regularization_ablation",
-    chapter: "ch03",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `regularization_ablation`, registered in [`super::all`].
+pub struct RegularizationAblation;
+
+impl Experiment for RegularizationAblation {
+    const NAME: &'static str = "regularization_ablation";
+    const CHAPTER: &'static str = "ch03";
+    const TITLE: &'static str = "An MLP on MNIST with and without each regularizer";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// Normalization after each hidden `Linear`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -153,9 +159,11 @@ impl Config {
             },
         ]
     }
+}
 
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             sizes: vec![784, 128, 128, 10],
             n_train: 20_000,
@@ -175,7 +183,7 @@ impl Config {
     }
 
     /// The test configuration: 5,000 images, one epoch.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 5_000,
             n_test: 2_000,
@@ -240,16 +248,10 @@ fn to_u8(img: &[f32]) -> Vec<u8> {
         .collect()
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch03",
-        "regularization_ablation",
-        "An MLP on MNIST with and without each regularizer",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
 
@@ -407,5 +409,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             images,
         },
     });
-    Ok(r)
+    Ok(())
 }

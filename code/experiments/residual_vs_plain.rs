@@ -15,7 +15,7 @@ use anyhow::Result;
 use ndarray::s;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::resnet::{resnet, ResNetConfig};
 use crate::nn::loss::softmax_cross_entropy;
@@ -24,13 +24,19 @@ use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "residual_vs_plain",
-    chapter: "ch05",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `residual_vs_plain`, registered in [`super::all`].
+pub struct ResidualVsPlain;
+
+impl Experiment for ResidualVsPlain {
+    const NAME: &'static str = "residual_vs_plain";
+    const CHAPTER: &'static str = "ch05";
+    const TITLE: &'static str = "Plain and residual CNNs of the same depth, and a shallow plain one, on MNIST";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -65,38 +71,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The book's configuration.
-    pub fn full() -> Self {
-        Config {
-            width: 8,
-            stem_stride: 2,
-            shallow_blocks: vec![1, 1],
-            deep_blocks: vec![8, 8],
-            n_train: 20_000,
-            n_test: 10_000,
-            n_epochs: 1,
-            batch_size: 32,
-            lr: 2e-3,
-            seeds: vec![0, 1, 2],
-            log_every: 25,
-            grad_blocks: vec![1, 2, 4, 8, 16],
-            grad_batch: 64,
-        }
-    }
-
-    /// The test configuration.
-    pub fn quick() -> Self {
-        Config {
-            deep_blocks: vec![3, 3],
-            n_train: 480,
-            n_test: 200,
-            log_every: 10,
-            grad_blocks: vec![1, 4, 8],
-            grad_batch: 32,
-            ..Self::full()
-        }
-    }
-
     /// The network with `blocks` blocks per stage, with or without shortcuts.
     pub fn net(&self, blocks: &[usize], residual: bool) -> ResNetConfig {
         ResNetConfig {
@@ -117,6 +91,40 @@ impl Config {
             (format!("plain, {} conv layers", plain.depth()), plain),
             (format!("residual, {} conv layers", res.depth()), res),
         ]
+    }
+}
+
+impl Preset for Config {
+    /// The book's configuration.
+    fn full() -> Self {
+        Config {
+            width: 8,
+            stem_stride: 2,
+            shallow_blocks: vec![1, 1],
+            deep_blocks: vec![8, 8],
+            n_train: 20_000,
+            n_test: 10_000,
+            n_epochs: 1,
+            batch_size: 32,
+            lr: 2e-3,
+            seeds: vec![0, 1, 2],
+            log_every: 25,
+            grad_blocks: vec![1, 2, 4, 8, 16],
+            grad_batch: 64,
+        }
+    }
+
+    /// The test configuration.
+    fn quick() -> Self {
+        Config {
+            deep_blocks: vec![3, 3],
+            n_train: 480,
+            n_test: 200,
+            log_every: 10,
+            grad_blocks: vec![1, 4, 8],
+            grad_batch: 32,
+            ..Self::full()
+        }
     }
 }
 
@@ -172,16 +180,10 @@ pub fn train_one(
     train_classifier(&mut net, &mut opt, train, test, &spec)
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
     let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let mut r = Report::new(
-        "ch05",
-        "residual_vs_plain",
-        "Plain and residual CNNs of the same depth, and a shallow plain one, on MNIST",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
 
@@ -361,5 +363,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             ],
         },
     });
-    Ok(r)
+    Ok(())
 }

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::Experiment;
+use super::{Experiment, Preset};
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::candle_twin::{to_array, CandleMlp};
@@ -23,13 +23,19 @@ use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, Classifier
 use crate::nn::Module;
 use crate::report::{col, Format, Report, Table, Value};
 
-/// The experiment's entry in [`super::all`].
-pub const EXPERIMENT: Experiment = Experiment {
-    name: "twin_mnist",
-    chapter: "ch02",
-    config: |t| super::config_json(&t.pick(Config::quick, Config::full)),
-    run: |t, d| run(&t.pick(Config::quick, Config::full), d),
-};
+/// Experiment `twin_mnist`, registered in [`super::all`].
+pub struct TwinMnist;
+
+impl Experiment for TwinMnist {
+    const NAME: &'static str = "twin_mnist";
+    const CHAPTER: &'static str = "ch02";
+    const TITLE: &'static str = "The same MLP trained from scratch and in candle";
+    type Config = Config;
+
+    fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
+        run(cfg, dir, r)
+    }
+}
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -50,9 +56,9 @@ pub struct Config {
     pub seeds: Vec<u64>,
 }
 
-impl Config {
+impl Preset for Config {
     /// The book's configuration.
-    pub fn full() -> Self {
+    fn full() -> Self {
         Config {
             n_train: 20_000,
             n_test: 10_000,
@@ -65,7 +71,7 @@ impl Config {
     }
 
     /// The test configuration.
-    pub fn quick() -> Self {
+    fn quick() -> Self {
         Config {
             n_train: 3000,
             n_test: 1000,
@@ -117,19 +123,13 @@ pub fn train_both(
     Ok((ours, theirs, diff))
 }
 
-/// Runs the experiment.
-pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
+/// Runs the experiment: fills `r`, whose header and configuration are set.
+pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = data::mnist(dir, Split::Train)?;
     let test = data::mnist(dir, Split::Test)?;
     let (x, y) = image_matrix(&train, cfg.n_train);
     let (xt, yt) = image_matrix(&test, cfg.n_test);
     let data = (x, y, xt, yt);
-    let mut r = Report::new(
-        "ch02",
-        "twin_mnist",
-        "The same MLP trained from scratch and in candle",
-    );
-    r.config = super::config_json(cfg);
     r.seeds = cfg.seeds.clone();
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
@@ -186,5 +186,5 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
             Value::Seeds(diffs),
         ]],
     });
-    Ok(r)
+    Ok(())
 }

@@ -51,6 +51,11 @@ pub struct Report {
     pub tables: Vec<Table>,
     /// Figures, in the order the chapter shows them.
     pub figures: Vec<Figure>,
+    /// For a committed full run: the fingerprint of the quick preset's outcome on the
+    /// code that made it (see [`crate::experiments::check_fresh`]). Absent from quick
+    /// runs and timing reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick_fingerprint: Option<String>,
 }
 
 /// A data file an experiment read.
@@ -339,6 +344,7 @@ impl Report {
             facts: BTreeMap::new(),
             tables: vec![],
             figures: vec![],
+            quick_fingerprint: None,
         }
     }
 

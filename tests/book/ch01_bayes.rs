@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use dlbook::bayes::{self, Beta, BetaPrior, DiagnosticTest, GridPosterior};
 use dlbook::data::DataDir;
+use dlbook::experiments::{self, Preset as _};
 use dlbook::experiments::{beta_binomial, diagnostic_test};
 use dlbook::report::{Plot, Report, Table, Value};
 use rand::{Rng, SeedableRng};
@@ -295,7 +296,8 @@ fn binomial_pmf_sums_to_one() {
 fn bb() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        beta_binomial::run(&beta_binomial::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("beta_binomial", &DataDir::resolve(None))
+            .cloned()
             .unwrap()
     })
 }
@@ -303,7 +305,8 @@ fn bb() -> &'static Report {
 fn dt() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        diagnostic_test::run(&diagnostic_test::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("diagnostic_test", &DataDir::resolve(None))
+            .cloned()
             .unwrap()
     })
 }

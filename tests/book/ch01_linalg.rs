@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use dlbook::data::DataDir;
 use dlbook::experiments::pca_mnist;
+use dlbook::experiments::{Experiment as _, Preset as _};
 use dlbook::linalg::{
     eigh_jacobi, eigh_jacobi_with, jacobi_rotation, lapack, max_rel_diff,
     normalize_signs, normalize_svd_signs, orthogonality_error, subspace_distance,
@@ -478,7 +479,7 @@ fn report() -> &'static Report {
     static REPORT: OnceLock<Report> = OnceLock::new();
     REPORT.get_or_init(|| {
         let cfg = pca_mnist::Config::quick();
-        pca_mnist::run(&cfg, &DataDir::resolve(None))
+        pca_mnist::PcaMnist::report(&cfg, &DataDir::resolve(None))
             .expect("pca_mnist runs (is the data directory set up? see `dlbook data`)")
             .rounded()
     })

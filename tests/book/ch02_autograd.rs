@@ -4,6 +4,7 @@
 use dlbook::autograd::{numeric_gradient, Value};
 use dlbook::data::DataDir;
 use dlbook::experiments::autograd_graph;
+use dlbook::experiments::{self, Preset as _};
 use dlbook::report::{render_figure, Plot};
 
 // ANCHOR: usage_reuse
@@ -111,9 +112,9 @@ fn a_deep_chain_does_not_overflow_the_stack() {
 
 #[test]
 fn graph_figure_draws_every_node() {
-    let r =
-        autograd_graph::run(&autograd_graph::Config::quick(), &DataDir::resolve(None))
-            .expect("runs");
+    let r = experiments::quick("autograd_graph", &DataDir::resolve(None))
+        .cloned()
+        .expect("runs");
     let fig = &r.figures[0];
     let Plot::Graph(g) = &fig.plot else {
         panic!("not a graph figure")

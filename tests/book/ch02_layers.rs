@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use dlbook::experiments::gradient_checks::{self, Check};
+use dlbook::experiments::Preset as _;
 use dlbook::nn::activation::{sigmoid, Activation, ActivationLayer};
 use dlbook::nn::linear::{Init, Linear};
 use dlbook::nn::loss::{

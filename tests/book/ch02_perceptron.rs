@@ -5,9 +5,8 @@
 use std::sync::OnceLock;
 
 use dlbook::data::DataDir;
-use dlbook::experiments::perceptron_xor::{
-    self, novikoff_bound, separable_data, train_xor,
-};
+use dlbook::experiments::perceptron_xor::{novikoff_bound, separable_data, train_xor};
+use dlbook::experiments::{self};
 use dlbook::nn::perceptron::{xor_data, Perceptron};
 use dlbook::nn::{Activation, Init};
 use dlbook::report::{Plot, Report};
@@ -15,7 +14,8 @@ use dlbook::report::{Plot, Report};
 fn report() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        perceptron_xor::run(&perceptron_xor::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("perceptron_xor", &DataDir::resolve(None))
+            .cloned()
             .expect("runs")
     })
 }

@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 
 use dlbook::data::DataDir;
-use dlbook::experiments::{activations_mnist, gradient_depth, mse_vs_ce, twin_mnist};
+use dlbook::experiments::mse_vs_ce;
+use dlbook::experiments::{self};
 use dlbook::report::{Report, Value};
 
 fn dir() -> DataDir {
@@ -14,25 +15,29 @@ fn dir() -> DataDir {
 fn activations() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        activations_mnist::run(&activations_mnist::Config::quick(), &dir()).unwrap()
+        experiments::quick("activations_mnist", &dir())
+            .cloned()
+            .unwrap()
     })
 }
 
 fn losses() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
-    R.get_or_init(|| mse_vs_ce::run(&mse_vs_ce::Config::quick(), &dir()).unwrap())
+    R.get_or_init(|| experiments::quick("mse_vs_ce", &dir()).cloned().unwrap())
 }
 
 fn depth() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        gradient_depth::run(&gradient_depth::Config::quick(), &dir()).unwrap()
+        experiments::quick("gradient_depth", &dir())
+            .cloned()
+            .unwrap()
     })
 }
 
 fn twin() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
-    R.get_or_init(|| twin_mnist::run(&twin_mnist::Config::quick(), &dir()).unwrap())
+    R.get_or_init(|| experiments::quick("twin_mnist", &dir()).cloned().unwrap())
 }
 
 /// A per-seed cell of a table row, by the row's first cell and a column header.

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer as _, ParamsAdamW, SGD};
 use dlbook::data::DataDir;
 use dlbook::experiments::optim_surfaces::{steps_to, trajectory, Surface};
-use dlbook::experiments::{optim_mnist, optim_surfaces};
+use dlbook::experiments::{self};
 use dlbook::nn::{Module, Param};
 use dlbook::optim::{Adam, Optimizer, OptimizerKind, Sgd};
 use dlbook::report::{render_figure, Plot, Report};
@@ -280,7 +280,8 @@ fn gradient_descent_diverges_above_two_over_lambda_max() {
 fn surfaces() -> &'static Report {
     static REPORT: OnceLock<Report> = OnceLock::new();
     REPORT.get_or_init(|| {
-        optim_surfaces::run(&optim_surfaces::Config::quick())
+        experiments::quick("optim_surfaces", &DataDir::resolve(None))
+            .cloned()
             .expect("the experiment runs")
     })
 }
@@ -351,7 +352,8 @@ fn contour_figures_render_with_their_paths() {
 fn mnist() -> &'static Report {
     static REPORT: OnceLock<Report> = OnceLock::new();
     REPORT.get_or_init(|| {
-        optim_mnist::run(&optim_mnist::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("optim_mnist", &DataDir::resolve(None))
+            .cloned()
             .expect("the experiment runs")
     })
 }

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use candle_core::{Device, Tensor, Var};
 use dlbook::augment::{self, Compose, Noise, Rotate, Shift, Transform};
 use dlbook::data::DataDir;
-use dlbook::experiments::regularization_ablation as ablation;
+use dlbook::experiments::{self};
 use dlbook::nn::batchnorm::BatchNorm;
 use dlbook::nn::dropout::Dropout;
 use dlbook::nn::gradcheck::{
@@ -426,7 +426,8 @@ fn augmentation_is_seeded_and_transforms_compose() {
 fn report() -> &'static Report {
     static REPORT: OnceLock<Report> = OnceLock::new();
     REPORT.get_or_init(|| {
-        ablation::run(&ablation::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("regularization_ablation", &DataDir::resolve(None))
+            .cloned()
             .expect("the experiment runs")
     })
 }

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use dlbook::data::DataDir;
 use dlbook::experiments::cnn_features::{self as features, layer_output};
-use dlbook::experiments::frozen_filters::{self as frozen, freeze};
+use dlbook::experiments::frozen_filters::freeze;
+use dlbook::experiments::{self, Preset as _};
 use dlbook::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use dlbook::nn::loss::softmax_cross_entropy;
 use dlbook::nn::{Layer, Mode, Module};
@@ -19,7 +20,8 @@ use rand_chacha::ChaCha8Rng;
 fn features_report() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        features::run(&features::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("cnn_features", &DataDir::resolve(None))
+            .cloned()
             .expect("the quick run")
     })
 }
@@ -27,7 +29,8 @@ fn features_report() -> &'static Report {
 fn frozen_report() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        frozen::run(&frozen::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("frozen_filters", &DataDir::resolve(None))
+            .cloned()
             .expect("the quick run")
     })
 }

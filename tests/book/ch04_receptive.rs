@@ -7,6 +7,7 @@ use dlbook::cnn::receptive::{
 };
 use dlbook::data::DataDir;
 use dlbook::experiments::receptive_fields as experiment;
+use dlbook::experiments::{self};
 use dlbook::models::mnist_cnn::mnist_cnn;
 use dlbook::nn::Mode;
 use ndarray::{Array2, ArrayD};
@@ -174,7 +175,8 @@ fn seed_windows_describe_the_seed_model() {
 
 #[test]
 fn the_strided_and_one_conv_variants_see_less_than_the_seed() {
-    let r = experiment::run(&experiment::Config::quick(), &DataDir::resolve(None))
+    let r = experiments::quick("receptive_fields", &DataDir::resolve(None))
+        .cloned()
         .expect("the experiment runs");
     let field = |k: usize| r.get_fact(&format!("variant_field_{k}")).expect("a fact");
     assert!(
@@ -311,7 +313,8 @@ fn field_centres_follow_the_jump() {
 
 #[test]
 fn receptive_fields_report_matches_the_recurrence() {
-    let r = experiment::run(&experiment::Config::quick(), &DataDir::resolve(None))
+    let r = experiments::quick("receptive_fields", &DataDir::resolve(None))
+        .cloned()
         .expect("the experiment runs");
     let last = *receptive_fields(&seed_stack(0), SIDE)
         .last()

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use dlbook::data::{DataDir, Split};
+use dlbook::experiments::{self, Experiment as _, Preset as _};
 use dlbook::experiments::{cnn_ablation, mnist_cnn};
 use dlbook::models::{mnist_cnn as build, CnnConfig};
 use dlbook::optim::train::{train_classifier, Dataset, TrainSpec};
@@ -79,7 +80,8 @@ fn the_second_epoch_improves_on_the_first() {
 fn quick() -> &'static Report {
     static R: OnceLock<Report> = OnceLock::new();
     R.get_or_init(|| {
-        mnist_cnn::run(&mnist_cnn::Config::quick(), &DataDir::resolve(None))
+        experiments::quick("mnist_cnn", &DataDir::resolve(None))
+            .cloned()
             .expect("quick run")
     })
 }
@@ -128,7 +130,8 @@ fn the_worst_digits_are_misclassified_and_sorted_by_loss() {
 #[test]
 fn ablation_variants_have_the_parameters_of_their_architecture() {
     let cfg = cnn_ablation::Config::quick();
-    let r = cnn_ablation::run(&cfg, &DataDir::resolve(None)).expect("quick run");
+    let r = cnn_ablation::CnnAblation::report(&cfg, &DataDir::resolve(None))
+        .expect("quick run");
     let t = r.table("ablation").unwrap();
     assert_eq!(t.rows.len(), 6);
     let params: Vec<f64> = t.rows.iter().map(|row| row[1].number().unwrap()).collect();

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use dlbook::book;
 use dlbook::experiments;
-use dlbook::report::Report;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -210,61 +209,8 @@ fn every_image_exists() {
 
 #[test]
 fn generated_files_are_the_rendering_of_their_json() {
-    let gen = root().join("chapters/generated");
-    let mut problems = vec![];
-    let mut owned = BTreeSet::new();
-    for e in experiments::all() {
-        let dir = gen.join(e.chapter);
-        match Report::check_dir(&dir, e.name) {
-            Ok((report, p)) => {
-                problems.extend(p.into_iter().map(|p| format!("{}/{p}", e.chapter)));
-                if report.experiment != e.name || report.chapter != e.chapter {
-                    problems.push(format!(
-                        "{}/{}.json names another experiment",
-                        e.chapter, e.name
-                    ));
-                }
-                let want = Report {
-                    config: (e.config)(experiments::Tier::Full),
-                    ..report.clone()
-                };
-                if want.rounded().config != report.config {
-                    problems.push(format!(
-                        "{}/{}.json was made with another configuration than full(): rerun \
-                         `dlbook regen {}`",
-                        e.chapter, e.name, e.name
-                    ));
-                }
-                for (name, _) in report.render_files().unwrap() {
-                    owned.insert(dir.join(name));
-                }
-            }
-            Err(err) => problems.push(format!("{}/{}: {err:#}", e.chapter, e.name)),
-        }
-    }
-    // Timing reports (`dlbook bench`): not re-measured, but rendered from their JSON.
-    for &(chapter, name) in experiments::TIMINGS {
-        let dir = gen.join(chapter);
-        match Report::check_dir(&dir, name) {
-            Ok((report, p)) => {
-                problems.extend(p.into_iter().map(|p| format!("{chapter}/{p}")));
-                if report.experiment != name || report.chapter != chapter {
-                    problems.push(format!("{chapter}/{name}.json names another report"));
-                }
-                for (file, _) in report.render_files().unwrap() {
-                    owned.insert(dir.join(file));
-                }
-            }
-            Err(err) => problems.push(format!("{chapter}/{name}: {err:#}")),
-        }
-    }
-    if gen.is_dir() {
-        for p in book::files_with_ext(&gen, "").unwrap() {
-            if !owned.contains(&p) {
-                problems.push(format!("{}: no experiment renders this file", rel(&p)));
-            }
-        }
-    }
+    // The same check as `dlbook regen all --check`.
+    let problems = experiments::check_generated(&root(), "all").unwrap();
     assert_none(
         "generated results (run `dlbook regen all` to refresh)",
         problems,

@@ -20,4 +20,5 @@ mod ch05_classifier;
 mod ch05_models;
 mod ch05_twin;
 mod data_io;
+mod fresh;
 mod integrity;
