@@ -212,13 +212,14 @@ pub fn is_current(e: &Entry, report: &Report) -> bool {
     want.config == report.config
 }
 
+/// One quick run, done once: its report or its error.
+type QuickRun = OnceLock<Result<Report, String>>;
+
 /// The report of `name`'s quick preset, run once per process and shared by every caller
 /// (the chapter tests and the staleness check read the same run). The data are
 /// checksummed, so the first caller's `dir` serves them all.
 pub fn quick(name: &str, dir: &DataDir) -> Result<&'static Report> {
-    static RUNS: OnceLock<
-        Mutex<HashMap<String, &'static OnceLock<Result<Report, String>>>>,
-    > = OnceLock::new();
+    static RUNS: OnceLock<Mutex<HashMap<String, &'static QuickRun>>> = OnceLock::new();
     let e = by_name(name)?;
     let cell = *RUNS
         .get_or_init(Default::default)
