@@ -13,55 +13,9 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
 use super::im2col::{col2im_rows_add, im2col_rows_into, nchw_to_rows, rows_to_nchw_into};
-use super::{as_nchw, out_size};
+use super::{as_nchw, check_backward_shapes, check_conv_shapes, out_size, ConvGrads};
 use crate::gemm::sgemm_serial;
 use crate::nn::{join, Layer, Mode, Module, Param};
-
-/// Panics with the shapes unless `x` `(n, c, h, w)`, `w` `(c_out, c, kh, kw)` and `b`
-/// `(c_out,)` fit together. Returns the output shape `(n, c_out, h_out, w_out)`.
-pub(crate) fn check_conv_shapes(
-    x: &ArrayView4<f32>,
-    w: &ArrayView4<f32>,
-    b: &ArrayView1<f32>,
-    stride: usize,
-    padding: usize,
-) -> (usize, usize, usize, usize) {
-    let (n, c, h, wd) = x.dim();
-    let (co, ci, kh, kw) = w.dim();
-    assert!(
-        c == ci && b.len() == co,
-        "conv2d: input {:?}, weight {:?} and bias {:?} do not fit",
-        x.shape(),
-        w.shape(),
-        b.shape()
-    );
-    (
-        n,
-        co,
-        out_size(h, kh, stride, padding),
-        out_size(wd, kw, stride, padding),
-    )
-}
-
-/// [`check_conv_shapes`] for a backward pass, plus `dy` against the output shape.
-/// Returns the output shape `(n, c_out, h_out, w_out)`.
-pub(crate) fn check_backward_shapes(
-    x: &ArrayView4<f32>,
-    w: &ArrayView4<f32>,
-    dy: &ArrayView4<f32>,
-    stride: usize,
-    padding: usize,
-) -> (usize, usize, usize, usize) {
-    let zero_b = Array1::zeros(w.dim().0);
-    let out = check_conv_shapes(x, w, &zero_b.view(), stride, padding);
-    assert_eq!(
-        dy.dim(),
-        out,
-        "conv2d backward: dy {:?} vs output shape {out:?}",
-        dy.shape()
-    );
-    out
-}
 
 /// The padded-input index `s * i + p - padding` if it falls inside `0..len`.
 #[inline]
@@ -112,9 +66,6 @@ pub fn conv2d_direct(
     y
 }
 // ANCHOR_END: conv2d_direct
-
-/// The gradients `(dx, dw, db)` of a convolution.
-pub type ConvGrads = (Array4<f32>, Array4<f32>, Array1<f32>);
 
 // ANCHOR: conv2d_direct_backward
 /// The backward pass of [`conv2d_direct`] as loops: every product

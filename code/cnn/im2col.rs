@@ -3,8 +3,7 @@
 
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Axis};
 
-use super::conv::{check_backward_shapes, check_conv_shapes, ConvGrads};
-use super::out_size;
+use super::{check_backward_shapes, check_conv_shapes, out_size, ConvGrads};
 
 // ANCHOR: im2col
 /// Copies every receptive field of the zero-padded `x` into a row: row

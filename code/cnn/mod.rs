@@ -45,7 +45,7 @@
 //! contributions add up. [`GlobalAvgPool`] is the average over the whole $H \times W$
 //! plane, and [`Flatten`] only reshapes, so its gradient is the reshaped $\delta$.
 
-use ndarray::{ArrayD, ArrayView4, Ix4};
+use ndarray::{Array1, Array4, ArrayD, ArrayView1, ArrayView4, Ix4};
 
 pub mod batchnorm2d;
 pub mod candle_twin;
@@ -87,3 +87,52 @@ pub(crate) fn as_nchw<'a>(
         _ => panic!("{who}: expected input {want}, got {:?}", a.shape()),
     }
 }
+
+/// Panics with the shapes unless `x` `(n, c, h, w)`, `w` `(c_out, c, kh, kw)` and `b`
+/// `(c_out,)` fit together. Returns the output shape `(n, c_out, h_out, w_out)`.
+pub(crate) fn check_conv_shapes(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    b: &ArrayView1<f32>,
+    stride: usize,
+    padding: usize,
+) -> (usize, usize, usize, usize) {
+    let (n, c, h, wd) = x.dim();
+    let (co, ci, kh, kw) = w.dim();
+    assert!(
+        c == ci && b.len() == co,
+        "conv2d: input {:?}, weight {:?} and bias {:?} do not fit",
+        x.shape(),
+        w.shape(),
+        b.shape()
+    );
+    (
+        n,
+        co,
+        out_size(h, kh, stride, padding),
+        out_size(wd, kw, stride, padding),
+    )
+}
+
+/// [`check_conv_shapes`] for a backward pass, plus `dy` against the output shape.
+/// Returns the output shape `(n, c_out, h_out, w_out)`.
+pub(crate) fn check_backward_shapes(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    dy: &ArrayView4<f32>,
+    stride: usize,
+    padding: usize,
+) -> (usize, usize, usize, usize) {
+    let zero_b = Array1::zeros(w.dim().0);
+    let out = check_conv_shapes(x, w, &zero_b.view(), stride, padding);
+    assert_eq!(
+        dy.dim(),
+        out,
+        "conv2d backward: dy {:?} vs output shape {out:?}",
+        dy.shape()
+    );
+    out
+}
+
+/// The gradients `(dx, dw, db)` of a convolution.
+pub type ConvGrads = (Array4<f32>, Array4<f32>, Array1<f32>);

@@ -9,7 +9,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{color, plot_err, FIG_H, FIG_W};
+use super::{chart_svg, color, plot_err, FIG_H, FIG_W};
 
 /// A scalar field `z[j][i]` at `(x[i], y[j])`, with paths drawn over it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ pub struct ContourPlot {
     /// `z[j][i]` is the field at `(x[i], y[j])`.
     pub z: Vec<Vec<f64>>,
     /// Paths drawn on top (each `Series` is a polyline through its `(x, y)` points).
-    pub paths: Vec<super::Series>,
+    pub paths: Vec<crate::report::Series>,
     /// Bands of the colour map in `log10(z)` (all `z` must be > 0) instead of `z`.
     #[serde(default)]
     pub log_scale: bool,
@@ -104,76 +104,63 @@ pub fn render(title: &str, c: &ContourPlot) -> Result<String> {
     };
     let (ex, ey) = (edges(&c.x), edges(&c.y));
     let (x0, x1, y0, y1) = (ex[0], ex[nx], ey[0], ey[ny]);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (FIG_W, FIG_H)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(plot_err)?;
-        let mut rects = vec![];
-        for j in 0..ny {
-            let mut i = 0;
-            while i < nx {
-                let b = band(t[j][i]);
-                let start = i;
-                while i < nx && band(t[j][i]) == b {
-                    i += 1;
+    let with_legend = !c.paths.is_empty();
+    chart_svg(
+        (FIG_W, FIG_H),
+        title,
+        (x0..x1, y0..y1),
+        with_legend,
+        |chart| {
+            let mut rects = vec![];
+            for j in 0..ny {
+                let mut i = 0;
+                while i < nx {
+                    let b = band(t[j][i]);
+                    let start = i;
+                    while i < nx && band(t[j][i]) == b {
+                        i += 1;
+                    }
+                    let col = colormap((b + 0.5) / levels as f64);
+                    rects.push(Rectangle::new(
+                        [(ex[start], ey[j]), (ex[i], ey[j + 1])],
+                        col.filled(),
+                    ));
                 }
-                let col = colormap((b + 0.5) / levels as f64);
-                rects.push(Rectangle::new(
-                    [(ex[start], ey[j]), (ex[i], ey[j + 1])],
-                    col.filled(),
-                ));
             }
-        }
-        chart.draw_series(rects).map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(c.x_label.as_str())
-            .y_desc(c.y_label.as_str())
-            .disable_mesh()
-            .draw()
-            .map_err(plot_err)?;
-        let clamp = |x: f64, y: f64| (x.clamp(x0, x1), y.clamp(y0, y1));
-        for (k, s) in c.paths.iter().enumerate() {
-            let col = color(k);
-            let pts: Vec<(f64, f64)> =
-                s.x.iter().zip(&s.y).map(|(&x, &y)| clamp(x, y)).collect();
+            chart.draw_series(rects).map_err(plot_err)?;
             chart
-                .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
-                });
-            if let Some(&end) = pts.last() {
-                chart
-                    .draw_series(std::iter::once(Circle::new(end, 4, col.filled())))
-                    .map_err(plot_err)?;
-            }
-        }
-        if let Some(s) = c.paths.first() {
-            if let (Some(&x), Some(&y)) = (s.x.first(), s.y.first()) {
-                chart
-                    .draw_series(std::iter::once(Cross::new(clamp(x, y), 6, BLACK)))
-                    .map_err(plot_err)?;
-            }
-        }
-        if !c.paths.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .border_style(BLACK.mix(0.3))
-                .background_style(WHITE.mix(0.85))
+                .configure_mesh()
+                .x_desc(c.x_label.as_str())
+                .y_desc(c.y_label.as_str())
+                .disable_mesh()
                 .draw()
                 .map_err(plot_err)?;
-        }
-        root.present().map_err(plot_err)?;
-    }
-    Ok(svg)
+            let clamp = |x: f64, y: f64| (x.clamp(x0, x1), y.clamp(y0, y1));
+            for (k, s) in c.paths.iter().enumerate() {
+                let col = color(k);
+                let pts: Vec<(f64, f64)> =
+                    s.x.iter().zip(&s.y).map(|(&x, &y)| clamp(x, y)).collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
+                    .map_err(plot_err)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
+                    });
+                if let Some(&end) = pts.last() {
+                    chart
+                        .draw_series(std::iter::once(Circle::new(end, 4, col.filled())))
+                        .map_err(plot_err)?;
+                }
+            }
+            if let Some(s) = c.paths.first() {
+                if let (Some(&x), Some(&y)) = (s.x.first(), s.y.first()) {
+                    chart
+                        .draw_series(std::iter::once(Cross::new(clamp(x, y), 6, BLACK)))
+                        .map_err(plot_err)?;
+                }
+            }
+            Ok(())
+        },
+    )
 }

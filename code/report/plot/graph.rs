@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::{svg_open, xml_escape};
+
 /// A directed graph: labelled nodes and edges `(from, to)` between node indices.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GraphPlot {
@@ -20,12 +22,6 @@ pub struct GraphPlot {
     /// Which nodes are operations (drawn as circles); missing entries are values.
     #[serde(default)]
     pub is_op: Vec<bool>,
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Renders a graph figure to SVG.
@@ -106,14 +102,8 @@ pub fn render(title: &str, g: &GraphPlot) -> Result<String> {
         }
     }
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>"#
-    );
+    let font = r#" font-family="sans-serif" font-size="12""#;
+    svg_open(&mut s, width, height, font);
     let _ = writeln!(
         s,
         r##"<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>"##
@@ -122,7 +112,7 @@ pub fn render(title: &str, g: &GraphPlot) -> Result<String> {
         s,
         r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
         width / 2,
-        escape(title)
+        xml_escape(title)
     );
     for &(a, b) in &g.edges {
         let (xa, ya) = (pos[a].0 + width_of(a) / 2, pos[a].1);
@@ -151,7 +141,7 @@ pub fn render(title: &str, g: &GraphPlot) -> Result<String> {
             s,
             r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
             y + 4,
-            escape(&g.nodes[i])
+            xml_escape(&g.nodes[i])
         );
     }
     s.push_str("</svg>\n");
