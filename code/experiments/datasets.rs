@@ -36,7 +36,8 @@ fn run(tier: Tier, _dir: &DataDir) -> Result<Report> {
     }
     r.tables.push(Table {
         name: "files".into(),
-        caption: "Every file `dlbook data verify` checks, with its recorded sha256."
+        caption: "Every file `dlbook data verify` checks (an optional dataset only when \
+                  named), with its recorded sha256."
             .into(),
         columns: vec![
             col("dataset", Format::Int),
@@ -51,7 +52,11 @@ fn run(tier: Tier, _dir: &DataDir) -> Result<Report> {
         .map(|d| {
             vec![
                 Value::from(d.name),
-                Value::from(d.about),
+                Value::from(if d.optional {
+                    format!("{} (optional)", d.about)
+                } else {
+                    d.about.to_string()
+                }),
                 Value::from(d.package.unwrap_or("–")),
             ]
         })

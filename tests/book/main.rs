@@ -19,5 +19,6 @@ mod ch05_checkpoint;
 mod ch05_classifier;
 mod ch05_models;
 mod ch05_twin;
+mod data_dataset;
 mod data_io;
 mod integrity;
