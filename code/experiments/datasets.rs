@@ -29,7 +29,8 @@ fn run(tier: Tier, _dir: &DataDir) -> Result<Report> {
             rows.push(vec![
                 Value::from(d.name),
                 Value::from(format!("`{}`", f.path)),
-                Value::Num(f.bytes as f64),
+                // As text: a number is stored to 6 significant digits, a size is exact.
+                Value::from(f.bytes.to_string()),
                 Value::from(format!("`{}`", f.sha256)),
             ]);
         }
