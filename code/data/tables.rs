@@ -1,5 +1,5 @@
-//! Small tabular sets: scikit-learn's iris, wine, breast cancer and digits, exactly as its
-//! wheel ships them, and a fixed sample of two moons.
+//! Small tabular sets: scikit-learn's iris, wine, breast cancer and digits, exactly as
+//! its wheel ships them, and a fixed sample of two moons.
 //!
 //! A [`Table`] keeps the features in `f64` as written (statistics and linear algebra run
 //! in `f64`); [`Dataset::table`] gives the same rows as an `(N, F)` dataset in `f32` for
@@ -130,7 +130,9 @@ pub fn parse_table(text: &str, layout: TableLayout) -> Result<Table> {
                     .get(k)
                     .and_then(|c| c.parse::<usize>().ok())
                     .with_context(|| {
-                        format!("line 1: `{head}` is not `n_rows,n_features,classes...` ({what})")
+                        format!(
+                            "line 1: `{head}` is not `rows,features,classes...` ({what})"
+                        )
                     })
             };
             let (n, f) = (count(0, "rows")?, count(1, "features")?);

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{DataDir, DataFile, DatasetInfo, CATALOG};
 
-/// What [`verify`] found for one file.
+/// What [`verify()`] found for one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
     /// The sha256 matches.
