@@ -1,4 +1,5 @@
-//! Data augmentation for grey-scale images: composable, seeded transforms.
+//! Data augmentation for images of any size and channel count: composable, seeded
+//! transforms.
 //!
 //! A transform maps an image to a random variant that keeps its label: a digit shifted
 //! by two pixels, turned by ten degrees or sprinkled with noise is still the same digit.
@@ -13,9 +14,12 @@
 //! - [`Noise`]: adds $\mathcal N(0, \sigma^2)$ to every pixel and clips to $[0, 1]$.
 //! - [`Compose`]: applies transforms in order.
 //!
-//! Every transform draws from the generator it is given, so a seed fixes the variants.
+//! An image is `(C, H, W)`. A geometric transform draws once per image and moves every
+//! channel the same way (the colours of a pixel travel together); noise is drawn per
+//! value, channel after channel, row-major. Every transform draws from the generator it
+//! is given, so a seed fixes the variants.
 
-use ndarray::Array2;
+use ndarray::{Array2, Array3, ArrayD, ArrayView3, Ix4};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -23,8 +27,8 @@ use rand_distr::{Distribution, Normal};
 // ANCHOR: transform
 /// A random, label-preserving image transform.
 pub trait Transform {
-    /// A transformed copy of `img`, `h` rows of `w` pixels in `[0, 1]`, row-major.
-    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32>;
+    /// A transformed copy of `img`, `(C, H, W)` with values in `[0, 1]`.
+    fn apply(&self, img: ArrayView3<'_, f32>, rng: &mut ChaCha8Rng) -> Array3<f32>;
 }
 // ANCHOR_END: transform
 
@@ -37,6 +41,22 @@ fn check(img: &[f32], w: usize, h: usize) {
     );
 }
 
+/// `f` applied to every `H x W` plane of `img`.
+fn per_channel(
+    img: ArrayView3<'_, f32>,
+    f: impl Fn(&[f32], usize, usize) -> Vec<f32>,
+) -> Array3<f32> {
+    let (c, h, w) = img.dim();
+    let mut out = Array3::zeros((c, h, w));
+    for (src, mut dst) in img.outer_iter().zip(out.outer_iter_mut()) {
+        // Row-major, whatever the layout of `img`.
+        let plane: Vec<f32> = src.iter().copied().collect();
+        let moved = f(&plane, w, h);
+        dst.iter_mut().zip(moved).for_each(|(d, v)| *d = v);
+    }
+    out
+}
+
 /// Translation by up to `max` pixels in each direction.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Shift {
@@ -46,11 +66,10 @@ pub struct Shift {
 
 // ANCHOR: shift
 impl Transform for Shift {
-    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        check(img, w, h);
+    fn apply(&self, img: ArrayView3<'_, f32>, rng: &mut ChaCha8Rng) -> Array3<f32> {
         let dx = rng.random_range(-self.max..=self.max);
         let dy = rng.random_range(-self.max..=self.max);
-        shift(img, w, h, dx, dy)
+        per_channel(img, |plane, w, h| shift(plane, w, h, dx, dy))
     }
 }
 
@@ -79,10 +98,9 @@ pub struct Rotate {
 
 // ANCHOR: rotate
 impl Transform for Rotate {
-    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        check(img, w, h);
+    fn apply(&self, img: ArrayView3<'_, f32>, rng: &mut ChaCha8Rng) -> Array3<f32> {
         let deg = rng.random_range(-self.max_degrees..=self.max_degrees);
-        rotate(img, w, h, deg.to_radians())
+        per_channel(img, |plane, w, h| rotate(plane, w, h, deg.to_radians()))
     }
 }
 
@@ -124,12 +142,13 @@ pub struct Noise {
 }
 
 impl Transform for Noise {
-    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        check(img, w, h);
+    fn apply(&self, img: ArrayView3<'_, f32>, rng: &mut ChaCha8Rng) -> Array3<f32> {
         let normal = Normal::new(0.0, self.std).expect("a finite, non-negative std");
-        img.iter()
-            .map(|&p| (p + normal.sample(rng)).clamp(0.0, 1.0))
-            .collect()
+        // `iter` visits in logical (row-major) order: the draws do not depend on layout.
+        let noisy = img
+            .iter()
+            .map(|&p| (p + normal.sample(rng)).clamp(0.0, 1.0));
+        Array3::from_shape_vec(img.raw_dim(), noisy.collect()).expect("same size")
     }
 }
 
@@ -138,10 +157,10 @@ impl Transform for Noise {
 pub struct Compose(pub Vec<Box<dyn Transform>>);
 
 impl Transform for Compose {
-    fn apply(&self, img: &[f32], w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn apply(&self, img: ArrayView3<'_, f32>, rng: &mut ChaCha8Rng) -> Array3<f32> {
         self.0
             .iter()
-            .fold(img.to_vec(), |im, t| t.apply(&im, w, h, rng))
+            .fold(img.to_owned(), |im, t| t.apply(im.view(), rng))
     }
 }
 
@@ -156,7 +175,27 @@ pub fn digits_pipeline(max_shift: i32, max_degrees: f32, noise_std: f32) -> Comp
 }
 // ANCHOR_END: compose
 
-/// Applies `t` to every row of `(N, w * h)` images.
+/// Applies `t` to every image of a `(B, C, H, W)` batch, image after image.
+///
+/// # Panics
+/// If `x` is not four-dimensional.
+pub fn augment_images(
+    x: &ArrayD<f32>,
+    t: &dyn Transform,
+    rng: &mut ChaCha8Rng,
+) -> ArrayD<f32> {
+    let x4 = x.view().into_dimensionality::<Ix4>().unwrap_or_else(|_| {
+        panic!("augment_images: expected (B, C, H, W), got {:?}", x.shape())
+    });
+    let mut out = ndarray::Array4::zeros(x4.raw_dim());
+    for (src, mut dst) in x4.outer_iter().zip(out.outer_iter_mut()) {
+        dst.assign(&t.apply(src, rng));
+    }
+    out.into_dyn()
+}
+
+/// Applies `t` to every row of `(N, w * h)` one-channel images: [`augment_images`] on
+/// the batch viewed as `(N, 1, h, w)`, for models that read flat rows.
 pub fn augment_batch(
     x: &Array2<f32>,
     w: usize,
@@ -170,11 +209,16 @@ pub fn augment_batch(
         "rows of {:?} are not {h}x{w} images",
         x.dim()
     );
-    let mut out = Array2::zeros(x.raw_dim());
-    for (src, mut dst) in x.rows().into_iter().zip(out.rows_mut()) {
-        let img: Vec<f32> = src.to_vec();
-        let aug = t.apply(&img, w, h, rng);
-        dst.assign(&ndarray::ArrayView1::from(&aug[..]));
-    }
-    out
+    let n = x.nrows();
+    let images = x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((n, 1, h, w)) // (N, h*w) -> (N, 1, h, w)
+        .expect("N * h * w values")
+        .into_dyn();
+    augment_images(&images, t, rng)
+        .into_shape_with_order((n, w * h)) // back to rows
+        .expect("N * h * w values")
+        .into_dimensionality()
+        .expect("two axes")
 }

@@ -214,7 +214,8 @@ fn data_command(dir: &DataDir, command: DataCommand) -> Result<ExitCode> {
     match command {
         DataCommand::List => {
             for d in data::catalog() {
-                println!("{}", d.name);
+                let optional = if d.optional { "  (optional)" } else { "" };
+                println!("{}{optional}", d.name);
                 for f in d.files {
                     println!("    {}  ({} bytes)", f.path, f.bytes);
                 }

@@ -7,11 +7,18 @@
 //! | sequences | `(N, T, F)`, padded to `T`, with `lengths` | classes or values |
 //! | tables | `(N, F)` | classes or [`Targets::Values`] `(N, K)` |
 //!
-//! A batch is the same type ([`Dataset::select`]), so code that trains on a dataset
-//! trains on any of them; the layers see `x` with its shape unchanged (an MLP flattens
-//! with its first layer, a CNN reads `(B, C, H, W)` as it is).
+//! A batch is the same type ([`Dataset::select`], [`Dataset::batches`]), so code that
+//! trains on a dataset trains on any of them; the layers see `x` with its shape unchanged
+//! (a dense model takes [`Dataset::flat`], a CNN reads `(B, C, H, W)` as it is).
+//!
+//! The order of an epoch is a seeded permutation. Two conventions exist, and each
+//! reproduces its own results bit for bit: [`EpochOrder`] shuffles the previous epoch's
+//! order again (the CNN and optimizer experiments), [`shuffled_order`] shuffles `0..n`
+//! afresh every epoch (the chapter 2 MLP experiments).
 
 use ndarray::{Array2, ArrayD, ArrayView2, Axis};
+use rand::seq::SliceRandom;
+use rand::Rng;
 
 /// What each example should be mapped to.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,4 +148,69 @@ impl Dataset {
             .into_shape_with_order((n, d))
             .expect("a standard-layout x flattens")
     }
+
+    /// The examples in `order`, `batch_size` at a time (the last batch may be smaller).
+    ///
+    /// # Panics
+    /// If `batch_size` is 0.
+    pub fn batches<'a>(&'a self, batch_size: usize, order: &'a [usize]) -> Batches<'a> {
+        assert!(
+            batch_size > 0,
+            "Dataset::batches: batch_size must be positive"
+        );
+        Batches {
+            data: self,
+            chunks: order.chunks(batch_size),
+        }
+    }
+}
+
+/// The batches of a [`Dataset`], in a given order: see [`Dataset::batches`].
+pub struct Batches<'a> {
+    data: &'a Dataset,
+    chunks: std::slice::Chunks<'a, usize>,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Dataset;
+
+    fn next(&mut self) -> Option<Dataset> {
+        self.chunks.next().map(|idx| self.data.select(idx))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.chunks.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}
+
+/// The visiting order of `n` examples over epochs: each [`EpochOrder::next`] shuffles
+/// the previous order once more with the generator it is given (epoch 1 shuffles
+/// `0..n`), so a seeded generator fixes every epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochOrder {
+    order: Vec<usize>,
+}
+
+impl EpochOrder {
+    /// `0..n`, not yet shuffled.
+    pub fn new(n: usize) -> Self {
+        EpochOrder {
+            order: (0..n).collect(),
+        }
+    }
+
+    /// The next epoch's order.
+    pub fn next(&mut self, rng: &mut impl Rng) -> &[usize] {
+        self.order.shuffle(rng);
+        &self.order
+    }
+}
+
+/// `0..n` in a random order, independent of any previous epoch's.
+pub fn shuffled_order(n: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    order
 }

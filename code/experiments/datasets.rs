@@ -50,14 +50,16 @@ fn run(r: &mut Report) -> Result<()> {
             rows.push(vec![
                 Value::from(d.name),
                 Value::from(format!("`{}`", f.path)),
-                Value::Num(f.bytes as f64),
+                // As text: a number is stored to 6 significant digits, a size is exact.
+                Value::from(f.bytes.to_string()),
                 Value::from(format!("`{}`", f.sha256)),
             ]);
         }
     }
     r.tables.push(Table {
         name: "files".into(),
-        caption: "Every file `dlbook data verify` checks, with its recorded sha256."
+        caption: "Every file `dlbook data verify` checks (an optional dataset only when \
+                  named), with its recorded sha256."
             .into(),
         columns: vec![
             col("dataset", Format::Int),
@@ -72,7 +74,11 @@ fn run(r: &mut Report) -> Result<()> {
         .map(|d| {
             vec![
                 Value::from(d.name),
-                Value::from(d.about),
+                Value::from(if d.optional {
+                    format!("{} (optional)", d.about)
+                } else {
+                    d.about.to_string()
+                }),
                 Value::from(d.package.unwrap_or("–")),
             ]
         })

@@ -16,12 +16,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
-use crate::data::{self, DataDir, Split};
+use crate::data::{self, DataDir, Dataset, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::mlp::{grad_norms, rows, Mlp};
-use crate::nn::train::image_matrix;
 use crate::nn::{Layer, Mode, Module};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
@@ -156,8 +155,8 @@ pub fn all_runs(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = data::mnist(dir, Split::Train)?;
-    let (x, y) = image_matrix(&train, cfg.batch_size);
+    let train = Dataset::mnist(dir, Split::Train, cfg.batch_size)?;
+    let (x, y) = (train.flat().to_owned(), train.labels().to_vec()); // (n, 784)
     let xb = rows(&x, 0, x.nrows());
     let norms = all_runs(cfg, &xb, &y);
     r.seeds = cfg.seeds.clone();

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
-use crate::data::{self, DataDir, Split};
+use crate::data::{self, DataDir, Dataset, Split};
 use crate::linalg::{
     covariance, eigh_jacobi, eigh_jacobi_with, lapack, normalize_signs,
     subspace_distance, top_k_power, FittedPca, JacobiOptions, PowerOptions, Solver,
@@ -88,11 +88,13 @@ impl Preset for Config {
     }
 }
 
-/// Images as an `(n, 784)` matrix of `f64` in `[0, 1]`.
-fn as_matrix(images: &data::Images, n: usize) -> Array2<f64> {
-    let d = images.rows * images.cols;
-    let pixels = images.pixels[..n * d].iter().map(|&p| f64::from(p) / 255.0);
-    Array2::from_shape_vec((n, d), pixels.collect()).expect("n * d pixels")
+/// Images as an `(n, 784)` matrix of `f64` in `[0, 1]`. PCA is statistics, so it runs in
+/// `f64`: each `f32` pixel is a byte `p` over 255, and `p` (recovered exactly by
+/// rounding) is divided by 255 again in `f64`.
+fn as_f64(images: &Dataset) -> Array2<f64> {
+    images
+        .flat()
+        .mapv(|v| f64::from((v * 255.0).round()) / 255.0)
 }
 
 /// Mean squared reconstruction error per pixel for every `k` in `1..=k_max`: entry
@@ -122,11 +124,11 @@ fn to_pixels(row: ndarray::ArrayView1<f64>) -> Vec<u8> {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = data::mnist(dir, Split::Train)?;
-    let test = data::mnist(dir, Split::Test)?;
-    let n_train = cfg.n_train.min(train.images.n);
-    let x = as_matrix(&train.images, n_train);
-    let x_test = as_matrix(&test.images, test.images.n);
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, usize::MAX)?;
+    let n_train = train.len();
+    let x = as_f64(&train);
+    let x_test = as_f64(&test);
     let d = x.ncols();
 
     for split in [Split::Train, Split::Test] {
@@ -234,7 +236,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let groups = (0..10u8)
         .map(|digit| {
             let rows: Vec<usize> = (0..picked.len())
-                .filter(|&i| train.labels[picked[i]] == digit)
+                .filter(|&i| train.labels()[picked[i]] == usize::from(digit))
                 .collect();
             Group {
                 name: digit.to_string(),
@@ -260,7 +262,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let rows: Vec<usize> = cfg
         .recon_digits
         .iter()
-        .filter_map(|&digit| test.labels.iter().position(|&l| l == digit))
+        .filter_map(|&digit| test.labels().iter().position(|&l| l == usize::from(digit)))
         .collect();
     let originals = x_test.select(Axis(0), &rows);
     let recon: Vec<Array2<f64>> = cfg
@@ -273,7 +275,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         .collect();
     let mut images = vec![];
     for (i, &row) in rows.iter().enumerate() {
-        images.push(test.images.image(row).to_vec());
+        images.push(to_pixels(x_test.row(row)));
         for rec in &recon {
             images.push(to_pixels(rec.row(i)));
         }
@@ -282,8 +284,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         name: "reconstructions".into(),
         title: "Test digits rebuilt from k principal components".into(),
         plot: Plot::Images {
-            width: test.images.cols,
-            height: test.images.rows,
+            width: test.example_shape()[2],
+            height: test.example_shape()[1],
             row_labels: rows.iter().map(|&i| format!("#{i}")).collect(),
             col_labels: std::iter::once("original".to_string())
                 .chain(cfg.recon_ks.iter().map(|k| format!("k = {k}")))

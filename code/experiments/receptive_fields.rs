@@ -17,9 +17,8 @@ use super::{Experiment, Preset};
 use crate::cnn::receptive::{
     impulse_fields, measured_mask, probe, receptive_fields, stack_weights, Window,
 };
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{data_ref, mnist_files, DataDir, Dataset, Split};
 use crate::models::mnist_cnn::{CnnConfig, Downsample};
-use crate::optim::train::Dataset;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// Experiment `receptive_fields`, registered in [`super::all`].
@@ -302,8 +301,12 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     });
 
     // The measured field of one unit per layer, over a digit.
-    let i = test.y.iter().position(|&y| y == cfg.digit).unwrap_or(0);
-    let digit: Vec<f32> = test.x.row(i).to_vec();
+    let i = test
+        .labels()
+        .iter()
+        .position(|&y| y == cfg.digit)
+        .unwrap_or(0);
+    let digit: Vec<f32> = test.flat().row(i).to_vec();
     let mut images = vec![];
     let mut row_labels = vec![];
     for (label, padding, centre) in [

@@ -392,8 +392,10 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         let img: Vec<f32> = test.x.row(i).to_vec();
         row_labels.push(format!("digit {digit}"));
         images.push(to_u8(&img));
+        let img = ndarray::Array3::from_shape_vec((1, 28, 28), img).expect("784 pixels");
         for (_, t) in &transforms {
-            images.push(to_u8(&t.apply(&img, 28, 28, &mut rng)));
+            let variant = t.apply(img.view(), &mut rng); // (1, 28, 28)
+            images.push(to_u8(&variant.iter().copied().collect::<Vec<f32>>()));
         }
     }
     r.figures.push(Figure {

@@ -18,7 +18,7 @@ use dlbook::nn::layernorm::LayerNorm;
 use dlbook::nn::regularization::{add_penalty_grad, penalty, Penalty};
 use dlbook::nn::{Layer, Mode, Module, Param};
 use dlbook::report::Report;
-use ndarray::{ArrayD, Axis};
+use ndarray::{Array3, ArrayD, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -205,17 +205,16 @@ pub fn dropout_usage() -> (f64, f64) {
 /// The digit-style pipeline on a small image: two runs from the same seed agree, and a
 /// different seed gives a different variant.
 pub fn augment_usage() -> (bool, bool) {
-    let img: Vec<f32> = (0..28 * 28usize)
-        .map(|i| {
-            if (i / 28).abs_diff(14) < 6 && (i % 28).abs_diff(14) < 3 {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    // One channel of 28 x 28: a bar 11 pixels tall and 5 wide in the middle.
+    let img = Array3::from_shape_fn((1, 28, 28), |(_, r, c)| {
+        if r.abs_diff(14) < 6 && c.abs_diff(14) < 3 {
+            1.0
+        } else {
+            0.0
+        }
+    });
     let pipeline = augment::digits_pipeline(2, 12.0, 0.1);
-    let run = |seed| pipeline.apply(&img, 28, 28, &mut ChaCha8Rng::seed_from_u64(seed));
+    let run = |seed| pipeline.apply(img.view(), &mut ChaCha8Rng::seed_from_u64(seed));
     (run(1) == run(1), run(1) != run(2))
 }
 // ANCHOR_END: augment_usage
@@ -414,9 +413,10 @@ fn augmentation_is_seeded_and_transforms_compose() {
     assert!(r.iter().zip(&img).all(|(a, b)| (a - b).abs() < 1e-4));
     // Noise stays in [0, 1]; an empty pipeline changes nothing.
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let n = Noise { std: 0.5 }.apply(&img, 4, 4, &mut rng);
+    let img = Array3::from_shape_vec((1, 4, 4), img).unwrap();
+    let n = Noise { std: 0.5 }.apply(img.view(), &mut rng);
     assert!(n.iter().all(|p| (0.0..=1.0).contains(p)));
-    assert_eq!(Compose(vec![]).apply(&img, 4, 4, &mut rng), img);
+    assert_eq!(Compose(vec![]).apply(img.view(), &mut rng), img);
     let _ = (Shift { max: 1 }, Rotate { max_degrees: 5.0 });
 }
 

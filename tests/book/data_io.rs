@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use dlbook::data::{self, DataDir, FetchOptions, Split};
 
 /// A fresh, empty folder for one call (tests run in parallel: each call gets its own).
-fn scratch(name: &str) -> PathBuf {
+pub(super) fn scratch(name: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let pid = std::process::id();
