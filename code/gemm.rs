@@ -65,6 +65,16 @@ pub fn blas_threads() -> usize {
 
 static SINGLE_THREADED_BLAS: std::sync::Once = std::sync::Once::new();
 
+/// Makes OpenBLAS single-threaded for the rest of the process (once; later calls do
+/// nothing). Every product through BLAS, [`sgemm`]'s and `ndarray`'s `dot` alike, then
+/// rounds the same way whatever ran before it and however many cores the machine has:
+/// OpenBLAS splits some sums by its thread count, so a result would otherwise depend on
+/// the order the work ran in. [`sgemm`] and every experiment call it first; parallel
+/// work is rayon's.
+pub fn single_threaded_blas() {
+    SINGLE_THREADED_BLAS.call_once(|| set_blas_threads(1));
+}
+
 /// Products smaller than this many multiply-adds run on one thread.
 const PAR_MIN_MACS: usize = 1 << 20;
 
@@ -101,7 +111,7 @@ pub fn sgemm(
     beta: f32,
     c: &mut ArrayViewMut2<f32>,
 ) {
-    SINGLE_THREADED_BLAS.call_once(|| set_blas_threads(1));
+    single_threaded_blas();
     let ((m, k), (_, n)) = (a.dim(), b.dim());
     let blocks = if m * n * k < PAR_MIN_MACS {
         1
@@ -157,7 +167,7 @@ pub fn sgemm_serial(
     beta: f32,
     c: &mut ArrayViewMut2<f32>,
 ) {
-    SINGLE_THREADED_BLAS.call_once(|| set_blas_threads(1));
+    single_threaded_blas();
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(
         k == k2 && c.dim() == (m, n),

@@ -136,8 +136,10 @@ pub trait Experiment: 'static {
     /// chapter, title and configuration) already set.
     fn run(cfg: &Self::Config, dir: &DataDir, report: &mut Report) -> Result<()>;
 
-    /// Runs `cfg` and returns its report.
+    /// Runs `cfg` and returns its report (with OpenBLAS single-threaded, so the
+    /// outcome does not depend on what ran before it in the process).
     fn report(cfg: &Self::Config, dir: &DataDir) -> Result<Report> {
+        crate::gemm::single_threaded_blas();
         let mut r = Report::new(Self::CHAPTER, Self::NAME, Self::TITLE);
         r.config = config_json(cfg);
         Self::run(cfg, dir, &mut r)?;
