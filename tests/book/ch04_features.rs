@@ -5,9 +5,10 @@
 use std::sync::OnceLock;
 
 use dlbook::data::DataDir;
-use dlbook::experiments::cnn_features::{self as features, layer_output};
-use dlbook::experiments::frozen_filters::{self as frozen, freeze};
+use dlbook::experiments::cnn_features as features;
+use dlbook::experiments::frozen_filters as frozen;
 use dlbook::models::mnist_cnn::{mnist_cnn, CnnConfig};
+use dlbook::nn::freeze::freeze;
 use dlbook::nn::loss::softmax_cross_entropy;
 use dlbook::nn::{Layer, Mode, Module};
 use dlbook::optim::{Adam, Optimizer};
@@ -106,8 +107,8 @@ fn one_step_with_frozen_convs() -> (bool, bool, usize) {
     let x = ArrayD::from_shape_fn(vec![8, 784], |_| rng.random_range(0.0f32..1.0));
     let y: Vec<usize> = (0..8).collect();
     let before = [
-        layer_output(&mut model, &x, "conv2"),
-        layer_output(&mut model, &x, "fc1"),
+        model.layer_output(&x, "conv2"),
+        model.layer_output(&x, "fc1"),
     ];
     let mut opt = Adam::new(1e-2);
     model.zero_grad();
@@ -116,8 +117,8 @@ fn one_step_with_frozen_convs() -> (bool, bool, usize) {
     model.backward(&dlogits);
     opt.step(&mut model);
     let after = [
-        layer_output(&mut model, &x, "conv2"),
-        layer_output(&mut model, &x, "fc1"),
+        model.layer_output(&x, "conv2"),
+        model.layer_output(&x, "fc1"),
     ];
     (
         before[0] != after[0],
