@@ -7,7 +7,7 @@ use dlbook::cnn::receptive::{
 };
 use dlbook::data::DataDir;
 use dlbook::experiments::receptive_fields as experiment;
-use dlbook::models::mnist_cnn::mnist_cnn;
+use dlbook::models::mnist_cnn::{mnist_cnn, model_windows, seed_windows};
 use dlbook::nn::Mode;
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng};
@@ -30,10 +30,7 @@ fn avg_pool(k: usize, s: usize) -> Window {
 }
 
 fn seed_stack(padding: usize) -> Vec<Window> {
-    experiment::seed_windows(padding)
-        .into_iter()
-        .map(|(_, w)| w)
-        .collect()
+    seed_windows(padding).into_iter().map(|(_, w)| w).collect()
 }
 
 /// The stacks the chapter checks, by name.
@@ -155,7 +152,7 @@ fn seed_windows_describe_the_seed_model() {
         let mut model = mnist_cnn(&config, 0);
         let x = ArrayD::zeros(vec![1, SIDE * SIDE]);
         let outs = model.forward_all(&x, Mode::Eval);
-        let windows = experiment::model_windows(&config, 0);
+        let windows = model_windows(&config, 0);
         let stack: Vec<Window> = windows.iter().map(|(_, w)| *w).collect();
         for ((name, _), f) in windows.iter().zip(receptive_fields(&stack, SIDE)) {
             let (_, y) = outs
