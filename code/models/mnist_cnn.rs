@@ -136,7 +136,7 @@ pub fn mnist_cnn(config: &CnnConfig, seed: u64) -> Named {
 // ANCHOR_END: mnist_cnn
 
 // ANCHOR: seed_windows
-/// The window layers of the CNN [`mnist_cnn`](crate::models::mnist_cnn::mnist_cnn)
+/// The window layers of the CNN [`mnist_cnn()`]
 /// builds for `config`, by layer name. The seed (`CnnConfig::default()`) has `conv1`
 /// 3x3/1, `pool1` max 2x2/2, `conv2` 3x3/1, `pool2` max 2x2/2; the strided variant has
 /// 3x3/2 convolutions and no pools. With `padding` the convolutions are padded (the
