@@ -15,9 +15,11 @@
 //!
 //! **FLOP count.** A convolution with output $(C_o, H_o, W_o)$ and kernel
 //! $(C_i, K_h, K_w)$ does $C_o H_o W_o C_i K_h K_w$ multiply-adds per image, a linear
-//! layer $d_\text{in} d_\text{out}$; each is 2 FLOPs. The backward pass computes two
-//! products of the same size (the weight gradient and the input gradient), so a
-//! training step costs three times the forward FLOPs of these layers. Element-wise work
+//! layer $d_\text{in} d_\text{out}$ (counted from the model's description by
+//! [`models::count`](crate::models::count), the counter of the architectures table);
+//! each is 2 FLOPs. The backward pass computes two products of the same size (the
+//! weight gradient and the input gradient), so a training step costs three times the
+//! forward FLOPs of these layers. Element-wise work
 //! (ReLU, pooling, dropout, loss, Adam) is not counted: it is memory traffic, not
 //! arithmetic, and it is why the achieved fraction of peak is below one.
 
