@@ -14,7 +14,8 @@
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
-//! (the book's own structure: includes, anchors, claims), [`gemm`] (the `f32` matrix
+//! (the book's own structure: includes, anchors, claims), [`metrics`] (per-example losses
+//! and predictions, the confusion matrix), [`gemm`] (the `f32` matrix
 //! product the fast layers use, through OpenBLAS), [`experiments`] (one file per
 //! experiment, each with a quick and a full configuration).
 
@@ -31,6 +32,7 @@ pub mod experiments;
 pub mod gemm;
 pub mod info;
 pub mod linalg;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod optim;

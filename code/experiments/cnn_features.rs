@@ -102,16 +102,6 @@ pub fn param(model: &mut Named, name: &str) -> ArrayD<f32> {
     out.unwrap_or_else(|| panic!("param: the model has no parameter {name:?}"))
 }
 
-/// The output of layer `name` on `x`, in evaluation mode.
-pub fn layer_output(model: &mut Named, x: &ArrayD<f32>, name: &str) -> ArrayD<f32> {
-    model
-        .forward_all(x, Mode::Eval)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, a)| a)
-        .unwrap_or_else(|| panic!("layer_output: the model has no layer {name:?}"))
-}
-
 // ANCHOR: zero_fraction
 /// The fraction of entries that are exactly zero (after a ReLU: the units that are off).
 pub fn zero_fraction(a: &ArrayD<f32>) -> f64 {
@@ -176,8 +166,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let w0 = param(&mut model, "conv1.weight");
     let w0_2 = param(&mut model, "conv2.weight");
     let zero_init = [
-        zero_fraction(&layer_output(&mut model, &probe, "relu1")),
-        zero_fraction(&layer_output(&mut model, &probe, "relu2")),
+        zero_fraction(&model.layer_output(&probe, "relu1")),
+        zero_fraction(&model.layer_output(&probe, "relu2")),
     ];
 
     // ANCHOR: train_seed
@@ -195,8 +185,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let w1 = param(&mut model, "conv1.weight");
     let w1_2 = param(&mut model, "conv2.weight");
     let zero_trained = [
-        zero_fraction(&layer_output(&mut model, &probe, "relu1")),
-        zero_fraction(&layer_output(&mut model, &probe, "relu2")),
+        zero_fraction(&model.layer_output(&probe, "relu1")),
+        zero_fraction(&model.layer_output(&probe, "relu2")),
     ];
     let change = [relative_change(&w1, &w0), relative_change(&w1_2, &w0_2)];
     let steps = cfg.n_epochs * train.len().div_ceil(cfg.batch_size);

@@ -8,13 +8,13 @@
 //! images, mean ± std over the seeds.
 
 use anyhow::Result;
-use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
-use crate::nn::{Layer, Mode, Module, Named, Param};
+use crate::nn::freeze::freeze;
+use crate::nn::Module;
 use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{Column, Format, Report, Table, Value};
@@ -32,45 +32,6 @@ impl Experiment for FrozenFilters {
         run(cfg, dir, r)
     }
 }
-
-// ANCHOR: frozen
-/// A layer whose parameters do not learn: it computes and back-propagates as the layer
-/// it wraps, but shows no parameters, so an optimizer never sees (or moves) them.
-///
-/// # Shapes
-/// - those of the wrapped layer.
-pub struct Frozen(pub Box<dyn Layer>);
-
-impl Module for Frozen {
-    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
-}
-
-impl Layer for Frozen {
-    fn forward(&mut self, x: &ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        self.0.forward(x, mode)
-    }
-
-    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        let dx = self.0.backward(dy);
-        self.0.zero_grad(); // the gradient is not used: keep it from piling up
-        dx
-    }
-}
-
-/// Freezes the layers called `names` in `model`. Panics on a name it does not have.
-pub fn freeze(model: &mut Named, names: &[&str]) {
-    for &name in names {
-        let slot = model
-            .layers
-            .iter_mut()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("freeze: no layer {name:?}"));
-        let inner =
-            std::mem::replace(&mut slot.1, Box::new(Frozen(Box::new(Named::new()))));
-        slot.1 = Box::new(Frozen(inner));
-    }
-}
-// ANCHOR_END: frozen
 
 /// One row of the ablation: which layers stay at their initialization.
 #[derive(Clone, Debug, PartialEq, Serialize)]

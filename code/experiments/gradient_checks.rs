@@ -20,7 +20,7 @@ use crate::data::DataDir;
 use crate::nn::activation::{Activation, ActivationLayer, Softmax};
 use crate::nn::candle_twin::{self, CandleMlp, LossKind};
 use crate::nn::gradcheck::{
-    finite_diff, manual_grads, max_rel_error, numeric_grads, Grads,
+    finite_diff, manual_grads, max_rel_error, normal, numeric_grads, Grads,
 };
 use crate::nn::linear::{Init, Linear};
 use crate::nn::loss;
@@ -86,18 +86,6 @@ pub struct Check {
     pub manual_vs_candle: Vec<f64>,
     /// Finite differences vs candle, one value per seed.
     pub fd_vs_candle: Vec<f64>,
-}
-
-/// A standard normal `f32` tensor, entries within `0.1` of zero pushed to `±0.1`.
-pub fn normal(shape: &[usize], rng: &mut ChaCha8Rng) -> ArrayD<f32> {
-    ArrayD::from_shape_fn(shape, |_| {
-        let v: f32 = StandardNormal.sample(rng);
-        if v.abs() < 0.1 {
-            0.1f32.copysign(v)
-        } else {
-            v
-        }
-    })
 }
 
 fn errors(manual: &Grads, fd: &Grads, candle: &Grads) -> [f64; 3] {

@@ -8,13 +8,13 @@
 //! gets most wrong (highest cross-entropy).
 
 use anyhow::Result;
-use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
+use crate::metrics::{confusion, per_example};
 use crate::models::{mnist_cnn, CnnConfig};
-use crate::nn::{Layer, Mode, Named};
+use crate::nn::Named;
 use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
@@ -128,35 +128,6 @@ pub fn train_and_save(
     Ok(h.test_acc)
 }
 
-/// The cross-entropy and the predicted class of every example of `data`, in
-/// evaluation mode, in batches of 1,000.
-pub fn per_example(model: &mut dyn Layer, data: &Dataset) -> (Vec<f64>, Vec<usize>) {
-    let (mut losses, mut preds) = (vec![], vec![]);
-    for start in (0..data.len()).step_by(1000) {
-        let end = (start + 1000).min(data.len());
-        let x = data.x.slice(s![start..end, ..]).to_owned().into_dyn();
-        let logits: ArrayD<f32> = model.forward(&x, Mode::Eval);
-        for (row, &y) in logits.axis_iter(Axis(0)).zip(&data.y[start..end]) {
-            let z: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
-            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-            losses.push(lse - z[y]);
-            let arg = (0..z.len()).fold(0, |a, k| if z[k] > z[a] { k } else { a });
-            preds.push(arg);
-        }
-    }
-    (losses, preds)
-}
-
-/// `counts[t][p]`: test digits of class `t` predicted as `p`.
-pub fn confusion(labels: &[usize], preds: &[usize], n_classes: usize) -> Vec<Vec<usize>> {
-    let mut c = vec![vec![0; n_classes]; n_classes];
-    for (&t, &p) in labels.iter().zip(preds) {
-        c[t][p] += 1;
-    }
-    c
-}
-
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
@@ -264,7 +235,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
 
     // The first seed's model on the test set.
     let (model, _) = &mut runs[0];
-    let (losses, preds) = per_example(model, &test);
+    let (losses, preds) = per_example(model, test.x.view(), &test.y);
     let conf = confusion(&test.y, &preds, 10);
     let mut columns = vec![col("true \\ predicted", Format::Int)];
     columns.extend((0..10).map(|k| col(&k.to_string(), Format::Int)));

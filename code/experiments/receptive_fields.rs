@@ -18,7 +18,7 @@ use crate::cnn::receptive::{
     impulse_fields, measured_mask, probe, receptive_fields, stack_weights, Window,
 };
 use crate::data::{data_ref, mnist_files, DataDir, Dataset, Split};
-use crate::models::mnist_cnn::{CnnConfig, Downsample};
+use crate::models::mnist_cnn::{model_windows, seed_windows, CnnConfig, Downsample};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// Experiment `receptive_fields`, registered in [`super::all`].
@@ -66,38 +66,6 @@ impl Preset for Config {
     fn quick() -> Self {
         Self::full()
     }
-}
-
-// ANCHOR: seed_windows
-/// The window layers of the CNN [`mnist_cnn`](crate::models::mnist_cnn::mnist_cnn)
-/// builds for `config`, by layer name. The seed (`CnnConfig::default()`) has `conv1`
-/// 3x3/1, `pool1` max 2x2/2, `conv2` 3x3/1, `pool2` max 2x2/2; the strided variant has
-/// 3x3/2 convolutions and no pools. With `padding` the convolutions are padded (the
-/// model itself has none).
-pub fn model_windows(config: &CnnConfig, padding: usize) -> Vec<(String, Window)> {
-    let mut out = vec![];
-    for i in 1..=config.n_conv {
-        match config.downsample {
-            Downsample::MaxPool => {
-                out.push((format!("conv{i}"), Window::conv(3, 1, padding)));
-                let pool = Window::MaxPool {
-                    kernel: 2,
-                    stride: 2,
-                };
-                out.push((format!("pool{i}"), pool));
-            }
-            Downsample::StridedConv => {
-                out.push((format!("conv{i}"), Window::conv(3, 2, padding)))
-            }
-        }
-    }
-    out
-}
-// ANCHOR_END: seed_windows
-
-/// The window layers of the seed CNN ([`model_windows`] of the default config).
-pub fn seed_windows(padding: usize) -> Vec<(String, Window)> {
-    model_windows(&CnnConfig::default(), padding)
 }
 
 /// The variants of the seed model whose fields the report compares.

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::cnn::receptive::Window;
 use crate::cnn::{out_size, BatchNorm2d, Conv2d, Flatten, MaxPool2d};
 use crate::nn::dropout::Dropout;
 use crate::nn::{Activation, ActivationLayer, Init, Linear, Named, Reshape};
@@ -133,3 +134,35 @@ pub fn mnist_cnn(config: &CnnConfig, seed: u64) -> Named {
     net
 }
 // ANCHOR_END: mnist_cnn
+
+// ANCHOR: seed_windows
+/// The window layers of the CNN [`mnist_cnn()`]
+/// builds for `config`, by layer name. The seed (`CnnConfig::default()`) has `conv1`
+/// 3x3/1, `pool1` max 2x2/2, `conv2` 3x3/1, `pool2` max 2x2/2; the strided variant has
+/// 3x3/2 convolutions and no pools. With `padding` the convolutions are padded (the
+/// model itself has none).
+pub fn model_windows(config: &CnnConfig, padding: usize) -> Vec<(String, Window)> {
+    let mut out = vec![];
+    for i in 1..=config.n_conv {
+        match config.downsample {
+            Downsample::MaxPool => {
+                out.push((format!("conv{i}"), Window::conv(3, 1, padding)));
+                let pool = Window::MaxPool {
+                    kernel: 2,
+                    stride: 2,
+                };
+                out.push((format!("pool{i}"), pool));
+            }
+            Downsample::StridedConv => {
+                out.push((format!("conv{i}"), Window::conv(3, 2, padding)))
+            }
+        }
+    }
+    out
+}
+// ANCHOR_END: seed_windows
+
+/// The window layers of the seed CNN ([`model_windows`] of the default config).
+pub fn seed_windows(padding: usize) -> Vec<(String, Window)> {
+    model_windows(&CnnConfig::default(), padding)
+}

@@ -4,6 +4,7 @@
 
 pub mod candle_twin;
 pub mod checkpoint;
+pub mod count;
 pub mod mnist_cnn;
 
 pub use mnist_cnn::{mnist_cnn, CnnConfig, Downsample};

@@ -15,6 +15,8 @@
 //! normwise error that does not blow up on entries that are zero in both.
 
 use ndarray::ArrayD;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 
 use super::{Layer, Mode};
 
@@ -153,4 +155,18 @@ pub fn numeric_grads(
         params.push((name, g));
     }
     Grads { dx, params }
+}
+
+/// A standard normal `f32` tensor, entries within `0.1` of zero pushed to `±0.1`: test
+/// inputs that stay clear of the kink of ReLU (and of |x|) by more than the
+/// finite-difference step, so the central difference sees one smooth piece.
+pub fn normal(shape: &[usize], rng: &mut ChaCha8Rng) -> ArrayD<f32> {
+    ArrayD::from_shape_fn(shape, |_| {
+        let v: f32 = StandardNormal.sample(rng);
+        if v.abs() < 0.1 {
+            0.1f32.copysign(v)
+        } else {
+            v
+        }
+    })
 }

@@ -115,6 +115,7 @@ pub trait Layer: Module {
 
 pub mod activation;
 pub mod candle_twin;
+pub mod freeze;
 pub mod gradcheck;
 pub mod linear;
 pub mod loss;

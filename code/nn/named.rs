@@ -71,6 +71,21 @@ impl Named {
         }
         out
     }
+
+    /// The output of layer `name` on `x`, in evaluation mode: the layers after it are
+    /// not run. Panics on a name the model does not have.
+    pub fn layer_output(&mut self, x: &ArrayD<f32>, name: &str) -> ArrayD<f32> {
+        let last = self
+            .layers
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("layer_output: the model has no layer {name:?}"));
+        let mut h = x.clone();
+        for (_, layer) in &mut self.layers[..=last] {
+            h = layer.forward(&h, Mode::Eval);
+        }
+        h
+    }
 }
 
 impl Module for Named {

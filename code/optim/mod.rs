@@ -320,4 +320,5 @@ impl OptimizerKind {
     }
 }
 
+pub mod surfaces;
 pub mod train;

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use dlbook::experiments::gradient_checks::{self, Check};
 use dlbook::experiments::Preset as _;
 use dlbook::nn::activation::{sigmoid, Activation, ActivationLayer};
+use dlbook::nn::gradcheck::normal;
 use dlbook::nn::linear::{Init, Linear};
 use dlbook::nn::loss::{
     bce_with_logits, logsumexp, mse, softmax_cross_entropy, softmax_cross_entropy_naive,
@@ -108,8 +109,8 @@ fn linear_panics_naming_the_shapes() {
 fn gradients_accumulate_across_backward_calls() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut layer = Linear::new(3, 2, Init::Xavier, &mut rng);
-    let x = gradient_checks::normal(&[4, 3], &mut rng);
-    let dy = gradient_checks::normal(&[4, 2], &mut rng);
+    let x = normal(&[4, 3], &mut rng);
+    let dy = normal(&[4, 2], &mut rng);
     let _ = layer.forward(&x, Mode::Train);
     let _ = layer.backward(&dy);
     let once = layer.weight.grad.clone();

@@ -5,10 +5,10 @@
 use std::sync::OnceLock;
 
 use dlbook::data::DataDir;
-use dlbook::experiments::cnn_features::{self as features, layer_output};
-use dlbook::experiments::frozen_filters::freeze;
+use dlbook::experiments::cnn_features as features;
 use dlbook::experiments::{self, Preset as _};
 use dlbook::models::mnist_cnn::{mnist_cnn, CnnConfig};
+use dlbook::nn::freeze::freeze;
 use dlbook::nn::loss::softmax_cross_entropy;
 use dlbook::nn::{Layer, Mode, Module};
 use dlbook::optim::{Adam, Optimizer};
@@ -109,8 +109,8 @@ fn one_step_with_frozen_convs() -> (bool, bool, usize) {
     let x = ArrayD::from_shape_fn(vec![8, 784], |_| rng.random_range(0.0f32..1.0));
     let y: Vec<usize> = (0..8).collect();
     let before = [
-        layer_output(&mut model, &x, "conv2"),
-        layer_output(&mut model, &x, "fc1"),
+        model.layer_output(&x, "conv2"),
+        model.layer_output(&x, "fc1"),
     ];
     let mut opt = Adam::new(1e-2);
     model.zero_grad();
@@ -119,8 +119,8 @@ fn one_step_with_frozen_convs() -> (bool, bool, usize) {
     model.backward(&dlogits);
     opt.step(&mut model);
     let after = [
-        layer_output(&mut model, &x, "conv2"),
-        layer_output(&mut model, &x, "fc1"),
+        model.layer_output(&x, "conv2"),
+        model.layer_output(&x, "fc1"),
     ];
     (
         before[0] != after[0],

@@ -6,9 +6,9 @@ use dlbook::cnn::receptive::{
     stack_weights, Field, Window,
 };
 use dlbook::data::DataDir;
+use dlbook::experiments;
 use dlbook::experiments::receptive_fields as experiment;
-use dlbook::experiments::{self};
-use dlbook::models::mnist_cnn::mnist_cnn;
+use dlbook::models::mnist_cnn::{mnist_cnn, model_windows, seed_windows};
 use dlbook::nn::Mode;
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng};
@@ -31,10 +31,7 @@ fn avg_pool(k: usize, s: usize) -> Window {
 }
 
 fn seed_stack(padding: usize) -> Vec<Window> {
-    experiment::seed_windows(padding)
-        .into_iter()
-        .map(|(_, w)| w)
-        .collect()
+    seed_windows(padding).into_iter().map(|(_, w)| w).collect()
 }
 
 /// The stacks the chapter checks, by name.
@@ -156,7 +153,7 @@ fn seed_windows_describe_the_seed_model() {
         let mut model = mnist_cnn(&config, 0);
         let x = ArrayD::zeros(vec![1, SIDE * SIDE]);
         let outs = model.forward_all(&x, Mode::Eval);
-        let windows = experiment::model_windows(&config, 0);
+        let windows = model_windows(&config, 0);
         let stack: Vec<Window> = windows.iter().map(|(_, w)| *w).collect();
         for ((name, _), f) in windows.iter().zip(receptive_fields(&stack, SIDE)) {
             let (_, y) = outs

@@ -12,14 +12,17 @@ use std::sync::OnceLock;
 
 use dlbook::cnn::{BatchNorm2d, Conv2d};
 use dlbook::data::DataDir;
-use dlbook::experiments::architectures::{
-    self as arch, alexnet_spec, count, lenet5_spec, totals, Spec,
-};
+use dlbook::experiments::architectures as arch;
 use dlbook::experiments::{self, Experiment as _, Preset as _};
 use dlbook::models::candle_blocks;
+use dlbook::models::count::{
+    alexnet_spec, count, lenet5_spec, mnist_cnn_spec, totals, LayerCount, Spec,
+    ALEXNET_PUBLISHED_PARAMS,
+};
 use dlbook::models::lenet::lenet5;
 use dlbook::models::resnet::{resnet, BasicBlock, ResNetConfig};
 use dlbook::models::vgg::{small_vgg, vgg_block};
+use dlbook::models::{mnist_cnn, CnnConfig, Downsample};
 use dlbook::nn::gradcheck::{manual_grads, max_rel_error, numeric_grads};
 use dlbook::nn::{Activation, Layer, Mode, Module, Param};
 use dlbook::report::{Report, Value};
@@ -382,6 +385,36 @@ fn described_parameter_counts_equal_the_built_networks() {
 }
 
 #[test]
+fn mnist_cnn_descriptions_count_every_variant_as_built() {
+    let seed = CnnConfig::default();
+    let variants = [
+        seed,
+        CnnConfig {
+            dropout: 0.0,
+            ..seed
+        },
+        CnnConfig {
+            downsample: Downsample::StridedConv,
+            ..seed
+        },
+        CnnConfig { n_conv: 1, ..seed },
+        CnnConfig {
+            batch_norm: true,
+            ..seed
+        },
+    ];
+    for config in variants {
+        let counted = totals(&count((1, 28, 28), &mnist_cnn_spec(&config))).0;
+        assert_eq!(
+            counted,
+            mnist_cnn(&config, 0).n_params(),
+            "{}",
+            config.name()
+        );
+    }
+}
+
+#[test]
 fn lenet5_has_61706_parameters() {
     // conv1 6*25 + 6, conv2 16*6*25 + 16, fc1 400*120 + 120, fc2 120*84 + 84,
     // fc3 84*10 + 10
@@ -394,7 +427,7 @@ fn lenet5_has_61706_parameters() {
 /// A case counted by hand: a 3x3 convolution `2 -> 4` with padding 1 and stride 2 on a
 /// 2x7x7 input (output 4x4x4: 64 outputs, each 2 * 9 = 18 multiply-adds), then flatten
 /// and a dense layer 64 -> 10. Returns the description's per-layer counts.
-fn hand_count() -> Vec<arch::LayerCount> {
+fn hand_count() -> Vec<LayerCount> {
     let layers = vec![
         ("conv".to_string(), Spec::conv(4, 3, 2, 1)),
         ("flatten".to_string(), Spec::Flatten),
@@ -432,7 +465,7 @@ fn a_dense_layer_on_a_map_panics_naming_the_shape() {
 pub fn alexnet_counts() -> (usize, usize, f64, f64) {
     let c = count((3, 224, 224), &alexnet_spec());
     let (p, m) = totals(&c);
-    let conv = |f: fn(&arch::LayerCount) -> usize| -> usize {
+    let conv = |f: fn(&LayerCount) -> usize| -> usize {
         c.iter().filter(|l| l.name.starts_with("conv")).map(f).sum()
     };
     let (cp, cm) = (conv(|l| l.params), conv(|l| l.macs));
@@ -442,8 +475,7 @@ pub fn alexnet_counts() -> (usize, usize, f64, f64) {
 #[test]
 fn alexnet_has_the_published_sixty_million_parameters() {
     let (p, _, _, _) = alexnet_counts();
-    let rel = (p as f64 - arch::ALEXNET_PUBLISHED_PARAMS).abs()
-        / arch::ALEXNET_PUBLISHED_PARAMS;
+    let rel = (p as f64 - ALEXNET_PUBLISHED_PARAMS).abs() / ALEXNET_PUBLISHED_PARAMS;
     eprintln!("AlexNet: {p} parameters, {:.2} % from 60 M", 100.0 * rel);
     assert!(rel < 0.02, "{p}");
     let c = count((3, 224, 224), &alexnet_spec());

@@ -241,3 +241,26 @@ fn confusion_heatmap_shows_the_confusion_table() {
     let e = render_figure(&bad).unwrap_err().to_string();
     assert!(e.contains("non-negative"), "{e}");
 }
+
+#[test]
+fn per_example_losses_and_the_confusion_matrix_by_hand() {
+    // A model whose logits are its inputs: row 0 is sure of class 0 (right), row 1
+    // spreads evenly over 3 classes (a tie: the first class is predicted), row 2
+    // prefers class 2 but is class 1.
+    let mut model = dlbook::nn::Reshape::new(&[3]);
+    let x = ndarray::array![[5.0f32, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 3.0]];
+    let labels = [0, 2, 1];
+    let (losses, preds) = dlbook::metrics::per_example(&mut model, x.view(), &labels);
+    let lse = |z: [f64; 3]| z.iter().map(|v| v.exp()).sum::<f64>().ln();
+    let want = [
+        lse([5.0, 0.0, 0.0]) - 5.0,
+        3f64.ln(),
+        lse([0.0, 1.0, 3.0]) - 1.0,
+    ];
+    for (got, want) in losses.iter().zip(want) {
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+    assert_eq!(preds, [0, 0, 2]);
+    let c = dlbook::metrics::confusion(&labels, &preds, 3);
+    assert_eq!(c, [[1, 0, 0], [0, 0, 1], [1, 0, 0]]);
+}
