@@ -10,12 +10,14 @@ use serde::Serialize;
 
 use super::Experiment;
 use crate::augment::digits_pipeline;
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig, Downsample};
 use crate::nn::Module;
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Format, Report, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -148,6 +150,7 @@ pub fn train_variant(
         log_every: 10,
         penalty: None,
         augment: if v.augment { Some(&pipeline) } else { None },
+        ..TrainSpec::default()
     };
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (h, model.n_params())
@@ -155,8 +158,8 @@ pub fn train_variant(
 
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     let mut r = Report::new(
         "ch05",
         "cnn_ablation",

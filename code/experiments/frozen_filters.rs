@@ -12,12 +12,14 @@ use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::Experiment;
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Module, Named, Param};
-use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{Column, Format, Report, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, TrainSpec};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -146,8 +148,7 @@ pub fn train_variant(
         batch_size: cfg.batch_size,
         seed,
         log_every: 50,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     let mut opt = Adam::new(cfg.lr);
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
@@ -156,8 +157,8 @@ pub fn train_variant(
 
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     let mut r = Report::new(
         "ch04",
         "frozen_filters",

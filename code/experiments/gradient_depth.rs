@@ -21,9 +21,9 @@ use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::mlp::{grad_norms, rows, Mlp};
-use crate::nn::train::image_matrix;
 use crate::nn::{Layer, Mode, Module};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::image_matrix;
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {

@@ -8,16 +8,18 @@
 //! gets most wrong (highest cross-entropy).
 
 use anyhow::Result;
-use ndarray::{s, ArrayD, Axis};
+use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
 use super::Experiment;
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Named};
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -94,33 +96,12 @@ pub fn train_one(
         batch_size: cfg.batch_size,
         seed,
         log_every: cfg.log_every,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (model, h)
 }
 // ANCHOR_END: train_seed_model
-
-/// Trains the seed model on all of MNIST for `n_epochs` with `seed` (the book's
-/// recipe) and saves it to `out` as safetensors; returns the test accuracy after each
-/// epoch. What `dlbook train mnist-cnn` runs.
-pub fn train_and_save(
-    dir: &DataDir,
-    n_epochs: usize,
-    seed: u64,
-    out: &std::path::Path,
-) -> Result<Vec<f64>> {
-    let cfg = Config {
-        n_epochs,
-        ..Config::full()
-    };
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let (mut model, h) = train_one(&cfg, &train, &test, seed);
-    crate::models::checkpoint::save(&mut model, out)?;
-    Ok(h.test_acc)
-}
 
 /// The cross-entropy and the predicted class of every example of `data`, in
 /// evaluation mode, in batches of 1,000.
@@ -128,9 +109,9 @@ pub fn per_example(model: &mut dyn Layer, data: &Dataset) -> (Vec<f64>, Vec<usiz
     let (mut losses, mut preds) = (vec![], vec![]);
     for start in (0..data.len()).step_by(1000) {
         let end = (start + 1000).min(data.len());
-        let x = data.x.slice(s![start..end, ..]).to_owned().into_dyn();
+        let x = data.select(&(start..end).collect::<Vec<_>>()).x;
         let logits: ArrayD<f32> = model.forward(&x, Mode::Eval);
-        for (row, &y) in logits.axis_iter(Axis(0)).zip(&data.y[start..end]) {
+        for (row, &y) in logits.axis_iter(Axis(0)).zip(&data.labels()[start..end]) {
             let z: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
             let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
@@ -153,8 +134,8 @@ pub fn confusion(labels: &[usize], preds: &[usize], n_classes: usize) -> Vec<Vec
 
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     let mut r = Report::new(
         "ch05",
         "mnist_cnn",
@@ -265,7 +246,7 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     // The first seed's model on the test set.
     let (model, _) = &mut runs[0];
     let (losses, preds) = per_example(model, &test);
-    let conf = confusion(&test.y, &preds, 10);
+    let conf = confusion(test.labels(), &preds, 10);
     let mut columns = vec![col("true \\ predicted", Format::Int)];
     columns.extend((0..10).map(|k| col(&k.to_string(), Format::Int)));
     columns.push(col("recall", Format::Percent(1)));
@@ -319,16 +300,16 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     for (rank, &i) in worst.iter().enumerate() {
         images.push(
             test.x
-                .row(i)
+                .index_axis(Axis(0), i)
                 .iter()
                 .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
                 .collect(),
         );
-        labels.push(format!("{} → {}", test.y[i], preds[i]));
+        labels.push(format!("{} → {}", test.labels()[i], preds[i]));
         rows.push(vec![
             Value::Num((rank + 1) as f64),
             Value::Num(i as f64),
-            Value::Num(test.y[i] as f64),
+            Value::Num(test.labels()[i] as f64),
             Value::Num(preds[i] as f64),
             Value::Num(losses[i]),
         ]);

@@ -19,8 +19,8 @@ use crate::cnn::receptive::{
 };
 use crate::data::{data_ref, mnist_files, DataDir, Split};
 use crate::models::mnist_cnn::{CnnConfig, Downsample};
-use crate::optim::train::Dataset;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -157,7 +157,7 @@ fn overlay(digit: &[f32], mask: &Array2<bool>) -> Vec<u8> {
 
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let test = Dataset::mnist(dir, Split::Test, 10_000)?;
+    let test = mnist_rows(dir, Split::Test, 10_000)?;
     let mut r = Report::new(
         "ch04",
         "receptive_fields",
@@ -302,8 +302,12 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     });
 
     // The measured field of one unit per layer, over a digit.
-    let i = test.y.iter().position(|&y| y == cfg.digit).unwrap_or(0);
-    let digit: Vec<f32> = test.x.row(i).to_vec();
+    let i = test
+        .labels()
+        .iter()
+        .position(|&y| y == cfg.digit)
+        .unwrap_or(0);
+    let digit: Vec<f32> = test.flat().row(i).to_vec();
     let mut images = vec![];
     let mut row_labels = vec![];
     for (label, padding, centre) in [

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::Experiment;
 use crate::augment::{digits_pipeline, Noise, Rotate, Shift, Transform};
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::{Activation, ActivationLayer};
 use crate::nn::batchnorm::BatchNorm;
@@ -26,9 +27,10 @@ use crate::nn::layernorm::LayerNorm;
 use crate::nn::linear::{Init, Linear};
 use crate::nn::mlp::Sequential;
 use crate::nn::regularization::Penalty;
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// The experiment's entry in [`super::all`].
 pub const EXPERIMENT: Experiment = Experiment {
@@ -230,6 +232,7 @@ pub fn train_variant(
         log_every: cfg.log_every,
         penalty: v.penalty,
         augment: if v.augment { Some(&pipeline) } else { None },
+        ..TrainSpec::default()
     };
     train_classifier(&mut model, &mut opt, train, test, &spec)
 }
@@ -242,8 +245,8 @@ fn to_u8(img: &[f32]) -> Vec<u8> {
 
 /// Runs the experiment.
 pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     let mut r = Report::new(
         "ch03",
         "regularization_ablation",
@@ -386,8 +389,8 @@ pub fn run(cfg: &Config, dir: &DataDir) -> Result<Report> {
     let mut images = vec![];
     let mut row_labels = vec![];
     for digit in [2usize, 4, 7, 9] {
-        let i = test.y.iter().position(|&y| y == digit).unwrap_or(0);
-        let img: Vec<f32> = test.x.row(i).to_vec();
+        let i = test.labels().iter().position(|&y| y == digit).unwrap_or(0);
+        let img: Vec<f32> = test.flat().row(i).to_vec();
         row_labels.push(format!("digit {digit}"));
         images.push(to_u8(&img));
         for (_, t) in &transforms {

@@ -21,3 +21,4 @@ mod ch05_models;
 mod ch05_twin;
 mod data_io;
 mod integrity;
+mod train_loop;
