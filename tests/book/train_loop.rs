@@ -318,18 +318,13 @@ impl Callback for Recorder {
 fn callbacks_see_every_step_and_can_stop_training() {
     let train = blobs(40, 1);
     let loss = ClassifierLoss::CrossEntropy;
-    let mut rec = Recorder::default();
     let mut m = model(0);
-    let s = fit(
-        &mut m,
-        &mut Sgd::new(0.05),
-        &loss,
-        &train,
-        None,
-        &spec(3),
-        &mut [&mut rec],
-    )
-    .unwrap();
+    let mut run = |rec: &mut Recorder| {
+        let mut opt = Sgd::new(0.05);
+        fit(&mut m, &mut opt, &loss, &train, None, &spec(3), &mut [rec]).unwrap()
+    };
+    let mut rec = Recorder::default();
+    let s = run(&mut rec);
     // 40 examples in batches of 16: 16, 16, 8 per epoch.
     let want: Vec<(usize, usize, usize)> = (0..9)
         .map(|k| (k / 3, k + 1, if k % 3 == 2 { 8 } else { 16 }))
@@ -342,16 +337,7 @@ fn callbacks_see_every_step_and_can_stop_training() {
         stop_at: Some(4),
         ..Recorder::default()
     };
-    let s = fit(
-        &mut m,
-        &mut Sgd::new(0.05),
-        &loss,
-        &train,
-        None,
-        &spec(3),
-        &mut [&mut rec],
-    )
-    .unwrap();
+    let s = run(&mut rec);
     assert_eq!(
         (s.steps, s.ending, rec.steps.len()),
         (4, Ending::Callback, 4)
@@ -383,12 +369,13 @@ fn a_malformed_or_truncated_checkpoint_is_a_clear_error() {
     )
     .unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let load = |p: &std::path::Path, m: &mut Named| {
-        checkpoint::load(p, m, &mut Adam::new(1e-2), &mut [], 32)
+    let load_n = |p: &std::path::Path, m: &mut Named, n: usize| {
+        checkpoint::load(p, m, &mut Adam::new(1e-2), &mut [], n)
             .map(|_| ())
             .unwrap_err()
             .to_string()
     };
+    let load = |p: &std::path::Path, m: &mut Named| load_n(p, m, 32);
     let fresh = model(5);
     let mut m2 = model(5);
     // Truncated.
@@ -416,10 +403,7 @@ fn a_malformed_or_truncated_checkpoint_is_a_clear_error() {
     let e = load(&path, &mut other);
     assert!(e.contains("fc1.weight"), "{e}");
     // Another training set size.
-    let e = checkpoint::load(&path, &mut m2, &mut Adam::new(1e-2), &mut [], 33)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let e = load_n(&path, &mut m2, 33);
     assert!(e.contains("33"), "{e}");
     // Nothing was changed by the failed loads.
     let mut fresh = fresh;
