@@ -327,6 +327,17 @@ pub fn load(
                 .is_some_and(|n| current.iter().any(|(c, _)| c == n))
         };
         if let Some(key) = name.strip_prefix("opt.") {
+            // Optimizer keys end with the name of their parameter (`m.fc1.weight`),
+            // whose shape they must have: the optimizer would panic on another.
+            let of = current.iter().find(|(c, t)| {
+                key.ends_with(&format!(".{c}")) && t.shape() == view.shape()
+            });
+            if of.is_none() {
+                return Err(bad(format!(
+                    "optimizer tensor {key} of shape {:?} belongs to no parameter",
+                    view.shape()
+                )));
+            }
             opt_state
                 .tensors
                 .insert(key.to_string(), read_view(&view, path, &name, None)?);

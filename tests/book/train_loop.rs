@@ -9,8 +9,8 @@ use dlbook::data::Dataset;
 use dlbook::nn::activation::{Activation, ActivationLayer};
 use dlbook::nn::batchnorm::BatchNorm;
 use dlbook::nn::dropout::Dropout;
-use dlbook::nn::{sgd_step, Init, Linear, Module, Named};
-use dlbook::optim::{Adam, Optimizer, Sgd};
+use dlbook::nn::{Init, Linear, Module, Named};
+use dlbook::optim::{Adam, Sgd};
 use dlbook::train::{
     checkpoint, clip_grad_norm, fit, fit_from, grad_norm, Callback, Checkpointing,
     ClassifierLoss, Control, EarlyStopping, Ending, EpochInfo, HistoryLogger, Monitor,
@@ -408,32 +408,4 @@ fn a_malformed_or_truncated_checkpoint_is_a_clear_error() {
     // Nothing was changed by the failed loads.
     let mut fresh = fresh;
     assert_eq!(weights(&mut m2), weights(&mut fresh));
-}
-
-#[test]
-fn sgd_without_momentum_is_sgd_step_bit_for_bit() {
-    // The chapter-2 experiments train with `Sgd::new(lr)` in the shared loop, where
-    // they used `sgd_step`: the two updates must be the same floats.
-    let mut a = model(0);
-    let mut b = model(0);
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
-    for m in [&mut a, &mut b] {
-        m.visit_params("", &mut |_, p| {
-            p.grad.mapv_inplace(|_| rng.random::<f32>() - 0.5);
-        });
-    }
-    // Same gradients in both (the generator continues, so copy them over).
-    let mut grads = vec![];
-    a.visit_params("", &mut |_, p| grads.push(p.grad.clone()));
-    let mut it = grads.into_iter();
-    b.visit_params("", &mut |_, p| p.grad = it.next().unwrap());
-    sgd_step(&mut a, 0.07);
-    Sgd::new(0.07).step(&mut b);
-    let bits = |m: &mut Named| -> Vec<u32> {
-        weights(m)
-            .iter()
-            .flat_map(|(_, t)| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-            .collect()
-    };
-    assert_eq!(bits(&mut a), bits(&mut b));
 }
