@@ -12,7 +12,10 @@
 //! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`](mod@bench), [`gemm`] |
 //! | 6-13 | (being written) | |
 //!
-//! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`report`]
+//! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
+//! (the one training loop: any layer stack, loss and optimizer on a dataset, with
+//! callbacks, frozen and scaled parameter groups, gradient clipping, early stopping and
+//! checkpoints that resume bit for bit), [`report`]
 //! (experiment results as JSON, rendered to Markdown tables and SVG figures), [`book`]
 //! (the book's own structure: includes, anchors, claims), [`metrics`] (per-example losses
 //! and predictions, the confusion matrix), [`gemm`] (the `f32` matrix
@@ -38,3 +41,4 @@ pub mod nn;
 pub mod optim;
 pub mod progress;
 pub mod report;
+pub mod train;

@@ -93,6 +93,13 @@ enum Command {
         /// Where to write the model file.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Save the whole training state to this file after every epoch.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Continue from a training state saved by --checkpoint (same --seed and data);
+        /// the result is the same as a run that never stopped.
+        #[arg(long, value_name = "FILE")]
+        resume: Option<PathBuf>,
     },
 }
 
@@ -155,11 +162,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             epochs,
             seed,
             out,
+            checkpoint,
+            resume,
         } => {
             if model != "mnist-cnn" {
                 bail!("unknown model `{model}` (expected mnist-cnn)");
             }
-            let accs = experiments::mnist_cnn::train_and_save(&dir, epochs, seed, &out)?;
+            let recipe = dlbook::train::mnist::Recipe::new(epochs, seed);
+            let accs = dlbook::train::mnist::train_and_save(
+                &dir,
+                &recipe,
+                &out,
+                checkpoint.as_deref(),
+                resume.as_deref(),
+            )?;
             for (e, a) in accs.iter().enumerate() {
                 println!("epoch {}: test accuracy {:.2} %", e + 1, 100.0 * a);
             }

@@ -18,18 +18,19 @@
 
 use anyhow::Result;
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
 use crate::nn::mlp::{rows, Mlp};
-use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss};
 use crate::nn::{Layer, Mode};
+use crate::optim::Sgd;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::image_matrix;
+use crate::train::{train_with, ClassifierLoss, TrainSpec};
 
 /// Experiment `activations_mnist`, registered in [`super::all`].
 pub struct ActivationsMnist;
@@ -176,22 +177,23 @@ pub fn train_one(
 ) -> ActRun {
     let h = cfg.hidden;
     let mut mlp = Mlp::new(&[x.ncols(), h, h, 10], act, matched_init(act), seed);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1000));
-    let (mut test_acc, mut train_loss) = (vec![], vec![]);
-    for _ in 0..cfg.n_epochs {
-        let order = shuffled(x.nrows(), &mut rng);
-        let l = train_epoch(
-            &mut mlp,
-            x,
-            y,
-            &order,
-            cfg.batch_size,
-            lr,
-            ClassifierLoss::CrossEntropy,
-        );
-        train_loss.push(l);
-        test_acc.push(evaluate(&mut mlp, xt, yt));
-    }
+    let train = Dataset::classes(x.clone().into_dyn(), y.to_vec());
+    let test = Dataset::classes(xt.clone().into_dyn(), yt.to_vec());
+    let spec = TrainSpec::gradient_descent(
+        cfg.n_epochs,
+        cfg.batch_size,
+        seed.wrapping_add(1000),
+    );
+    let loss = ClassifierLoss::CrossEntropy;
+    let h = train_with(
+        &mut mlp,
+        &mut Sgd::new(lr),
+        &loss,
+        &train,
+        Some(&test),
+        &spec,
+    );
+    let (test_acc, train_loss) = (h.test_acc, h.epoch_loss);
     let _ = mlp.forward(&rows(xt, 0, cfg.n_probe.min(xt.nrows())), Mode::Eval);
     let (dead, saturated) = dead_and_saturated(&mlp, cfg.saturation);
     ActRun {

@@ -10,12 +10,14 @@ use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::augment::digits_pipeline;
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig, Downsample};
 use crate::nn::Module;
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Format, Report, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `cnn_ablation`, registered in [`super::all`].
 pub struct CnnAblation;
@@ -156,6 +158,7 @@ pub fn train_variant(
         log_every: 10,
         penalty: None,
         augment: if v.augment { Some(&pipeline) } else { None },
+        ..TrainSpec::default()
     };
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (h, model.n_params())
@@ -163,8 +166,8 @@ pub fn train_variant(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
     let mut rows = vec![];

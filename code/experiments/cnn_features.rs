@@ -22,9 +22,10 @@ use super::{Experiment, Preset};
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Mode, Module, Named};
-use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, TrainSpec};
 
 /// Experiment `cnn_features`, registered in [`super::all`].
 pub struct CnnFeatures;
@@ -155,13 +156,13 @@ pub fn map_image(m: &ndarray::ArrayView2<f32>, up: usize) -> Vec<u8> {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = vec![cfg.seed];
     r.data = mnist_refs();
 
     let n_probe = cfg.n_probe.min(test.len());
-    let probe = test.x.slice(s![..n_probe, ..]).to_owned().into_dyn();
+    let probe = test.head(n_probe).x;
     let mut model = mnist_cnn(&CnnConfig::default(), cfg.seed);
     let w0 = param(&mut model, "conv1.weight");
     let w0_2 = param(&mut model, "conv2.weight");
@@ -176,8 +177,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         batch_size: cfg.batch_size,
         seed: cfg.seed,
         log_every: 50,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     let mut opt = Adam::new(cfg.lr);
     let history = train_classifier(&mut model, &mut opt, &train, &test, &spec);
@@ -259,9 +259,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let picks: Vec<usize> = cfg
         .digits
         .iter()
-        .map(|&d| test.y.iter().position(|&y| y == d).unwrap_or(0))
+        .map(|&d| test.labels().iter().position(|&y| y == d).unwrap_or(0))
         .collect();
-    let x = test.x.select(Axis(0), &picks).into_dyn(); // (n_digits, 784)
+    let x = test.x.select(Axis(0), &picks); // (n_digits, 784)
     let outs = model.forward_all(&x, Mode::Eval);
     let get = |name: &str| {
         outs.iter()
@@ -274,10 +274,10 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         let mut images = vec![];
         let mut row_labels = vec![];
         for (k, &i) in picks.iter().enumerate() {
-            row_labels.push(format!("digit {}", test.y[i]));
+            row_labels.push(format!("digit {}", test.labels()[i]));
             // The input, cropped (conv1) or resampled to the map's grid: conv1 unit
             // (a, b) is centred on pixel (a + 1, b + 1), so dropping the border aligns.
-            let img = test.x.row(i);
+            let img = test.flat().row(i).to_owned();
             images.push(
                 (0..side * side)
                     .map(|p| {

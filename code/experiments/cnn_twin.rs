@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 use candle_core::DType;
-use ndarray::{s, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -23,9 +23,10 @@ use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::dropout::Dropout;
 use crate::nn::gradcheck::rel_error;
 use crate::nn::{softmax_cross_entropy, Layer, Mode, Module};
-use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, TrainSpec};
 
 /// Experiment `cnn_twin`, registered in [`super::all`].
 pub struct CnnTwin;
@@ -125,15 +126,15 @@ pub fn agreement(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = vec![cfg.seed];
     r.data = mnist_refs();
 
     // Agreement from the same weights.
     let n = cfg.n_check.min(train.len());
-    let x = train.x.slice(s![..n, ..]).to_owned().into_dyn();
-    let y = &train.y[..n];
+    let x = train.head(n).x;
+    let y = &train.labels()[..n];
     let mut rows = vec![];
     for (name, dtype) in [("F64", DType::F64), ("F32", DType::F32)] {
         let (lg, gg) = agreement(&x, y, cfg.seed, dtype)?;
@@ -183,6 +184,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     // nothing else from it without augmentation: the same generator gives the twin the
     // same batches.
     let mut order: Vec<usize> = (0..train.len()).collect();
+    let (train_x, test_x) = (train.flat().to_owned(), test.flat().to_owned()); // (N, 784)
     let (mut acc_ours, mut acc_twin) = (vec![], vec![]);
     let mut rows = vec![];
     for epoch in 1..=cfg.n_epochs {
@@ -192,8 +194,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             batch_size: cfg.batch_size,
             seed: cfg.seed.wrapping_add(1000 * epoch as u64),
             log_every: usize::MAX,
-            penalty: None,
-            augment: None,
+            ..TrainSpec::default()
         };
         let mut spec_rng = ChaCha8Rng::seed_from_u64(spec.seed);
         order.sort_unstable();
@@ -203,13 +204,13 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         let t = std::time::Instant::now();
         twin.train_epoch(
             &mut candle_opt,
-            &train.x,
-            &train.y,
+            &train_x,
+            train.labels(),
             &order,
             cfg.batch_size,
             &mut mask_of,
         )?;
-        let a_twin = twin.accuracy(&test.x, &test.y)?;
+        let a_twin = twin.accuracy(&test_x, test.labels())?;
         let t_twin = t.elapsed().as_secs_f64();
         let a_ours = h.final_acc();
         eprintln!(

@@ -11,13 +11,15 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::freeze::freeze;
 use crate::nn::Module;
-use crate::optim::train::{train_classifier, Dataset, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{Column, Format, Report, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, TrainSpec};
 
 /// Experiment `frozen_filters`, registered in [`super::all`].
 pub struct FrozenFilters;
@@ -113,8 +115,7 @@ pub fn train_variant(
         batch_size: cfg.batch_size,
         seed,
         log_every: 50,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     let mut opt = Adam::new(cfg.lr);
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
@@ -123,8 +124,8 @@ pub fn train_variant(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
     let mut rows = vec![];

@@ -8,16 +8,19 @@
 //! gets most wrong (highest cross-entropy).
 
 use anyhow::Result;
+use ndarray::Axis;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::metrics::{confusion, per_example};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::Named;
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `mnist_cnn`, registered in [`super::all`].
 pub struct MnistCnn;
@@ -100,38 +103,17 @@ pub fn train_one(
         batch_size: cfg.batch_size,
         seed,
         log_every: cfg.log_every,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (model, h)
 }
 // ANCHOR_END: train_seed_model
 
-/// Trains the seed model on all of MNIST for `n_epochs` with `seed` (the book's
-/// recipe) and saves it to `out` as safetensors; returns the test accuracy after each
-/// epoch. What `dlbook train mnist-cnn` runs.
-pub fn train_and_save(
-    dir: &DataDir,
-    n_epochs: usize,
-    seed: u64,
-    out: &std::path::Path,
-) -> Result<Vec<f64>> {
-    let cfg = Config {
-        n_epochs,
-        ..Config::full()
-    };
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    let (mut model, h) = train_one(&cfg, &train, &test, seed);
-    crate::models::checkpoint::save(&mut model, out)?;
-    Ok(h.test_acc)
-}
-
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
 
@@ -235,8 +217,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
 
     // The first seed's model on the test set.
     let (model, _) = &mut runs[0];
-    let (losses, preds) = per_example(model, test.x.view(), &test.y);
-    let conf = confusion(&test.y, &preds, 10);
+    let (losses, preds) = per_example(model, test.flat(), test.labels());
+    let conf = confusion(test.labels(), &preds, 10);
     let mut columns = vec![col("true \\ predicted", Format::Int)];
     columns.extend((0..10).map(|k| col(&k.to_string(), Format::Int)));
     columns.push(col("recall", Format::Percent(1)));
@@ -290,16 +272,16 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     for (rank, &i) in worst.iter().enumerate() {
         images.push(
             test.x
-                .row(i)
+                .index_axis(Axis(0), i)
                 .iter()
                 .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
                 .collect(),
         );
-        labels.push(format!("{} → {}", test.y[i], preds[i]));
+        labels.push(format!("{} → {}", test.labels()[i], preds[i]));
         rows.push(vec![
             Value::Num((rank + 1) as f64),
             Value::Num(i as f64),
-            Value::Num(test.y[i] as f64),
+            Value::Num(test.labels()[i] as f64),
             Value::Num(preds[i] as f64),
             Value::Num(losses[i]),
         ]);

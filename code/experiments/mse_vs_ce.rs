@@ -5,22 +5,21 @@
 //! Both losses see the same initial weights and the same batches for a given seed; each
 //! is reported at every learning rate, so neither is judged at a rate that suits only the
 //! other. The gradient each loss sends to the logit of the true class when the network
-//! is confidently wrong is computed exactly (see [`crate::nn::train`]).
+//! is confidently wrong is computed exactly (see [`crate::train::classifier_loss`]).
 
 use anyhow::Result;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
 use crate::nn::mlp::Mlp;
-use crate::nn::train::{
-    classifier_loss, evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss,
-};
+use crate::optim::Sgd;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::image_matrix;
+use crate::train::{classifier_loss, train_with, ClassifierLoss, TrainSpec};
 
 /// Experiment `mse_vs_ce`, registered in [`super::all`].
 pub struct MseVsCe;
@@ -115,14 +114,22 @@ fn train_run(
         Init::He,
         seed,
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1000));
-    (0..cfg.n_epochs)
-        .map(|_| {
-            let order = shuffled(x.nrows(), &mut rng);
-            train_epoch(&mut mlp, x, y, &order, cfg.batch_size, lr, loss);
-            evaluate(&mut mlp, xt, yt)
-        })
-        .collect()
+    let train = Dataset::classes(x.clone().into_dyn(), y.clone());
+    let test = Dataset::classes(xt.clone().into_dyn(), yt.clone());
+    let spec = TrainSpec::gradient_descent(
+        cfg.n_epochs,
+        cfg.batch_size,
+        seed.wrapping_add(1000),
+    );
+    train_with(
+        &mut mlp,
+        &mut Sgd::new(lr),
+        &loss,
+        &train,
+        Some(&test),
+        &spec,
+    )
+    .test_acc
 }
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.

@@ -11,17 +11,18 @@
 //!    order); training-loss curves and test accuracy are mean ± std over the seeds.
 
 use anyhow::Result;
-use ndarray::s;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
 use crate::nn::mlp::Mlp;
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::{Adam, Optimizer, OptimizerKind};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `optim_mnist`, registered in [`super::all`].
 pub struct OptimMnist;
@@ -120,22 +121,18 @@ pub fn train_mlp(
         batch_size: cfg.batch_size,
         seed,
         log_every: cfg.log_every,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     train_classifier(&mut model, opt, train, eval, &spec)
 }
 
 fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
-    Dataset {
-        x: d.x.slice(s![range.clone(), ..]).to_owned(),
-        y: d.y[range].to_vec(),
-    }
+    d.select(&range.collect::<Vec<_>>())
 }
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let all = Dataset::mnist(dir, Split::Train, 60_000)?;
+    let all = mnist_rows(dir, Split::Train, 60_000)?;
     let n = all.len();
     anyhow::ensure!(
         cfg.n_train.max(cfg.sweep_n_train) + cfg.n_val <= n,
@@ -146,7 +143,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = subset(&all, 0..cfg.n_train);
     let sweep_train = subset(&all, 0..cfg.sweep_n_train);
     let val = subset(&all, n - cfg.n_val..n);
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
 
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();

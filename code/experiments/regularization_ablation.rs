@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::augment::{digits_pipeline, Noise, Rotate, Shift, Transform};
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::nn::activation::{Activation, ActivationLayer};
 use crate::nn::batchnorm::BatchNorm;
@@ -26,9 +27,10 @@ use crate::nn::layernorm::LayerNorm;
 use crate::nn::linear::{Init, Linear};
 use crate::nn::mlp::Sequential;
 use crate::nn::regularization::Penalty;
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `regularization_ablation`, registered in [`super::all`].
 pub struct RegularizationAblation;
@@ -238,6 +240,7 @@ pub fn train_variant(
         log_every: cfg.log_every,
         penalty: v.penalty,
         augment: if v.augment { Some(&pipeline) } else { None },
+        ..TrainSpec::default()
     };
     train_classifier(&mut model, &mut opt, train, test, &spec)
 }
@@ -250,8 +253,8 @@ fn to_u8(img: &[f32]) -> Vec<u8> {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
 
@@ -388,8 +391,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let mut images = vec![];
     let mut row_labels = vec![];
     for digit in [2usize, 4, 7, 9] {
-        let i = test.y.iter().position(|&y| y == digit).unwrap_or(0);
-        let img: Vec<f32> = test.x.row(i).to_vec();
+        let i = test.labels().iter().position(|&y| y == digit).unwrap_or(0);
+        let img: Vec<f32> = test.flat().row(i).to_vec();
         row_labels.push(format!("digit {digit}"));
         images.push(to_u8(&img));
         let img = ndarray::Array3::from_shape_vec((1, 28, 28), img).expect("784 pixels");

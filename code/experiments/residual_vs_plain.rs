@@ -12,17 +12,18 @@
 //! networks of growing depth.
 
 use anyhow::Result;
-use ndarray::s;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::resnet::{resnet, ResNetConfig};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::{Layer, Mode, Module};
-use crate::optim::train::{train_classifier, Dataset, History, TrainSpec};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::train::mnist::mnist_rows;
+use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `residual_vs_plain`, registered in [`super::all`].
 pub struct ResidualVsPlain;
@@ -139,10 +140,10 @@ pub fn first_layer_grad_norm(
     n: usize,
 ) -> f64 {
     let mut net = resnet(arch, seed);
-    let x = data.x.slice(s![..n, ..]).to_owned().into_dyn();
+    let x = data.head(n).x;
     net.zero_grad();
     let logits = net.forward(&x, Mode::Train);
-    let (_, dlogits) = softmax_cross_entropy(&logits, &data.y[..n]);
+    let (_, dlogits) = softmax_cross_entropy(&logits, &data.labels()[..n]);
     net.backward(&dlogits);
     let mut norm = 0.0f64;
     net.visit_params("", &mut |name, p| {
@@ -174,16 +175,15 @@ pub fn train_one(
         batch_size: cfg.batch_size,
         seed,
         log_every: cfg.log_every,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     train_classifier(&mut net, &mut opt, train, test, &spec)
 }
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
+    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
 

@@ -8,20 +8,23 @@
 
 use anyhow::Result;
 use candle_core::DType;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
+use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::candle_twin::{to_array, CandleMlp};
 use crate::nn::linear::Init;
 use crate::nn::loss::accuracy;
 use crate::nn::mlp::Mlp;
-use crate::nn::train::{evaluate, image_matrix, shuffled, train_epoch, ClassifierLoss};
 use crate::nn::Module;
+use crate::optim::Sgd;
 use crate::report::{col, Format, Report, Table, Value};
+use crate::train::mnist::image_matrix;
+use crate::train::{
+    accuracy_on, fit, Callback, ClassifierLoss, Control, EpochInfo, TrainSpec,
+};
 
 /// Experiment `twin_mnist`, registered in [`super::all`].
 pub struct TwinMnist;
@@ -97,21 +100,55 @@ pub fn train_both(
     let (x, y, xt, yt) = data;
     let mut mlp = Mlp::new(&cfg.sizes, Activation::Relu, Init::He, seed);
     let twin = CandleMlp::from_mlp(&mlp, DType::F32)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1000));
-    for _ in 0..cfg.n_epochs {
-        let order = shuffled(x.nrows(), &mut rng);
-        train_epoch(
-            &mut mlp,
-            x,
-            y,
-            &order,
-            cfg.batch_size,
-            cfg.lr,
-            ClassifierLoss::CrossEntropy,
-        );
-        twin.train_epoch(x, y, &order, cfg.batch_size, f64::from(cfg.lr))?;
+    // The twin trains alongside, each epoch in the order ours just used.
+    struct Twin<'a> {
+        twin: &'a CandleMlp,
+        x: &'a ndarray::Array2<f32>,
+        y: &'a [usize],
+        cfg: &'a Config,
+        result: Result<()>,
     }
-    let ours = evaluate(&mut mlp, xt, yt);
+    impl Callback for Twin<'_> {
+        fn on_epoch(&mut self, info: &EpochInfo) -> Control {
+            let lr = f64::from(self.cfg.lr);
+            self.result = self
+                .twin
+                .train_epoch(self.x, self.y, info.order, self.cfg.batch_size, lr)
+                .map(|_| ());
+            match self.result {
+                Ok(()) => Control::Continue,
+                Err(_) => Control::Stop,
+            }
+        }
+    }
+    let mut cb = Twin {
+        twin: &twin,
+        x,
+        y,
+        cfg,
+        result: Ok(()),
+    };
+    let train = Dataset::classes(x.clone().into_dyn(), y.clone());
+    let spec = TrainSpec::gradient_descent(
+        cfg.n_epochs,
+        cfg.batch_size,
+        seed.wrapping_add(1000),
+    );
+    let loss = ClassifierLoss::CrossEntropy;
+    fit(
+        &mut mlp,
+        &mut Sgd::new(cfg.lr),
+        &loss,
+        &train,
+        None,
+        &spec,
+        &mut [&mut cb],
+    )?;
+    cb.result?;
+    let ours = accuracy_on(
+        &mut mlp,
+        &Dataset::classes(xt.clone().into_dyn(), yt.clone()),
+    );
     let theirs = accuracy(&twin.predict(&xt.clone().into_dyn())?, yt);
     let mut ours_w = vec![];
     mlp.visit_params("", &mut |_, p| ours_w.push(p.value.mapv(f64::from)));

@@ -53,6 +53,10 @@ impl Dropout {
 
 impl Module for Dropout {
     fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+
+    fn visit_rngs(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut ChaCha8Rng)) {
+        f(&super::join(prefix, "rng"), &mut self.rng);
+    }
 }
 
 impl Layer for Dropout {

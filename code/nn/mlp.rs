@@ -53,6 +53,12 @@ impl Module for Sequential {
             layer.visit_buffers(&join(prefix, &format!("layers.{i}")), f);
         }
     }
+
+    fn visit_rngs(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut ChaCha8Rng)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_rngs(&join(prefix, &format!("layers.{i}")), f);
+        }
+    }
 }
 
 // ANCHOR: sequential

@@ -13,6 +13,7 @@
 //! sequence layers; each layer documents its shapes in a `# Shapes` section.
 
 use ndarray::{ArrayD, ArrayViewMutD};
+use rand_chacha::ChaCha8Rng;
 
 /// A trainable tensor and the gradient accumulated for it.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +61,15 @@ pub trait Module {
         _f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>),
     ) {
     }
+
+    /// Calls `f` on every random-number generator the model draws from while training
+    /// (the mask generator of dropout), with its dotted name under `prefix`, in a fixed
+    /// order. A training checkpoint saves and restores their positions, so that a run
+    /// resumed from it draws the same masks as one that never stopped: the generators
+    /// are state of the run, like the optimizer's moments, not of the model, which is why
+    /// they are not buffers (a model file does not carry them). Containers forward it to
+    /// their layers; layers without randomness keep this default, which visits nothing.
+    fn visit_rngs(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut ChaCha8Rng)) {}
 
     /// Zeroes every parameter gradient.
     fn zero_grad(&mut self) {
@@ -121,7 +131,6 @@ pub mod linear;
 pub mod loss;
 pub mod mlp;
 pub mod perceptron;
-pub mod train;
 
 pub use activation::{Activation, ActivationLayer, Softmax};
 pub use linear::{Init, Linear};

@@ -104,6 +104,16 @@ impl Module for Named {
             layer.visit_buffers(&join(prefix, name), f);
         }
     }
+
+    fn visit_rngs(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, &mut rand_chacha::ChaCha8Rng),
+    ) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_rngs(&join(prefix, name), f);
+        }
+    }
 }
 
 // ANCHOR: named_layer

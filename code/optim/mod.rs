@@ -64,7 +64,10 @@ use rayon::prelude::*;
 use crate::nn::{Module, Param};
 
 /// Something that updates a model's parameters from their accumulated gradients.
-pub trait Optimizer {
+///
+/// Its memory between steps (velocities, moments, the step count) can be taken out and
+/// put back through [`SaveState`], which is what a training checkpoint stores.
+pub trait Optimizer: SaveState {
     /// One update of every parameter of `model` from its `grad`. Gradients are left as
     /// they are: call [`Module::zero_grad`] before the next backward pass.
     fn step(&mut self, model: &mut dyn Module);
@@ -321,4 +324,99 @@ impl OptimizerKind {
 }
 
 pub mod surfaces;
-pub mod train;
+/// What an optimizer remembers between steps: tensors by key (`velocity.fc1.weight`,
+/// `m.fc1.weight`) and scalars by name (Adam's step count `t`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptimizerState {
+    /// State tensors, by key.
+    pub tensors: BTreeMap<String, ArrayD<f32>>,
+    /// State scalars, by name.
+    pub scalars: BTreeMap<String, f64>,
+}
+
+/// Taking an optimizer's state out and putting it back, for checkpoints. A parameter the
+/// optimizer never stepped (a frozen one) has no entry.
+pub trait SaveState {
+    /// A copy of the state.
+    fn save_state(&self) -> OptimizerState;
+
+    /// Replaces the state by `state`; an error (and no change) if a key is not one this
+    /// optimizer keeps.
+    fn load_state(&mut self, state: OptimizerState) -> Result<(), String>;
+}
+
+/// The tensors of `state` under `key.`, by parameter name; an error for any other key.
+fn split_state(
+    state: &OptimizerState,
+    keys: &[&str],
+) -> Result<Vec<BTreeMap<String, ArrayD<f32>>>, String> {
+    let mut out = vec![BTreeMap::new(); keys.len()];
+    for (k, t) in &state.tensors {
+        let slot = keys.iter().position(|key| {
+            k.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
+        });
+        let Some(i) = slot else {
+            return Err(format!(
+                "optimizer state tensor {k:?} is not one of {keys:?} followed by a name"
+            ));
+        };
+        out[i].insert(k[keys[i].len() + 1..].to_string(), t.clone());
+    }
+    Ok(out)
+}
+
+fn with_prefix<'a>(
+    key: &'a str,
+    map: &'a BTreeMap<String, ArrayD<f32>>,
+) -> impl Iterator<Item = (String, ArrayD<f32>)> + 'a {
+    map.iter()
+        .map(move |(n, t)| (format!("{key}.{n}"), t.clone()))
+}
+
+impl SaveState for Sgd {
+    fn save_state(&self) -> OptimizerState {
+        OptimizerState {
+            tensors: with_prefix("velocity", &self.velocity).collect(),
+            scalars: BTreeMap::new(),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<(), String> {
+        if let Some(k) = state.scalars.keys().next() {
+            return Err(format!("SGD keeps no scalar state, got {k:?}"));
+        }
+        let mut parts = split_state(&state, &["velocity"])?;
+        self.velocity = parts.remove(0);
+        Ok(())
+    }
+}
+
+impl SaveState for Adam {
+    fn save_state(&self) -> OptimizerState {
+        OptimizerState {
+            tensors: with_prefix("m", &self.m)
+                .chain(with_prefix("v", &self.v))
+                .collect(),
+            scalars: BTreeMap::from([("t".to_string(), f64::from(self.t))]),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<(), String> {
+        let t = match state.scalars.get("t") {
+            Some(&t) if t >= 0.0 && t.fract() == 0.0 && t <= f64::from(i32::MAX) => {
+                t as i32
+            }
+            Some(t) => return Err(format!("Adam step count t = {t} is not a count")),
+            None => return Err("Adam state has no step count t".into()),
+        };
+        if let Some(k) = state.scalars.keys().find(|k| *k != "t") {
+            return Err(format!("Adam keeps no scalar {k:?}"));
+        }
+        let mut parts = split_state(&state, &["m", "v"])?;
+        self.v = parts.pop().expect("two parts");
+        self.m = parts.pop().expect("two parts");
+        self.t = t;
+        Ok(())
+    }
+}

@@ -235,3 +235,39 @@ fn scratch_and_candle_train_to_the_same_accuracy() {
     };
     assert!(max(diffs) < 1e-5, "weight differences {diffs:?}");
 }
+
+#[test]
+fn sgd_without_momentum_is_sgd_step_bit_for_bit() {
+    // The experiments train with `Sgd::new(lr)` in the shared loop: its update must be
+    // the same floats as `sgd_step`'s.
+    use dlbook::nn::{sgd_step, Activation, Init, Mlp, Module};
+    use dlbook::optim::{Optimizer, Sgd};
+    let mut a = Mlp::new(&[20, 16, 10], Activation::Relu, Init::He, 0);
+    let mut k = 0.0f32;
+    a.visit_params("", &mut |_, p| {
+        p.grad.mapv_inplace(|_| {
+            k += 1.0;
+            (k * 0.61).sin() * 3.0
+        })
+    });
+    let mut b = Mlp::new(&[20, 16, 10], Activation::Relu, Init::He, 0);
+    let mut grads = vec![];
+    a.visit_params("", &mut |_, p| grads.push(p.grad.clone()));
+    let mut it = grads.into_iter();
+    b.visit_params("", &mut |_, p| p.grad = it.next().unwrap());
+    sgd_step(&mut a, 0.07);
+    Sgd::new(0.07).step(&mut b);
+    let bits = |m: &mut Mlp| {
+        let mut v = vec![];
+        m.visit_params("", &mut |_, p| {
+            v.extend(p.value.iter().map(|x| x.to_bits()))
+        });
+        v
+    };
+    let (wa, wb) = (bits(&mut a), bits(&mut b));
+    assert_eq!(wa, wb);
+    assert_ne!(
+        wa,
+        bits(&mut Mlp::new(&[20, 16, 10], Activation::Relu, Init::He, 0))
+    );
+}

@@ -8,9 +8,10 @@ use dlbook::data::{DataDir, Split};
 use dlbook::experiments::{self, Experiment as _, Preset as _};
 use dlbook::experiments::{cnn_ablation, mnist_cnn};
 use dlbook::models::{mnist_cnn as build, CnnConfig};
-use dlbook::optim::train::{train_classifier, Dataset, TrainSpec};
 use dlbook::optim::Adam;
 use dlbook::report::{Report, Value};
+use dlbook::train::mnist::mnist_rows;
+use dlbook::train::{train_classifier, TrainSpec};
 
 // ANCHOR: seed_model_test_accuracy
 /// The seed model trained exactly as the text says (Adam, learning rate 1e-3, batches
@@ -18,8 +19,8 @@ use dlbook::report::{Report, Value};
 /// its accuracy on all 10,000 test images.
 pub fn seed_model_test_accuracy(seed: u64, n_epochs: usize) -> f64 {
     let dir = DataDir::resolve(None);
-    let train = Dataset::mnist(&dir, Split::Train, 60_000).expect("MNIST training set");
-    let test = Dataset::mnist(&dir, Split::Test, 10_000).expect("MNIST test set");
+    let train = mnist_rows(&dir, Split::Train, 60_000).expect("MNIST training set");
+    let test = mnist_rows(&dir, Split::Test, 10_000).expect("MNIST test set");
     let mut model = build(&CnnConfig::default(), seed);
     let mut opt = Adam::new(1e-3);
     let spec = TrainSpec {
@@ -27,8 +28,7 @@ pub fn seed_model_test_accuracy(seed: u64, n_epochs: usize) -> f64 {
         batch_size: 128,
         seed,
         log_every: 100,
-        penalty: None,
-        augment: None,
+        ..TrainSpec::default()
     };
     let history = train_classifier(&mut model, &mut opt, &train, &test, &spec);
     history.final_acc()

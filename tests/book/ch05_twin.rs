@@ -15,13 +15,14 @@ use dlbook::nn::dropout::Dropout;
 use dlbook::nn::gradcheck::rel_error;
 use dlbook::nn::softmax_cross_entropy;
 use dlbook::nn::{Layer, Mode, Module};
-use dlbook::optim::train::Dataset;
-use ndarray::{s, ArrayD, IxDyn};
+use dlbook::train::mnist::mnist_rows;
+use ndarray::{ArrayD, IxDyn};
 
 fn batch(split: Split, n: usize) -> (ArrayD<f32>, Vec<usize>) {
-    let d = Dataset::mnist(&DataDir::resolve(None), split, n)
-        .expect("MNIST is in the data dir");
-    (d.x.slice(s![..n, ..]).to_owned().into_dyn(), d.y)
+    let d =
+        mnist_rows(&DataDir::resolve(None), split, n).expect("MNIST is in the data dir");
+    let y = d.labels().to_vec();
+    (d.x, y)
 }
 
 /// The largest relative gap between the from-scratch logits and the twin's (eval mode)

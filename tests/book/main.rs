@@ -23,3 +23,4 @@ mod data_dataset;
 mod data_io;
 mod fresh;
 mod integrity;
+mod train_loop;
