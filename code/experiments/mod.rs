@@ -18,7 +18,7 @@
 //!
 //! Adding an experiment: a file here with a `Config` (`impl Preset for Config`), a
 //! `run(cfg, dir, report)` that fills the report, a unit struct implementing
-//! [`Experiment`], and one line in the [`registry!`] list below.
+//! [`Experiment`], and one line in the `registry!` list below.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
