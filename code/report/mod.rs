@@ -59,7 +59,7 @@ pub struct Report {
     /// Figures, in the order the chapter shows them.
     pub figures: Vec<Figure>,
     /// For a committed full run: the fingerprint of the quick preset's outcome on the
-    /// code that made it (see [`crate::experiments::check_fresh`]). Absent from quick
+    /// code that made it (see `experiments::check_fresh`). Absent from quick
     /// runs and timing reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quick_fingerprint: Option<String>,
