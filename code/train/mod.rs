@@ -33,7 +33,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{augment_batch, Transform};
+use crate::augment::{augment_images, Transform};
 use crate::data::{Dataset, Targets};
 use crate::nn::activation::Softmax;
 use crate::nn::loss::{accuracy, mse, softmax_cross_entropy};
@@ -345,7 +345,7 @@ impl RunState {
 
 /// The image size `(h, w)` of examples of shape `shape`: `[h*w]` (a square),
 /// `[h, w]` or `[1, h, w]`.
-fn image_size(shape: &[usize]) -> (usize, usize) {
+fn image_shape(shape: &[usize]) -> [usize; 3] {
     match *shape {
         [d] => {
             let s = (d as f64).sqrt().round() as usize;
@@ -354,10 +354,11 @@ fn image_size(shape: &[usize]) -> (usize, usize) {
                 d,
                 "augment: rows of {d} pixels are not square images"
             );
-            (s, s)
+            [1, s, s]
         }
-        [h, w] | [1, h, w] => (h, w),
-        _ => panic!("augment: examples of shape {shape:?} are not grey images"),
+        [h, w] => [1, h, w],
+        [c, h, w] => [c, h, w],
+        _ => panic!("augment: examples of shape {shape:?} are not images"),
     }
 }
 
@@ -480,12 +481,13 @@ fn train_step(
 ) -> Option<f32> {
     let mut x = batch.x;
     if let Some(t) = spec.augment {
+        // Rows of pixels, (B, H, W) or (B, C, H, W): augmented as (B, C, H, W) images.
         let shape = x.shape().to_vec();
-        let (h, w) = image_size(&shape[1..]);
-        let flat = x
-            .into_shape_with_order((shape[0], h * w)) // (B, h * w)
+        let [c, h, w] = image_shape(&shape[1..]);
+        let images = x
+            .into_shape_with_order(IxDyn(&[shape[0], c, h, w]))
             .expect("a batch is in standard layout");
-        let aug = augment_batch(&flat, w, h, t, rng);
+        let aug = augment_images(&images, t, rng);
         x = aug.into_shape_with_order(IxDyn(&shape)).expect("same size");
     }
     model.zero_grad();

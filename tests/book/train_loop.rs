@@ -409,3 +409,75 @@ fn a_malformed_or_truncated_checkpoint_is_a_clear_error() {
     let mut fresh = fresh;
     assert_eq!(weights(&mut m2), weights(&mut fresh));
 }
+
+/// Records the inputs the loop hands it; no parameters, passes `dy` through.
+struct InputRecorder(std::rc::Rc<std::cell::RefCell<Vec<ArrayD<f32>>>>);
+
+impl Module for InputRecorder {
+    fn visit_params(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut dlbook::nn::Param)) {
+    }
+}
+
+impl dlbook::nn::Layer for InputRecorder {
+    fn forward(&mut self, x: &ArrayD<f32>, _: dlbook::nn::Mode) -> ArrayD<f32> {
+        self.0.borrow_mut().push(x.clone());
+        // (B, C, H, W) -> one logit per class: the first three pixels of channel 0.
+        let b = x.shape()[0];
+        ArrayD::from_shape_fn(ndarray::IxDyn(&[b, 3]), |ix| x[[ix[0], 0, 0, ix[1]]])
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        dy.clone()
+    }
+}
+
+#[test]
+fn the_loop_augments_colour_images_of_any_size() {
+    // Three identical channels of 12 x 10 noise: every augmented image must keep its
+    // three channels identical (one shift for all), and differ from the original.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (n, h, w) = (6, 12, 10);
+    let plane = ndarray::Array3::from_shape_fn((n, h, w), |_| rng.random::<f32>());
+    let x = ndarray::Array4::from_shape_fn((n, 3, h, w), |(i, _, r, c)| plane[[i, r, c]]);
+    let data = Dataset::classes(x.clone().into_dyn(), vec![0, 1, 2, 0, 1, 2]);
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(vec![]));
+    let mut model = InputRecorder(seen.clone());
+    let shift = dlbook::augment::Shift { max: 3 };
+    let spec = TrainSpec {
+        n_epochs: 1,
+        batch_size: n,
+        augment: Some(&shift),
+        ..TrainSpec::default()
+    };
+    fit(
+        &mut model,
+        &mut Sgd::new(0.1),
+        &ClassifierLoss::CrossEntropy,
+        &data,
+        None,
+        &spec,
+        &mut [],
+    )
+    .unwrap();
+    let batch = seen.borrow()[0].clone();
+    assert_eq!(batch.shape(), &[n, 3, h, w]);
+    for img in batch.outer_iter() {
+        assert_eq!(
+            img.index_axis(ndarray::Axis(0), 0),
+            img.index_axis(ndarray::Axis(0), 1)
+        );
+        assert_eq!(
+            img.index_axis(ndarray::Axis(0), 0),
+            img.index_axis(ndarray::Axis(0), 2)
+        );
+    }
+    // Shifts fill with zeros, so a shifted image equals none of the originals.
+    let shifted = batch
+        .outer_iter()
+        .filter(|img| {
+            let c0 = img.index_axis(ndarray::Axis(0), 0);
+            plane.outer_iter().all(|orig| orig.into_dyn() != c0)
+        })
+        .count();
+    assert!(shifted > 0, "no image of the batch was shifted");
+}
