@@ -6,7 +6,7 @@
 //! seed (tables show them as mean ± std); and, for an ablation, one row per variant with
 //! its difference to the baseline. The pieces here are that skeleton, written once:
 //!
-//! ```ignore
+//! ```text
 //! #[derive(Clone, Debug, PartialEq, Serialize)]
 //! pub struct Config {
 //!     /// Training images (the first ones).
@@ -18,8 +18,18 @@
 //!     pub train: TrainFields,
 //!     /// Adam's learning rate.
 //!     pub lr: f32,
+//!     /// Steps per point of the training curves.
+//!     pub log_every: usize,
 //!     /// The variants, the baseline first.
 //!     pub variants: Vec<Variant>,
+//! }
+//!
+//! /// One variant trained with one seed.
+//! fn train_variant(cfg: &Config, v: &Variant, train: &Dataset, test: &Dataset,
+//!                  seed: u64) -> History {
+//!     let mut model = v.build(seed);
+//!     let spec = TrainSpec { log_every: cfg.log_every, ..cfg.train.spec(seed) };
+//!     train_classifier(&mut model, &mut Adam::new(cfg.lr), train, test, &spec)
 //! }
 //!
 //! pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
@@ -47,9 +57,8 @@
 //! }
 //! ```
 //!
-//! Every helper computes exactly what the experiments computed by hand before (the same
-//! sums in the same order), so moving an experiment onto them leaves its results
-//! bit-identical.
+//! Spreads are [`Value::mean_std`] over the seeds in seed order, the statistic every
+//! table shows for a per-seed value, so a figure's band and a table's ± agree.
 
 use std::time::Instant;
 
@@ -97,7 +106,7 @@ impl TrainFields {
 /// Runs `run` once per seed, in order, and returns what each run gave, in seed order.
 ///
 /// A full preset trains for minutes per seed, so this shows a progress bar labelled
-/// `what` and prints how long each seed took (`what seed 1: 12.3 s`) above it. The
+/// `what` and prints how long each seed took (`what, seed 1: 12.3 s`) above it. The
 /// timings go to standard error only: they are not reproducible, so never stored.
 pub fn over_seeds<T>(what: &str, seeds: &[u64], mut run: impl FnMut(u64) -> T) -> Vec<T> {
     let bar = progress::bar(seeds.len() as u64, what);
@@ -107,7 +116,7 @@ pub fn over_seeds<T>(what: &str, seeds: &[u64], mut run: impl FnMut(u64) -> T) -
             let t = Instant::now();
             let x = run(seed);
             progress::println(format!(
-                "{what} seed {seed}: {:.1} s (timing, not stored)",
+                "{what}, seed {seed}: {:.1} s (timing, not stored)",
                 t.elapsed().as_secs_f64()
             ));
             bar.inc(1);
