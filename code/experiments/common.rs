@@ -65,7 +65,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::progress;
-use crate::report::{Column, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{
+    col, Column, Figure, Format, Plot, Report, Scale, Series, Table, Value,
+};
 use crate::train::{History, TrainSpec};
 
 /// The fields every training experiment's configuration has: how long to train, in
@@ -227,11 +229,9 @@ impl<T> Ablation<T> {
         let columns = columns
             .iter()
             .map(|c| match c {
-                AblationColumn::Name(h) => crate::report::col(h, Format::Int),
-                AblationColumn::Accuracy => {
-                    crate::report::col("test accuracy", Format::Percent(2))
-                }
-                AblationColumn::Delta(h) => crate::report::col(h, Format::Fixed(2)),
+                AblationColumn::Name(h) => col(h, Format::Int),
+                AblationColumn::Accuracy => col("test accuracy", Format::Percent(2)),
+                AblationColumn::Delta(h) => col(h, Format::Fixed(2)),
                 AblationColumn::Other(col, _) => col.clone(),
             })
             .collect();
@@ -290,9 +290,12 @@ pub fn loss_curve<'a>(
 /// window, ∞ for a run whose loss stopped being finite (NaN when nothing was logged).
 pub fn final_losses<'a>(hs: impl IntoIterator<Item = &'a History>) -> Vec<f64> {
     hs.into_iter()
-        .map(|h| match h.finite {
-            true => h.train_loss.last().copied().unwrap_or(f64::NAN),
-            false => f64::INFINITY,
+        .map(|h| {
+            if h.finite {
+                h.train_loss.last().copied().unwrap_or(f64::NAN)
+            } else {
+                f64::INFINITY
+            }
         })
         .collect()
 }
