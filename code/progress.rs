@@ -4,7 +4,7 @@
 //! Every bar hangs off one process-wide [`indicatif::MultiProgress`], so nested work (an
 //! experiment's training epochs under `regen`'s list of experiments) stacks neatly.
 //! Bars draw on standard error only when it is a terminal: in CI logs, test runs and
-//! notebooks they are hidden and cost nothing, and [`println`] falls back to a plain line.
+//! notebooks they are hidden and cost nothing, and [`println()`] falls back to a plain line.
 
 use std::sync::OnceLock;
 use std::time::Duration;

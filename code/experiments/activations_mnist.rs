@@ -20,6 +20,7 @@ use anyhow::Result;
 use ndarray::Array2;
 use serde::Serialize;
 
+use super::common::{band_series, over_seeds, TrainFields};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
@@ -28,7 +29,7 @@ use crate::nn::linear::Init;
 use crate::nn::mlp::{rows, Mlp};
 use crate::nn::{Layer, Mode};
 use crate::optim::Sgd;
-use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Table, Value};
 use crate::train::mnist::image_matrix;
 use crate::train::{train_with, ClassifierLoss, TrainSpec};
 
@@ -59,10 +60,9 @@ pub struct Config {
     pub activations: Vec<Activation>,
     /// Learning rate.
     pub lr: f32,
-    /// Mini-batch size.
-    pub batch_size: usize,
-    /// Epochs.
-    pub n_epochs: usize,
+    /// Epochs, mini-batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
     /// Test images used to count dead and saturated units.
     pub n_probe: usize,
     /// An activation counts as saturated when its derivative is below this fraction of
@@ -70,8 +70,6 @@ pub struct Config {
     pub saturation: f32,
     /// Learning rate of the dead-unit ablation.
     pub ablation_lr: f32,
-    /// Seeds.
-    pub seeds: Vec<u64>,
 }
 
 impl Preset for Config {
@@ -88,12 +86,14 @@ impl Preset for Config {
                 Activation::LeakyRelu(0.01),
             ],
             lr: 0.1,
-            batch_size: 64,
-            n_epochs: 5,
+            train: TrainFields {
+                n_epochs: 5,
+                batch_size: 64,
+                seeds: vec![0, 1, 2],
+            },
             n_probe: 1000,
             saturation: 0.1,
             ablation_lr: 1.0,
-            seeds: vec![0, 1, 2],
         }
     }
 
@@ -103,7 +103,10 @@ impl Preset for Config {
             n_train: 5000,
             n_test: 2000,
             hidden: 64,
-            n_epochs: 3,
+            train: TrainFields {
+                n_epochs: 3,
+                ..Self::full().train
+            },
             n_probe: 500,
             ..Self::full()
         }
@@ -180,8 +183,8 @@ pub fn train_one(
     let train = Dataset::classes(x.clone().into_dyn(), y.to_vec());
     let test = Dataset::classes(xt.clone().into_dyn(), yt.to_vec());
     let spec = TrainSpec::gradient_descent(
-        cfg.n_epochs,
-        cfg.batch_size,
+        cfg.train.n_epochs,
+        cfg.train.batch_size,
         seed.wrapping_add(1000),
     );
     let loss = ClassifierLoss::CrossEntropy;
@@ -210,7 +213,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let test = data::mnist(dir, Split::Test)?;
     let (x, y) = image_matrix(&train, cfg.n_train);
     let (xt, yt) = image_matrix(&test, cfg.n_test);
-    r.seeds = cfg.seeds.clone();
+    let seeds = &cfg.train.seeds;
+    r.seeds = seeds.clone();
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
         r.data.push(data::data_ref(im));
@@ -219,11 +223,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let mut rows_ = vec![];
     let mut series = vec![];
     for &act in &cfg.activations {
-        let runs: Vec<ActRun> = cfg
-            .seeds
-            .iter()
-            .map(|&s| train_one(act, cfg.lr, cfg, s, &x, &y, &xt, &yt))
-            .collect();
+        let runs = over_seeds(&format!("activations_mnist: {}", act.name()), seeds, |s| {
+            train_one(act, cfg.lr, cfg, s, &x, &y, &xt, &yt)
+        });
         let per = |f: &dyn Fn(&ActRun) -> f64| Value::Seeds(runs.iter().map(f).collect());
         let key = act.name().to_lowercase().replace([' ', '(', ')', '.'], "");
         let first = runs.iter().map(|r| r.test_acc[0]).collect::<Vec<_>>();
@@ -245,18 +247,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             per(&|r| r.dead),
             per(&|r| r.saturated),
         ]);
-        let epochs: Vec<f64> = (1..=cfg.n_epochs).map(|e| e as f64).collect();
-        let mean_std: Vec<(f64, f64)> = (0..cfg.n_epochs)
-            .map(|e| {
-                Value::mean_std(&runs.iter().map(|r| r.train_loss[e]).collect::<Vec<_>>())
-            })
-            .collect();
-        series.push(Series {
-            name: act.name(),
-            x: epochs,
-            y: mean_std.iter().map(|m| m.0).collect(),
-            band: Some(mean_std.iter().map(|m| m.1).collect()),
-        });
+        let epochs: Vec<f64> = (1..=cfg.train.n_epochs).map(|e| e as f64).collect();
+        let losses: Vec<&[f64]> = runs.iter().map(|r| r.train_loss.as_slice()).collect();
+        series.push(band_series(act.name(), &epochs, &losses));
     }
     r.tables.push(Table {
         name: "activations".into(),
@@ -267,9 +260,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             x.nrows(),
             xt.nrows(),
             cfg.lr,
-            cfg.batch_size,
-            cfg.n_epochs,
-            cfg.seeds.len(),
+            cfg.train.batch_size,
+            cfg.train.n_epochs,
+            seeds.len(),
             cfg.n_probe,
             100.0 * cfg.saturation,
             h = cfg.hidden
@@ -300,15 +293,17 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     // Ablation: a large learning rate kills ReLU units; leaky ReLU has no dead region.
     let mut abl = vec![];
     let ab_cfg = Config {
-        n_epochs: 1,
+        train: TrainFields {
+            n_epochs: 1,
+            ..cfg.train.clone()
+        },
         ..cfg.clone()
     };
     for act in [Activation::Relu, Activation::LeakyRelu(0.01)] {
-        let runs: Vec<ActRun> = cfg
-            .seeds
-            .iter()
-            .map(|&s| train_one(act, cfg.ablation_lr, &ab_cfg, s, &x, &y, &xt, &yt))
-            .collect();
+        let what = format!("activations_mnist: {} at lr {}", act.name(), cfg.ablation_lr);
+        let runs = over_seeds(&what, seeds, |s| {
+            train_one(act, cfg.ablation_lr, &ab_cfg, s, &x, &y, &xt, &yt)
+        });
         let key = act.name().to_lowercase().replace([' ', '(', ')', '.'], "");
         let dead: Vec<f64> = runs.iter().map(|r| r.dead).collect();
         r.fact(
@@ -327,7 +322,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         caption: format!(
             "Ablation: one epoch at lr = {} (ten times the default), mean ± std over {} seeds.",
             cfg.ablation_lr,
-            cfg.seeds.len()
+            seeds.len()
         ),
         columns: vec![
             col("activation", Format::Int),

@@ -8,6 +8,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::common::{Ablation, AblationColumn, TrainFields};
 use super::{Experiment, Preset};
 use crate::augment::digits_pipeline;
 use crate::data::Dataset;
@@ -15,7 +16,7 @@ use crate::data::{mnist_refs, DataDir, Split};
 use crate::models::{mnist_cnn, CnnConfig, Downsample};
 use crate::nn::Module;
 use crate::optim::Adam;
-use crate::report::{col, Format, Report, Table, Value};
+use crate::report::{col, Format, Report, Value};
 use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
@@ -51,14 +52,11 @@ pub struct Config {
     pub n_train: usize,
     /// Test images (the first ones).
     pub n_test: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
+    /// Epochs, batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
     /// Adam's learning rate.
     pub lr: f32,
-    /// Seeds.
-    pub seeds: Vec<u64>,
     /// Augmentation: largest shift in pixels.
     pub max_shift: i32,
     /// Augmentation: largest rotation in degrees.
@@ -116,10 +114,12 @@ impl Preset for Config {
         Config {
             n_train: 60_000,
             n_test: 10_000,
-            n_epochs: 2,
-            batch_size: 128,
+            train: TrainFields {
+                n_epochs: 2,
+                batch_size: 128,
+                seeds: vec![0, 1, 2],
+            },
             lr: 1e-3,
-            seeds: vec![0, 1, 2],
             max_shift: 2,
             max_degrees: 12.0,
             noise_std: 0.1,
@@ -132,8 +132,11 @@ impl Preset for Config {
         Config {
             n_train: 512,
             n_test: 500,
-            n_epochs: 1,
-            seeds: vec![0],
+            train: TrainFields {
+                n_epochs: 1,
+                seeds: vec![0],
+                ..Self::full().train
+            },
             ..Self::full()
         }
     }
@@ -152,13 +155,9 @@ pub fn train_variant(
     let mut opt = Adam::new(cfg.lr);
     let pipeline = digits_pipeline(cfg.max_shift, cfg.max_degrees, cfg.noise_std);
     let spec = TrainSpec {
-        n_epochs: cfg.n_epochs,
-        batch_size: cfg.batch_size,
-        seed,
         log_every: 10,
-        penalty: None,
         augment: if v.augment { Some(&pipeline) } else { None },
-        ..TrainSpec::default()
+        ..cfg.train.spec(seed)
     };
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (h, model.n_params())
@@ -168,67 +167,41 @@ pub fn train_variant(
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
     let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
-    r.seeds = cfg.seeds.clone();
+    r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
-    let mut rows = vec![];
-    let mut base = 0.0;
-    for (k, v) in cfg.variants.iter().enumerate() {
-        let t = std::time::Instant::now();
-        let mut n_params = 0;
-        let accs: Vec<f64> = cfg
-            .seeds
-            .iter()
-            .map(|&s| {
-                let (h, n) = train_variant(cfg, v, &train, &test, s);
-                n_params = n;
-                h.final_acc()
-            })
-            .collect();
-        eprintln!(
-            "cnn_ablation {}: {:.1} s (timing, not stored)",
-            v.name,
-            t.elapsed().as_secs_f64()
-        );
-        let (mean, _) = Value::mean_std(&accs);
-        if k == 0 {
-            base = mean;
-        }
-        r.fact(
-            &format!("acc_{k}"),
-            Value::Seeds(accs.clone()),
-            Format::Percent(2),
-        );
-        rows.push(vec![
-            Value::from(v.name.as_str()),
-            Value::Num(n_params as f64),
-            Value::Seeds(accs),
-            Value::Num(100.0 * (mean - base)),
-        ]);
-    }
-    r.tables.push(Table {
-        name: "ablation".into(),
-        caption: format!(
-            "Adam η = {}, batch {}, {} epoch(s) on the first {} training images: \
-             accuracy on {} test images, mean ± std over seeds {:?}, and its difference \
-             to the seed model in percentage points. Augmentation: shift ≤ {} px, \
-             rotation ≤ {}°, noise σ = {}.",
-            cfg.lr,
-            cfg.batch_size,
-            cfg.n_epochs,
-            cfg.n_train,
-            cfg.n_test,
-            cfg.seeds,
-            cfg.max_shift,
-            cfg.max_degrees,
-            cfg.noise_std
-        ),
-        columns: vec![
-            col("variant", Format::Int),
-            col("parameters", Format::Int),
-            col("test accuracy", Format::Percent(2)),
-            col("Δ vs seed (points)", Format::Fixed(2)),
-        ],
-        rows,
-    });
+    let ab = Ablation::run(
+        "cnn_ablation",
+        cfg.variants.iter().map(|v| (v.name.as_str(), v)),
+        &cfg.train.seeds,
+        |v, seed| {
+            let (h, n_params) = train_variant(cfg, v, &train, &test, seed);
+            (h.final_acc(), n_params)
+        },
+    );
+    ab.accuracy_facts(r);
+    // Every seed builds the same architecture: the first run's count is the count.
+    let n_params = |runs: &[usize]| Value::Num(runs[0] as f64);
+    let columns = [
+        AblationColumn::Name("variant"),
+        AblationColumn::Other(col("parameters", Format::Int), &n_params),
+        AblationColumn::Accuracy,
+        AblationColumn::Delta("Δ vs seed (points)"),
+    ];
+    let caption = format!(
+        "Adam η = {}, batch {}, {} epoch(s) on the first {} training images: accuracy \
+         on {} test images, mean ± std over seeds {:?}, and its difference to the seed \
+         model in percentage points. Augmentation: shift ≤ {} px, rotation ≤ {}°, noise \
+         σ = {}.",
+        cfg.lr,
+        cfg.train.batch_size,
+        cfg.train.n_epochs,
+        cfg.n_train,
+        cfg.n_test,
+        cfg.train.seeds,
+        cfg.max_shift,
+        cfg.max_degrees,
+        cfg.noise_std
+    );
+    r.tables.push(ab.table("ablation", caption, &columns));
     Ok(())
 }

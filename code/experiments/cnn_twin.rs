@@ -213,10 +213,10 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         let a_twin = twin.accuracy(&test_x, test.labels())?;
         let t_twin = t.elapsed().as_secs_f64();
         let a_ours = h.final_acc();
-        eprintln!(
+        crate::progress::println(format!(
             "cnn_twin epoch {epoch}: from scratch {t_ours:.1} s, candle {t_twin:.1} s \
              (each with its test evaluation; not stored)"
-        );
+        ));
         acc_ours.push(a_ours);
         acc_twin.push(a_twin);
         rows.push(vec![

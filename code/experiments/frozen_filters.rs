@@ -10,6 +10,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::common::{Ablation, AblationColumn, TrainFields};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
@@ -17,9 +18,9 @@ use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::freeze::freeze;
 use crate::nn::Module;
 use crate::optim::Adam;
-use crate::report::{Column, Format, Report, Table, Value};
+use crate::report::{col, Format, Report, Value};
 use crate::train::mnist::mnist_rows;
-use crate::train::{train_classifier, TrainSpec};
+use crate::train::train_classifier;
 
 /// Experiment `frozen_filters`, registered in [`super::all`].
 pub struct FrozenFilters;
@@ -51,14 +52,11 @@ pub struct Config {
     pub n_train: usize,
     /// Test images.
     pub n_test: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
+    /// Epochs, batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
     /// Adam's learning rate.
     pub lr: f32,
-    /// Seeds.
-    pub seeds: Vec<u64>,
     /// The variants, the fully trained seed model first.
     pub variants: Vec<Variant>,
 }
@@ -73,10 +71,12 @@ impl Preset for Config {
         Config {
             n_train: 4_800,
             n_test: 5_000,
-            n_epochs: 1,
-            batch_size: 32,
+            train: TrainFields {
+                n_epochs: 1,
+                batch_size: 32,
+                seeds: vec![0, 1, 2],
+            },
             lr: 1e-3,
-            seeds: vec![0, 1, 2],
             variants: vec![
                 v("all layers trained (seed)", &[]),
                 v("conv1 frozen at random init", &["conv1"]),
@@ -90,8 +90,11 @@ impl Preset for Config {
         Config {
             n_train: 2_400,
             n_test: 500,
-            batch_size: 32,
-            seeds: vec![0],
+            train: TrainFields {
+                batch_size: 32,
+                seeds: vec![0],
+                ..Self::full().train
+            },
             ..Self::full()
         }
     }
@@ -110,13 +113,7 @@ pub fn train_variant(
     let frozen: Vec<&str> = v.frozen.iter().map(String::as_str).collect();
     freeze(&mut model, &frozen);
     let n_params = model.n_params();
-    let spec = TrainSpec {
-        n_epochs: cfg.n_epochs,
-        batch_size: cfg.batch_size,
-        seed,
-        log_every: 50,
-        ..TrainSpec::default()
-    };
+    let spec = cfg.train.spec(seed);
     let mut opt = Adam::new(cfg.lr);
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (h.final_acc(), n_params)
@@ -126,67 +123,36 @@ pub fn train_variant(
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
     let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
-    r.seeds = cfg.seeds.clone();
+    r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
-    let mut rows = vec![];
-    let mut base = 0.0;
-    for (k, v) in cfg.variants.iter().enumerate() {
-        let runs: Vec<(f64, usize)> = cfg
-            .seeds
-            .iter()
-            .map(|&s| train_variant(cfg, v, &train, &test, s))
-            .collect();
-        let accs: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        let (mean, _) = Value::mean_std(&accs);
-        if k == 0 {
-            base = mean;
-        }
-        r.fact(
-            &format!("acc_{k}"),
-            Value::Seeds(accs.clone()),
-            Format::Percent(2),
-        );
-        rows.push(vec![
-            Value::from(v.name.as_str()),
-            (runs[0].1 as f64).into(),
-            Value::Seeds(accs),
-            (100.0 * (mean - base)).into(),
-        ]);
-    }
-    let steps = cfg.n_epochs * train.len().div_ceil(cfg.batch_size);
+    let ab = Ablation::run(
+        "frozen_filters",
+        cfg.variants.iter().map(|v| (v.name.as_str(), v)),
+        &cfg.train.seeds,
+        |v, seed| train_variant(cfg, v, &train, &test, seed),
+    );
+    ab.accuracy_facts(r);
+    let steps = cfg.train.n_epochs * train.len().div_ceil(cfg.train.batch_size);
     r.fact("steps", steps as f64, Format::Int);
-    r.tables.push(Table {
-        name: "ablation".into(),
-        caption: format!(
-            "The seed CNN, Adam η = {}, {steps} steps of batch {} on the first {} MNIST \
-             training images: trainable parameters, test accuracy on {} images (mean ± \
-             std over seeds {:?}) and its difference to the fully trained model in \
-             percentage points.",
-            cfg.lr,
-            cfg.batch_size,
-            train.len(),
-            test.len(),
-            cfg.seeds
-        ),
-        columns: vec![
-            Column {
-                header: "variant".into(),
-                format: Format::Int,
-            },
-            Column {
-                header: "trainable parameters".into(),
-                format: Format::Int,
-            },
-            Column {
-                header: "test accuracy".into(),
-                format: Format::Percent(2),
-            },
-            Column {
-                header: "Δ vs trained (points)".into(),
-                format: Format::Fixed(2),
-            },
-        ],
-        rows,
-    });
+    // Freezing depends on the layer names only: every seed counts the same.
+    let n_params = |runs: &[usize]| Value::Num(runs[0] as f64);
+    let columns = [
+        AblationColumn::Name("variant"),
+        AblationColumn::Other(col("trainable parameters", Format::Int), &n_params),
+        AblationColumn::Accuracy,
+        AblationColumn::Delta("Δ vs trained (points)"),
+    ];
+    let caption = format!(
+        "The seed CNN, Adam η = {}, {steps} steps of batch {} on the first {} MNIST \
+         training images: trainable parameters, test accuracy on {} images (mean ± \
+         std over seeds {:?}) and its difference to the fully trained model in \
+         percentage points.",
+        cfg.lr,
+        cfg.train.batch_size,
+        train.len(),
+        test.len(),
+        cfg.train.seeds
+    );
+    r.tables.push(ab.table("ablation", caption, &columns));
     Ok(())
 }

@@ -11,6 +11,9 @@ use anyhow::Result;
 use ndarray::Axis;
 use serde::Serialize;
 
+use super::common::{
+    band_series, final_losses, loss_curve, loss_figure, over_seeds, TrainFields,
+};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
@@ -18,7 +21,7 @@ use crate::metrics::{confusion, per_example};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::Named;
 use crate::optim::Adam;
-use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Table, Value};
 use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
@@ -45,14 +48,11 @@ pub struct Config {
     pub n_train: usize,
     /// Test images (the first ones).
     pub n_test: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
+    /// Epochs, batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
     /// Adam's learning rate.
     pub lr: f32,
-    /// Seeds.
-    pub seeds: Vec<u64>,
     /// Steps per point of the training-loss curve.
     pub log_every: usize,
     /// How many of the worst-classified test digits to show.
@@ -66,10 +66,12 @@ impl Preset for Config {
             model: CnnConfig::default(),
             n_train: 60_000,
             n_test: 10_000,
-            n_epochs: 5,
-            batch_size: 128,
+            train: TrainFields {
+                n_epochs: 5,
+                batch_size: 128,
+                seeds: vec![0, 1, 2],
+            },
             lr: 1e-3,
-            seeds: vec![0, 1, 2],
             log_every: 47,
             n_worst: 12,
         }
@@ -80,7 +82,10 @@ impl Preset for Config {
         Config {
             n_train: 2_000,
             n_test: 1_000,
-            seeds: vec![0, 1],
+            train: TrainFields {
+                seeds: vec![0, 1],
+                ..Self::full().train
+            },
             log_every: 4,
             ..Self::full()
         }
@@ -99,11 +104,8 @@ pub fn train_one(
     let mut model = mnist_cnn(&cfg.model, seed);
     let mut opt = Adam::new(cfg.lr);
     let spec = TrainSpec {
-        n_epochs: cfg.n_epochs,
-        batch_size: cfg.batch_size,
-        seed,
         log_every: cfg.log_every,
-        ..TrainSpec::default()
+        ..cfg.train.spec(seed)
     };
     let h = train_classifier(&mut model, &mut opt, train, test, &spec);
     (model, h)
@@ -114,33 +116,20 @@ pub fn train_one(
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
     let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
-    r.seeds = cfg.seeds.clone();
+    let (n_epochs, seeds) = (cfg.train.n_epochs, &cfg.train.seeds);
+    r.seeds = seeds.clone();
     r.data = mnist_refs();
 
-    let mut runs = vec![];
-    for &seed in &cfg.seeds {
-        let t = std::time::Instant::now();
-        let (model, h) = train_one(cfg, &train, &test, seed);
-        eprintln!(
-            "mnist_cnn seed {seed}: {:.1} s for {} epochs (timing, not stored)",
-            t.elapsed().as_secs_f64(),
-            cfg.n_epochs
-        );
-        runs.push((model, h));
-    }
+    let mut runs = over_seeds("mnist_cnn", seeds, |seed| train_one(cfg, &train, &test, seed));
     let n_params = runs_n_params(&mut runs);
     let hs: Vec<&History> = runs.iter().map(|(_, h)| h).collect();
 
     // Accuracy per epoch.
     let mut rows = vec![];
-    let (mut acc_mean, mut acc_std) = (vec![], vec![]);
-    for e in 0..cfg.n_epochs {
+    for e in 0..n_epochs {
         let accs: Vec<f64> = hs.iter().map(|h| h.test_acc[e]).collect();
-        let (m, sd) = Value::mean_std(&accs);
-        acc_mean.push(m);
-        acc_std.push(sd);
         rows.push(vec![Value::Num((e + 1) as f64), Value::Seeds(accs.clone())]);
-        if e + 1 == cfg.n_epochs {
+        if e + 1 == n_epochs {
             r.fact("final_acc", Value::Seeds(accs), Format::Percent(2));
         }
     }
@@ -156,63 +145,46 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
              accuracy on the {} test images after each epoch, mean ± std over seeds {:?}.",
             n_params,
             cfg.lr,
-            cfg.batch_size,
+            cfg.train.batch_size,
             cfg.n_train,
             cfg.n_test,
-            cfg.seeds
+            seeds
         ),
         columns: vec![col("epoch", Format::Int), col("test accuracy", Format::Percent(2))],
         rows,
     });
     r.figures.push(Figure {
         name: "accuracy".into(),
-        title: format!("Test accuracy ± std over {} seeds", cfg.seeds.len()),
+        title: format!("Test accuracy ± std over {} seeds", seeds.len()),
         plot: Plot::Lines {
             x_label: "epoch".into(),
             y_label: "test accuracy".into(),
             x_scale: Scale::Linear,
             y_scale: Scale::Linear,
-            series: vec![Series {
-                name: "seed CNN".into(),
-                x: (1..=cfg.n_epochs).map(|e| e as f64).collect(),
-                y: acc_mean,
-                band: Some(acc_std),
-            }],
+            series: vec![band_series(
+                "seed CNN",
+                &(1..=n_epochs).map(|e| e as f64).collect::<Vec<_>>(),
+                &hs.iter().map(|h| &h.test_acc).collect::<Vec<_>>(),
+            )],
         },
     });
 
     // Training loss.
-    let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
-    let (mut y, mut band) = (vec![], vec![]);
-    for i in 0..n_pts {
-        let vals: Vec<f64> = hs.iter().map(|h| h.train_loss[i]).collect();
-        let (m, sd) = Value::mean_std(&vals);
-        y.push(m);
-        band.push(sd);
-    }
     let first: Vec<f64> = hs.iter().map(|h| h.train_loss[0]).collect();
-    let last: Vec<f64> = hs.iter().map(|h| h.train_loss[n_pts - 1]).collect();
     r.fact("loss_first", Value::Seeds(first), Format::Fixed(3));
-    r.fact("loss_last", Value::Seeds(last), Format::Fixed(3));
+    r.fact(
+        "loss_last",
+        Value::Seeds(final_losses(hs.iter().copied())),
+        Format::Fixed(3),
+    );
+    let curve = loss_curve("seed CNN", hs.iter().copied());
     r.figures.push(Figure {
-        name: "loss".into(),
         title: format!(
             "Training loss (mean of {} steps, dropout on) ± std over {} seeds",
             cfg.log_every,
-            cfg.seeds.len()
+            seeds.len()
         ),
-        plot: Plot::Lines {
-            x_label: "step".into(),
-            y_label: "cross-entropy".into(),
-            x_scale: Scale::Linear,
-            y_scale: Scale::Log,
-            series: vec![Series {
-                name: "seed CNN".into(),
-                x: hs[0].steps[..n_pts].to_vec(),
-                y,
-                band: Some(band),
-            }],
-        },
+        ..loss_figure("loss", cfg.log_every, seeds, Scale::Log, vec![curve])
     });
 
     // The first seed's model on the test set.
@@ -237,7 +209,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         name: "confusion".into(),
         title: format!(
             "Confusion matrix, seed {}, {} test images",
-            cfg.seeds[0], cfg.n_test
+            seeds[0], cfg.n_test
         ),
         plot: Plot::Heatmap {
             x_label: "predicted digit".into(),
@@ -257,7 +229,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         caption: format!(
             "Confusion matrix of the seed-{} model on the {} test images after {} \
              epochs: row = true digit, column = predicted digit; recall = diagonal / row.",
-            cfg.seeds[0], cfg.n_test, cfg.n_epochs
+            seeds[0], cfg.n_test, n_epochs
         ),
         columns,
         rows,
@@ -291,7 +263,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         caption: format!(
             "The {} test digits with the highest cross-entropy under the seed-{} model.",
             worst.len(),
-            cfg.seeds[0]
+            seeds[0]
         ),
         columns: vec![
             col("rank", Format::Int),

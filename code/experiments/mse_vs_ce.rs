@@ -10,6 +10,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::common::{over_seeds, TrainFields};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
@@ -46,12 +47,9 @@ pub struct Config {
     pub hidden: usize,
     /// Learning rates tried for each loss.
     pub lrs: Vec<f32>,
-    /// Mini-batch size.
-    pub batch_size: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Seeds.
-    pub seeds: Vec<u64>,
+    /// Epochs, mini-batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
 }
 
 impl Preset for Config {
@@ -62,9 +60,11 @@ impl Preset for Config {
             n_test: 10_000,
             hidden: 128,
             lrs: vec![0.03, 0.1, 0.3, 1.0],
-            batch_size: 64,
-            n_epochs: 3,
-            seeds: vec![0, 1, 2],
+            train: TrainFields {
+                n_epochs: 3,
+                batch_size: 64,
+                seeds: vec![0, 1, 2],
+            },
         }
     }
 
@@ -75,8 +75,10 @@ impl Preset for Config {
             n_test: 1000,
             hidden: 64,
             lrs: vec![0.1, 1.0],
-            n_epochs: 1,
-            ..Self::full()
+            train: TrainFields {
+                n_epochs: 1,
+                ..Self::full().train
+            },
         }
     }
 }
@@ -117,8 +119,8 @@ fn train_run(
     let train = Dataset::classes(x.clone().into_dyn(), y.clone());
     let test = Dataset::classes(xt.clone().into_dyn(), yt.clone());
     let spec = TrainSpec::gradient_descent(
-        cfg.n_epochs,
-        cfg.batch_size,
+        cfg.train.n_epochs,
+        cfg.train.batch_size,
         seed.wrapping_add(1000),
     );
     train_with(
@@ -139,7 +141,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let (x, y) = image_matrix(&train, cfg.n_train);
     let (xt, yt) = image_matrix(&test, cfg.n_test);
     let data = (x, y, xt, yt);
-    r.seeds = cfg.seeds.clone();
+    r.seeds = cfg.train.seeds.clone();
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
         r.data.push(data::data_ref(im));
@@ -151,11 +153,10 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         let mut finals = vec![];
         let mut best = (f64::NEG_INFINITY, vec![]);
         for &lr in &cfg.lrs {
-            let runs: Vec<Vec<f64>> = cfg
-                .seeds
-                .iter()
-                .map(|&s| train_run(loss, lr, cfg, s, &data))
-                .collect();
+            let what = format!("mse_vs_ce: {} at lr {lr}", loss.name());
+            let runs = over_seeds(&what, &cfg.train.seeds, |s| {
+                train_run(loss, lr, cfg, s, &data)
+            });
             let first: Vec<f64> = runs.iter().map(|r| r[0]).collect();
             let last: Vec<f64> =
                 runs.iter().map(|r| *r.last().expect("epochs")).collect();
@@ -195,9 +196,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             cfg.hidden,
             data.0.nrows(),
             data.2.nrows(),
-            cfg.batch_size,
-            cfg.n_epochs,
-            cfg.seeds.len()
+            cfg.train.batch_size,
+            cfg.train.n_epochs,
+            cfg.train.seeds.len()
         ),
         columns: vec![
             col("loss", Format::Int),

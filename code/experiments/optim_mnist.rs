@@ -13,6 +13,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::common::{final_losses, loss_curve, loss_figure, over_seeds, TrainFields};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
@@ -45,16 +46,13 @@ pub struct Config {
     pub sizes: Vec<usize>,
     /// Training images of the comparison (the first ones).
     pub n_train: usize,
-    /// Validation images for tuning: the last ones of the training set.
-    pub n_val: usize,
     /// Test images.
     pub n_test: usize,
-    /// Epochs of the comparison.
-    pub n_epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Seeds of the comparison.
-    pub seeds: Vec<u64>,
+    /// Epochs, batches and seeds of the comparison (the sweeps use the batch size too).
+    #[serde(flatten)]
+    pub train: TrainFields,
+    /// Validation images for tuning: the last ones of the training set.
+    pub n_val: usize,
     /// Steps per point of the training curves.
     pub log_every: usize,
     /// Learning rates tried for every optimizer.
@@ -75,11 +73,13 @@ impl Preset for Config {
         Config {
             sizes: vec![784, 128, 10],
             n_train: 20_000,
-            n_val: 10_000,
             n_test: 10_000,
-            n_epochs: 2,
-            batch_size: 64,
-            seeds: vec![0, 1, 2],
+            train: TrainFields {
+                n_epochs: 2,
+                batch_size: 64,
+                seeds: vec![0, 1, 2],
+            },
+            n_val: 10_000,
             log_every: 100,
             lrs: vec![1e-4, 1e-3, 1e-2, 1e-1, 3e-1, 1.0],
             sweep_n_train: 5_000,
@@ -93,9 +93,12 @@ impl Preset for Config {
     fn quick() -> Self {
         Config {
             n_train: 4_000,
-            n_val: 2_000,
             n_test: 2_000,
-            n_epochs: 1,
+            train: TrainFields {
+                n_epochs: 1,
+                ..Self::full().train
+            },
+            n_val: 2_000,
             log_every: 10,
             lrs: vec![1e-3, 1e-2, 1e-1, 1.0],
             sweep_n_train: 2_000,
@@ -118,10 +121,8 @@ pub fn train_mlp(
     let mut model = Mlp::new(&cfg.sizes, Activation::Relu, Init::He, seed);
     let spec = TrainSpec {
         n_epochs,
-        batch_size: cfg.batch_size,
-        seed,
         log_every: cfg.log_every,
-        ..TrainSpec::default()
+        ..cfg.train.spec(seed)
     };
     train_classifier(&mut model, opt, train, eval, &spec)
 }
@@ -145,9 +146,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let val = subset(&all, n - cfg.n_val..n);
     let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
 
-    r.seeds = cfg.seeds.clone();
+    r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
-    let seed0 = cfg.seeds[0];
+    let seed0 = cfg.train.seeds[0];
 
     // 1. Learning-rate sweep, chosen on validation accuracy.
     let mut sweep_rows = vec![];
@@ -267,25 +268,13 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let mut rows = vec![];
     let mut curves = vec![];
     for (kind, &lr) in OptimizerKind::ALL.iter().zip(&best_lr) {
-        let hs: Vec<History> = cfg
-            .seeds
-            .iter()
-            .map(|&seed| {
-                let mut opt = kind.build(lr);
-                train_mlp(cfg, opt.as_mut(), &train, &test, cfg.n_epochs, seed)
-            })
-            .collect();
+        let what = format!("optim_mnist: {}", kind.name());
+        let hs = over_seeds(&what, &cfg.train.seeds, |seed| {
+            let mut opt = kind.build(lr);
+            train_mlp(cfg, opt.as_mut(), &train, &test, cfg.train.n_epochs, seed)
+        });
         let accs: Vec<f64> = hs.iter().map(History::final_acc).collect();
-        let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
-        let last: Vec<f64> = hs
-            .iter()
-            .map(|h| {
-                h.train_loss
-                    .get(n_pts.wrapping_sub(1))
-                    .copied()
-                    .unwrap_or(f64::NAN)
-            })
-            .collect();
+        let last = final_losses(&hs);
         let first_window: Vec<f64> = hs
             .iter()
             .map(|h| h.train_loss.first().copied().unwrap_or(f64::NAN))
@@ -312,19 +301,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             Value::Seeds(accs),
             Value::Seeds(last),
         ]);
-        let (mut y, mut band) = (vec![], vec![]);
-        for i in 0..n_pts {
-            let v: Vec<f64> = hs.iter().map(|h| h.train_loss[i]).collect();
-            let (m, sd) = Value::mean_std(&v);
-            y.push(m);
-            band.push(sd);
-        }
-        curves.push(Series {
-            name: format!("{} (η = {lr})", kind.name()),
-            x: hs[0].steps[..n_pts].to_vec(),
-            y,
-            band: Some(band),
-        });
+        curves.push(loss_curve(format!("{} (η = {lr})", kind.name()), &hs));
     }
     r.tables.push(Table {
         name: "comparison".into(),
@@ -334,11 +311,11 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
              seeds {:?}.",
             cfg.sizes,
             cfg.n_train,
-            cfg.n_epochs,
-            cfg.batch_size,
+            cfg.train.n_epochs,
+            cfg.train.batch_size,
             cfg.n_test,
             cfg.log_every,
-            cfg.seeds
+            cfg.train.seeds
         ),
         columns: vec![
             col("optimizer", Format::Int),
@@ -348,20 +325,12 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         ],
         rows,
     });
-    r.figures.push(Figure {
-        name: "curves".into(),
-        title: format!(
-            "Training loss (mean of {} steps) ± std over {} seeds",
-            cfg.log_every,
-            cfg.seeds.len()
-        ),
-        plot: Plot::Lines {
-            x_label: "step".into(),
-            y_label: "cross-entropy".into(),
-            x_scale: Scale::Linear,
-            y_scale: Scale::Linear,
-            series: curves,
-        },
-    });
+    r.figures.push(loss_figure(
+        "curves",
+        cfg.log_every,
+        &cfg.train.seeds,
+        Scale::Linear,
+        curves,
+    ));
     Ok(())
 }

@@ -16,6 +16,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::common::{
+    final_losses, loss_curve, loss_figure, Ablation, AblationColumn, TrainFields,
+};
 use super::{Experiment, Preset};
 use crate::augment::{digits_pipeline, Noise, Rotate, Shift, Transform};
 use crate::data::Dataset;
@@ -28,7 +31,7 @@ use crate::nn::linear::{Init, Linear};
 use crate::nn::mlp::Sequential;
 use crate::nn::regularization::Penalty;
 use crate::optim::Adam;
-use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Value};
 use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
@@ -108,14 +111,11 @@ pub struct Config {
     pub n_train: usize,
     /// Test images.
     pub n_test: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
+    /// Epochs, batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
     /// Adam's learning rate.
     pub lr: f32,
-    /// Seeds.
-    pub seeds: Vec<u64>,
     /// Steps per point of the training curves.
     pub log_every: usize,
     /// The augmentation pipeline.
@@ -170,10 +170,12 @@ impl Preset for Config {
             sizes: vec![784, 128, 128, 10],
             n_train: 20_000,
             n_test: 10_000,
-            n_epochs: 3,
-            batch_size: 64,
+            train: TrainFields {
+                n_epochs: 3,
+                batch_size: 64,
+                seeds: vec![0, 1, 2],
+            },
             lr: 1e-3,
-            seeds: vec![0, 1, 2],
             log_every: 200,
             augment: AugmentConfig {
                 max_shift: 2,
@@ -189,7 +191,10 @@ impl Preset for Config {
         Config {
             n_train: 5_000,
             n_test: 2_000,
-            n_epochs: 1,
+            train: TrainFields {
+                n_epochs: 1,
+                ..Self::full().train
+            },
             log_every: 10,
             ..Self::full()
         }
@@ -234,13 +239,10 @@ pub fn train_variant(
     let a = cfg.augment;
     let pipeline = digits_pipeline(a.max_shift, a.max_degrees, a.noise_std);
     let spec = TrainSpec {
-        n_epochs: cfg.n_epochs,
-        batch_size: cfg.batch_size,
-        seed,
         log_every: cfg.log_every,
         penalty: v.penalty,
         augment: if v.augment { Some(&pipeline) } else { None },
-        ..TrainSpec::default()
+        ..cfg.train.spec(seed)
     };
     train_classifier(&mut model, &mut opt, train, test, &spec)
 }
@@ -255,107 +257,65 @@ fn to_u8(img: &[f32]) -> Vec<u8> {
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
     let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
-    r.seeds = cfg.seeds.clone();
+    r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
 
-    let mut rows = vec![];
-    let mut curves = vec![];
-    let mut best = (f64::NEG_INFINITY, 0usize);
-    let mut base_mean = 0.0;
-    for (vi, v) in cfg.variants.iter().enumerate() {
-        let hs: Vec<History> = cfg
-            .seeds
-            .iter()
-            .map(|&s| train_variant(cfg, v, &train, &test, s))
-            .collect();
-        let accs: Vec<f64> = hs.iter().map(History::final_acc).collect();
-        let (mean, _) = Value::mean_std(&accs);
-        if vi == 0 {
-            base_mean = mean;
+    let ab = Ablation::run(
+        "regularization_ablation",
+        cfg.variants.iter().map(|v| (v.name.as_str(), v)),
+        &cfg.train.seeds,
+        |v, seed| {
+            let h = train_variant(cfg, v, &train, &test, seed);
+            (h.final_acc(), h)
+        },
+    );
+    ab.accuracy_facts(r);
+    // The first variant with the highest mean accuracy.
+    let mut best = (f64::NEG_INFINITY, 0);
+    for k in 0..ab.names.len() {
+        if ab.mean_acc(k) > best.0 {
+            best = (ab.mean_acc(k), k);
         }
-        if mean > best.0 {
-            best = (mean, vi);
-        }
-        let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
-        let last: Vec<f64> = hs
-            .iter()
-            .map(|h| {
-                h.train_loss
-                    .get(n_pts.wrapping_sub(1))
-                    .copied()
-                    .unwrap_or(0.0)
-            })
-            .collect();
-        r.fact(
-            &format!("acc_{vi}"),
-            Value::Seeds(accs.clone()),
-            Format::Percent(2),
-        );
-        rows.push(vec![
-            Value::from(v.name.as_str()),
-            Value::Seeds(accs),
-            (100.0 * (mean - base_mean)).into(),
-            Value::Seeds(last),
-        ]);
-        let (mut y, mut band) = (vec![], vec![]);
-        for i in 0..n_pts {
-            let vals: Vec<f64> = hs.iter().map(|h| h.train_loss[i]).collect();
-            let (m, sd) = Value::mean_std(&vals);
-            y.push(m);
-            band.push(sd);
-        }
-        curves.push(Series {
-            name: v.name.clone(),
-            x: hs[0].steps[..n_pts].to_vec(),
-            y,
-            band: Some(band),
-        });
     }
-    r.fact("best_variant", best.1 as f64, Format::Int);
+    let best = best.1;
+    r.fact("best_variant", best as f64, Format::Int);
     r.fact(
         "best_acc",
-        r.facts[&format!("acc_{}", best.1)].value.clone(),
+        Value::Seeds(ab.accs[best].clone()),
         Format::Percent(2),
     );
-    r.tables.push(Table {
-        name: "ablation".into(),
-        caption: format!(
+    let last_loss = |hs: &[History]| Value::Seeds(final_losses(hs));
+    let columns = [
+        AblationColumn::Name("variant"),
+        AblationColumn::Accuracy,
+        AblationColumn::Delta("Δ vs baseline (points)"),
+        AblationColumn::Other(col("final training loss", Format::Fixed(3)), &last_loss),
+    ];
+    let caption = format!(
             "MLP {:?}, Adam η = {}, {} epochs on {} training images, batch {}: test \
              accuracy on {} images (mean ± std over seeds {:?}), its difference to the \
              baseline in percentage points, and the training loss of the last {} steps \
              (on augmented images where augmentation is on; with dropout active).",
             cfg.sizes,
             cfg.lr,
-            cfg.n_epochs,
+            cfg.train.n_epochs,
             cfg.n_train,
-            cfg.batch_size,
+            cfg.train.batch_size,
             cfg.n_test,
-            cfg.seeds,
+            cfg.train.seeds,
             cfg.log_every
-        ),
-        columns: vec![
-            col("variant", Format::Int),
-            col("test accuracy", Format::Percent(2)),
-            col("Δ vs baseline (points)", Format::Fixed(2)),
-            col("final training loss", Format::Fixed(3)),
-        ],
-        rows,
-    });
-    r.figures.push(Figure {
-        name: "curves".into(),
-        title: format!(
-            "Training loss (mean of {} steps) ± std over {} seeds",
-            cfg.log_every,
-            cfg.seeds.len()
-        ),
-        plot: Plot::Lines {
-            x_label: "step".into(),
-            y_label: "cross-entropy".into(),
-            x_scale: Scale::Linear,
-            y_scale: Scale::Linear,
-            series: curves,
-        },
-    });
+        );
+    r.tables.push(ab.table("ablation", caption, &columns));
+    let curves = (ab.names.iter().zip(&ab.runs))
+        .map(|(name, hs)| loss_curve(name, hs))
+        .collect();
+    r.figures.push(loss_figure(
+        "curves",
+        cfg.log_every,
+        &cfg.train.seeds,
+        Scale::Linear,
+        curves,
+    ));
 
     // The augmentation pipeline on the first test image of four digits.
     let a = cfg.augment;
@@ -387,7 +347,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             Box::new(digits_pipeline(a.max_shift, a.max_degrees, a.noise_std)),
         ),
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seeds[0]);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.train.seeds[0]);
     let mut images = vec![];
     let mut row_labels = vec![];
     for digit in [2usize, 4, 7, 9] {

@@ -14,6 +14,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::common::{final_losses, loss_curve, loss_figure, over_seeds, TrainFields};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{mnist_refs, DataDir, Split};
@@ -54,14 +55,11 @@ pub struct Config {
     pub n_train: usize,
     /// Test images.
     pub n_test: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
+    /// Epochs, batches and seeds (the gradient measurement uses the seeds too).
+    #[serde(flatten)]
+    pub train: TrainFields,
     /// Adam's learning rate.
     pub lr: f32,
-    /// Seeds.
-    pub seeds: Vec<u64>,
     /// Steps per point of the training curves (and of the final training loss).
     pub log_every: usize,
     /// Depths (blocks of one stage) at which the initial first-layer gradient is
@@ -105,10 +103,12 @@ impl Preset for Config {
             deep_blocks: vec![8, 8],
             n_train: 20_000,
             n_test: 10_000,
-            n_epochs: 1,
-            batch_size: 32,
+            train: TrainFields {
+                n_epochs: 1,
+                batch_size: 32,
+                seeds: vec![0, 1, 2],
+            },
             lr: 2e-3,
-            seeds: vec![0, 1, 2],
             log_every: 25,
             grad_blocks: vec![1, 2, 4, 8, 16],
             grad_batch: 64,
@@ -121,6 +121,9 @@ impl Preset for Config {
             deep_blocks: vec![3, 3],
             n_train: 480,
             n_test: 200,
+            train: TrainFields {
+                ..Self::full().train
+            },
             log_every: 10,
             grad_blocks: vec![1, 4, 8],
             grad_batch: 32,
@@ -171,11 +174,8 @@ pub fn train_one(
     let mut net = resnet(arch, seed);
     let mut opt = Adam::new(cfg.lr);
     let spec = TrainSpec {
-        n_epochs: cfg.n_epochs,
-        batch_size: cfg.batch_size,
-        seed,
         log_every: cfg.log_every,
-        ..TrainSpec::default()
+        ..cfg.train.spec(seed)
     };
     train_classifier(&mut net, &mut opt, train, test, &spec)
 }
@@ -184,7 +184,8 @@ pub fn train_one(
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
     let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
-    r.seeds = cfg.seeds.clone();
+    let seeds = &cfg.train.seeds;
+    r.seeds = seeds.clone();
     r.data = mnist_refs();
 
     // 1. The gradient at the first layer, at initialization.
@@ -192,7 +193,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let (mut plain_line, mut res_line) = (vec![], vec![]);
     for &n in &cfg.grad_blocks {
         let norms = |residual| -> Vec<f64> {
-            cfg.seeds
+            seeds
                 .iter()
                 .map(|&s| {
                     first_layer_grad_norm(
@@ -234,19 +235,10 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let mut rows = vec![];
     let mut curves = vec![];
     for (vi, (name, arch)) in cfg.variants().iter().enumerate() {
-        let hs: Vec<History> = cfg
-            .seeds
-            .iter()
-            .map(|&s| train_one(cfg, arch, &train, &test, s))
-            .collect();
-        let n_pts = hs.iter().map(|h| h.train_loss.len()).min().unwrap_or(0);
-        let last: Vec<f64> = hs
-            .iter()
-            .map(|h| match (h.finite, n_pts) {
-                (true, n) if n > 0 => h.train_loss[n - 1],
-                _ => f64::INFINITY,
-            })
-            .collect();
+        let hs = over_seeds(&format!("residual_vs_plain: {name}"), seeds, |s| {
+            train_one(cfg, arch, &train, &test, s)
+        });
+        let last = final_losses(&hs);
         let accs: Vec<f64> = hs.iter().map(History::final_acc).collect();
         r.fact(
             &format!("loss_{vi}"),
@@ -265,19 +257,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             Value::Seeds(last),
             Value::Seeds(accs),
         ]);
-        let (mut y, mut band) = (vec![], vec![]);
-        for i in 0..n_pts {
-            let vals: Vec<f64> = hs.iter().map(|h| h.train_loss[i]).collect();
-            let (m, sd) = Value::mean_std(&vals);
-            y.push(m);
-            band.push(sd);
-        }
-        curves.push(Series {
-            name: name.clone(),
-            x: hs[0].steps[..n_pts].to_vec(),
-            y,
-            band: Some(band),
-        });
+        curves.push(loss_curve(name, &hs));
     }
     r.tables.push(Table {
         name: "training".into(),
@@ -293,12 +273,12 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             cfg.shallow_blocks,
             cfg.deep_blocks,
             cfg.lr,
-            cfg.n_epochs,
+            cfg.train.n_epochs,
             cfg.n_train,
-            cfg.batch_size,
+            cfg.train.batch_size,
             cfg.log_every,
             cfg.n_test,
-            cfg.seeds
+            seeds
         ),
         columns: vec![
             col("network", Format::Int),
@@ -315,7 +295,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
              {} training images with respect to the first layer's weights, plain and \
              residual networks of each depth (one stage of {} channels; conv layers on \
              the longest path), mean ± std over seeds {:?}.",
-            cfg.grad_batch, cfg.width, cfg.seeds
+            cfg.grad_batch, cfg.width, seeds
         ),
         columns: vec![
             col("conv layers", Format::Int),
@@ -324,21 +304,13 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         ],
         rows: grad_rows,
     });
-    r.figures.push(Figure {
-        name: "curves".into(),
-        title: format!(
-            "Training loss (mean of {} steps) ± std over {} seeds",
-            cfg.log_every,
-            cfg.seeds.len()
-        ),
-        plot: Plot::Lines {
-            x_label: "step".into(),
-            y_label: "cross-entropy".into(),
-            x_scale: Scale::Linear,
-            y_scale: Scale::Log,
-            series: curves,
-        },
-    });
+    r.figures.push(loss_figure(
+        "curves",
+        cfg.log_every,
+        seeds,
+        Scale::Log,
+        curves,
+    ));
     r.figures.push(Figure {
         name: "gradient".into(),
         title: "First-layer gradient norm at initialization (mean over seeds)".into(),

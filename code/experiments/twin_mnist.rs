@@ -10,6 +10,7 @@ use anyhow::Result;
 use candle_core::DType;
 use serde::Serialize;
 
+use super::common::{over_seeds, TrainFields};
 use super::{Experiment, Preset};
 use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
@@ -51,12 +52,9 @@ pub struct Config {
     pub sizes: Vec<usize>,
     /// Learning rate.
     pub lr: f32,
-    /// Mini-batch size.
-    pub batch_size: usize,
-    /// Epochs.
-    pub n_epochs: usize,
-    /// Seeds.
-    pub seeds: Vec<u64>,
+    /// Epochs, mini-batches and seeds.
+    #[serde(flatten)]
+    pub train: TrainFields,
 }
 
 impl Preset for Config {
@@ -67,9 +65,11 @@ impl Preset for Config {
             n_test: 10_000,
             sizes: vec![784, 128, 10],
             lr: 0.1,
-            batch_size: 64,
-            n_epochs: 3,
-            seeds: vec![0, 1, 2],
+            train: TrainFields {
+                n_epochs: 3,
+                batch_size: 64,
+                seeds: vec![0, 1, 2],
+            },
         }
     }
 
@@ -79,7 +79,10 @@ impl Preset for Config {
             n_train: 3000,
             n_test: 1000,
             sizes: vec![784, 64, 10],
-            n_epochs: 1,
+            train: TrainFields {
+                n_epochs: 1,
+                ..Self::full().train
+            },
             ..Self::full()
         }
     }
@@ -113,7 +116,7 @@ pub fn train_both(
             let lr = f64::from(self.cfg.lr);
             self.result = self
                 .twin
-                .train_epoch(self.x, self.y, info.order, self.cfg.batch_size, lr)
+                .train_epoch(self.x, self.y, info.order, self.cfg.train.batch_size, lr)
                 .map(|_| ());
             match self.result {
                 Ok(()) => Control::Continue,
@@ -130,8 +133,8 @@ pub fn train_both(
     };
     let train = Dataset::classes(x.clone().into_dyn(), y.clone());
     let spec = TrainSpec::gradient_descent(
-        cfg.n_epochs,
-        cfg.batch_size,
+        cfg.train.n_epochs,
+        cfg.train.batch_size,
         seed.wrapping_add(1000),
     );
     let loss = ClassifierLoss::CrossEntropy;
@@ -167,15 +170,15 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let (x, y) = image_matrix(&train, cfg.n_train);
     let (xt, yt) = image_matrix(&test, cfg.n_test);
     let data = (x, y, xt, yt);
-    r.seeds = cfg.seeds.clone();
+    r.seeds = cfg.train.seeds.clone();
     for split in [Split::Train, Split::Test] {
         let (im, lab) = data::mnist_files(split);
         r.data.push(data::data_ref(im));
         r.data.push(data::data_ref(lab));
     }
     let (mut ours, mut theirs, mut gap, mut diffs) = (vec![], vec![], vec![], vec![]);
-    for &s in &cfg.seeds {
-        let (a, b, d) = train_both(cfg, s, &data)?;
+    for run in over_seeds("twin_mnist", &cfg.train.seeds, |s| train_both(cfg, s, &data)) {
+        let (a, b, d) = run?;
         ours.push(a);
         theirs.push(b);
         gap.push((a - b).abs());
@@ -206,9 +209,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             data.0.nrows(),
             data.2.nrows(),
             cfg.lr,
-            cfg.batch_size,
-            cfg.n_epochs,
-            cfg.seeds.len()
+            cfg.train.batch_size,
+            cfg.train.n_epochs,
+            cfg.train.seeds.len()
         ),
         columns: vec![
             col("from scratch", Format::Percent(2)),
