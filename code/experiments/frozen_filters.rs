@@ -18,7 +18,6 @@ use crate::nn::freeze::freeze;
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::report::{Column, Format, Report, Table, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, TrainSpec};
 
 /// Experiment `frozen_filters`, registered in [`super::all`].
@@ -124,8 +123,8 @@ pub fn train_variant(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.seeds.clone();
     r.data = mnist_refs();
     let mut rows = vec![];
