@@ -128,6 +128,7 @@ enum DataCommand {
 
 fn main() -> ExitCode {
     dlbook::bench::keep_freed_memory();
+    progress::show_on_terminal();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

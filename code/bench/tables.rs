@@ -11,7 +11,17 @@ use super::measure::{
 };
 use super::{candle, peak, seed_cnn, seed_cnn_macs, train_flops_per_image, Config};
 use crate::optim::Adam;
+use crate::progress;
 use crate::report::{Column, Format, Report, Table, Value};
+
+/// Runs one measurement under a spinner that names it (drawn on a terminal only).
+fn measuring<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let spinner = progress::spinner("bench");
+    spinner.set_message(what.to_string());
+    let out = f();
+    spinner.finish_and_clear();
+    out
+}
 
 fn col(header: &str, format: Format) -> Column {
     Column {
@@ -66,29 +76,38 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
     let (train, cpu_n, prof, infer, sgemm) = pool_n.install(|| {
         let mut model = seed_cnn(cfg.seed);
         let (m, mut opt) = (&mut model, Adam::new(1e-3));
-        let (train, cpu_n) = time_training(m, &mut opt, &x, &labels, cfg.steps, cfg.runs);
-        let prof = profile(m, &mut opt, &x, &labels, cfg.steps, Clock::Wall);
+        let (train, cpu_n) = measuring("training, from scratch", || {
+            time_training(m, &mut opt, &x, &labels, cfg.steps, cfg.runs)
+        });
+        let prof = measuring("per-layer profile", || {
+            profile(m, &mut opt, &x, &labels, cfg.steps, Clock::Wall)
+        });
         let infer: Vec<(usize, Vec<f64>)> = cfg
             .infer_batches
             .iter()
             .map(|&b| {
-                (
-                    b,
-                    time_inference(m, b, cfg.infer_images, cfg.runs, &mut rng),
-                )
+                let what = format!("inference, from scratch, batch {b}");
+                let t = measuring(&what, || {
+                    time_inference(m, b, cfg.infer_images, cfg.runs, &mut rng)
+                });
+                (b, t)
             })
             .collect();
-        let sgemm = time_sgemm(cfg.gemm_n, cfg.runs, &mut rng);
+        let sgemm = measuring("SGEMM", || time_sgemm(cfg.gemm_n, cfg.runs, &mut rng));
         (train, cpu_n, prof, infer, sgemm)
     });
     // The candle twin, same shapes (candle runs on its own thread pool, all cores).
-    let candle_train = candle::time_training(&x, &labels, cfg.steps, cfg.runs, cfg.seed)?;
+    let candle_train = measuring("training, candle", || {
+        candle::time_training(&x, &labels, cfg.steps, cfg.runs, cfg.seed)
+    })?;
     let candle_infer = cfg
         .infer_batches
         .iter()
         .map(|&b| {
-            let r =
-                candle::time_inference(b, cfg.infer_images, cfg.runs, cfg.seed, &mut rng);
+            let what = format!("inference, candle, batch {b}");
+            let r = measuring(&what, || {
+                candle::time_inference(b, cfg.infer_images, cfg.runs, cfg.seed, &mut rng)
+            });
             r.map(|r| (b, r))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -96,20 +115,27 @@ pub fn run(cfg: &Config, name: &str, baseline: Option<&Report>) -> Result<Report
     let (cpu, prof_cpu) = pool_1.install(|| {
         let mut model = seed_cnn(cfg.seed);
         let mut opt = Adam::new(1e-3);
-        let (_, cpu) =
-            time_training(&mut model, &mut opt, &x, &labels, cfg.steps, cfg.runs);
+        let (_, cpu) = measuring("training, from scratch, 1 thread", || {
+            time_training(&mut model, &mut opt, &x, &labels, cfg.steps, cfg.runs)
+        });
         let clock = Clock::ThreadCpu;
-        let prof = profile(&mut model, &mut opt, &x, &labels, cfg.steps, clock);
+        let prof = measuring("per-layer profile, 1 thread", || {
+            profile(&mut model, &mut opt, &x, &labels, cfg.steps, clock)
+        });
         (cpu, prof)
     });
 
     let isa = peak::Isa::detect();
-    let peak1: Vec<f64> = (0..cfg.runs)
-        .map(|_| peak::fma_gflops(isa, 1, cfg.peak_iters))
-        .collect();
-    let peak_n: Vec<f64> = (0..cfg.runs)
-        .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
-        .collect();
+    let peak1: Vec<f64> = measuring("FMA peak, 1 thread", || {
+        (0..cfg.runs)
+            .map(|_| peak::fma_gflops(isa, 1, cfg.peak_iters))
+            .collect()
+    });
+    let peak_n: Vec<f64> = measuring("FMA peak, all threads", || {
+        (0..cfg.runs)
+            .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
+            .collect()
+    });
     let load_after = load_average();
 
     let gflops: Vec<f64> = train.iter().map(|r| r * flops / 1e9).collect();

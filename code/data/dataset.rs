@@ -149,6 +149,13 @@ impl Dataset {
             .expect("a standard-layout x flattens")
     }
 
+    /// The same dataset with `x` flattened to `(N, features)` (row-major, as
+    /// [`Dataset::flat`]): images as rows of pixels, for a dense model.
+    pub fn into_flat(self) -> Dataset {
+        let x = self.flat().to_owned().into_dyn(); // (N, features)
+        Dataset { x, ..self }
+    }
+
     /// The examples in `order`, `batch_size` at a time (the last batch may be smaller).
     ///
     /// # Panics

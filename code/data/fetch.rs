@@ -54,8 +54,12 @@ pub fn fetch(
     let mut failed = vec![];
     for d in selected(names)? {
         for f in d.files {
+            // Hashing a present file and getting a missing one both take a while.
+            let spinner = crate::progress::spinner("fetch");
+            spinner.set_message(f.path);
             let dest = dir.path(f.path);
             if check_file(&dest, f).is_ok() {
+                spinner.finish_and_clear();
                 out.push(FetchOutcome {
                     path: f.path,
                     source: "present".into(),
@@ -97,6 +101,7 @@ pub fn fetch(
                     None => {}
                 }
             }
+            spinner.finish_and_clear();
             match got {
                 Some(source) => out.push(FetchOutcome {
                     path: f.path,

@@ -30,7 +30,6 @@ use crate::nn::mlp::{rows, Mlp};
 use crate::nn::{Layer, Mode};
 use crate::optim::Sgd;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Table, Value};
-use crate::train::mnist::image_matrix;
 use crate::train::{train_with, ClassifierLoss, TrainSpec};
 
 /// Experiment `activations_mnist`, registered in [`super::all`].
@@ -209,10 +208,11 @@ pub fn train_one(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = data::mnist(dir, Split::Train)?;
-    let test = data::mnist(dir, Split::Test)?;
-    let (x, y) = image_matrix(&train, cfg.n_train);
-    let (xt, yt) = image_matrix(&test, cfg.n_test);
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    // The MLP takes rows: (n, 1, 28, 28) -> (n, 784).
+    let (x, y) = (train.flat().to_owned(), train.labels().to_vec());
+    let (xt, yt) = (test.flat().to_owned(), test.labels().to_vec());
     let seeds = &cfg.train.seeds;
     r.seeds = seeds.clone();
     for split in [Split::Train, Split::Test] {

@@ -17,7 +17,6 @@ use crate::models::{mnist_cnn, CnnConfig, Downsample};
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::report::{col, Format, Report, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `cnn_ablation`, registered in [`super::all`].
@@ -165,8 +164,8 @@ pub fn train_variant(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
     let ab = Ablation::run(

@@ -19,12 +19,11 @@ use ndarray::{s, ArrayD, Axis};
 use serde::Serialize;
 
 use super::{Experiment, Preset};
-use crate::data::{mnist_refs, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Dataset, Split};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::nn::{Mode, Module, Named};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Table, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, TrainSpec};
 
 /// Experiment `cnn_features`, registered in [`super::all`].
@@ -156,8 +155,8 @@ pub fn map_image(m: &ndarray::ArrayView2<f32>, up: usize) -> Vec<u8> {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     r.seeds = vec![cfg.seed];
     r.data = mnist_refs();
 
@@ -261,7 +260,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         .iter()
         .map(|&d| test.labels().iter().position(|&y| y == d).unwrap_or(0))
         .collect();
-    let x = test.x.select(Axis(0), &picks); // (n_digits, 784)
+    let x = test.x.select(Axis(0), &picks); // (n_digits, 1, 28, 28)
     let outs = model.forward_all(&x, Mode::Eval);
     let get = |name: &str| {
         outs.iter()

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
-use crate::data::{mnist_refs, DataDir, Split};
+use crate::data::{mnist_refs, DataDir, Dataset, Split};
 use crate::models::candle_twin::CandleCnn;
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::dropout::Dropout;
@@ -25,7 +25,6 @@ use crate::nn::gradcheck::rel_error;
 use crate::nn::{softmax_cross_entropy, Layer, Mode, Module};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, TrainSpec};
 
 /// Experiment `cnn_twin`, registered in [`super::all`].
@@ -126,8 +125,8 @@ pub fn agreement(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     r.seeds = vec![cfg.seed];
     r.data = mnist_refs();
 

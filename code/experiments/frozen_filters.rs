@@ -19,7 +19,6 @@ use crate::nn::freeze::freeze;
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::report::{col, Format, Report, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::train_classifier;
 
 /// Experiment `frozen_filters`, registered in [`super::all`].
@@ -121,8 +120,8 @@ pub fn train_variant(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
     let ab = Ablation::run(

@@ -22,7 +22,6 @@ use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::Named;
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Table, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `mnist_cnn`, registered in [`super::all`].
@@ -114,8 +113,8 @@ pub fn train_one(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     let (n_epochs, seeds) = (cfg.train.n_epochs, &cfg.train.seeds);
     r.seeds = seeds.clone();
     r.data = mnist_refs();

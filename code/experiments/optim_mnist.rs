@@ -22,7 +22,6 @@ use crate::nn::linear::Init;
 use crate::nn::mlp::Mlp;
 use crate::optim::{Adam, Optimizer, OptimizerKind};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `optim_mnist`, registered in [`super::all`].
@@ -133,7 +132,7 @@ fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let all = mnist_rows(dir, Split::Train, 60_000)?;
+    let all = Dataset::mnist(dir, Split::Train, 60_000)?.into_flat();
     let n = all.len();
     anyhow::ensure!(
         cfg.n_train.max(cfg.sweep_n_train) + cfg.n_val <= n,
@@ -144,7 +143,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let train = subset(&all, 0..cfg.n_train);
     let sweep_train = subset(&all, 0..cfg.sweep_n_train);
     let val = subset(&all, n - cfg.n_val..n);
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?.into_flat();
 
     r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();

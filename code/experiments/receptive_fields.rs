@@ -17,10 +17,9 @@ use super::{Experiment, Preset};
 use crate::cnn::receptive::{
     impulse_fields, measured_mask, probe, receptive_fields, stack_weights, Window,
 };
-use crate::data::{data_ref, mnist_files, DataDir, Split};
+use crate::data::{data_ref, mnist_files, DataDir, Dataset, Split};
 use crate::models::mnist_cnn::{model_windows, seed_windows, CnnConfig, Downsample};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
-use crate::train::mnist::mnist_rows;
 
 /// Experiment `receptive_fields`, registered in [`super::all`].
 pub struct ReceptiveFields;
@@ -131,7 +130,7 @@ fn overlay(digit: &[f32], mask: &Array2<bool>) -> Vec<u8> {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let test = mnist_rows(dir, Split::Test, 10_000)?;
+    let test = Dataset::mnist(dir, Split::Test, 10_000)?;
     let (vi, vl) = mnist_files(Split::Test);
     r.data = vec![data_ref(vi), data_ref(vl)];
 

@@ -32,7 +32,6 @@ use crate::nn::mlp::Sequential;
 use crate::nn::regularization::Penalty;
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `regularization_ablation`, registered in [`super::all`].
@@ -255,8 +254,8 @@ fn to_u8(img: &[f32]) -> Vec<u8> {
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?.into_flat();
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?.into_flat();
     r.seeds = cfg.train.seeds.clone();
     r.data = mnist_refs();
 

@@ -23,7 +23,6 @@ use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::{Layer, Mode, Module};
 use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
-use crate::train::mnist::mnist_rows;
 use crate::train::{train_classifier, History, TrainSpec};
 
 /// Experiment `residual_vs_plain`, registered in [`super::all`].
@@ -182,8 +181,8 @@ pub fn train_one(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = mnist_rows(dir, Split::Train, cfg.n_train)?;
-    let test = mnist_rows(dir, Split::Test, cfg.n_test)?;
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     let seeds = &cfg.train.seeds;
     r.seeds = seeds.clone();
     r.data = mnist_refs();

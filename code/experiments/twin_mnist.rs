@@ -22,7 +22,6 @@ use crate::nn::mlp::Mlp;
 use crate::nn::Module;
 use crate::optim::Sgd;
 use crate::report::{col, Format, Report, Table, Value};
-use crate::train::mnist::image_matrix;
 use crate::train::{
     accuracy_on, fit, Callback, ClassifierLoss, Control, EpochInfo, TrainSpec,
 };
@@ -165,10 +164,11 @@ pub fn train_both(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = data::mnist(dir, Split::Train)?;
-    let test = data::mnist(dir, Split::Test)?;
-    let (x, y) = image_matrix(&train, cfg.n_train);
-    let (xt, yt) = image_matrix(&test, cfg.n_test);
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
+    // The MLP takes rows: (n, 1, 28, 28) -> (n, 784).
+    let (x, y) = (train.flat().to_owned(), train.labels().to_vec());
+    let (xt, yt) = (test.flat().to_owned(), test.labels().to_vec());
     let data = (x, y, xt, yt);
     r.seeds = cfg.train.seeds.clone();
     for split in [Split::Train, Split::Test] {

@@ -210,3 +210,77 @@ impl Callback for HistoryLogger {
 pub fn bits(v: &[f64]) -> Vec<u64> {
     v.iter().map(|x| x.to_bits()).collect()
 }
+
+/// The progress bar of a run: one bar over its steps, with the epoch, the running
+/// mean loss of the epoch, the last validation score and the ETA (see
+/// [`progress`](crate::progress)). [`fit_from`](super::fit_from) shows one by itself
+/// when bars are visible; it only watches, so it changes no result, and it is not part
+/// of a checkpoint.
+pub struct TrainProgress {
+    bar: indicatif::ProgressBar,
+    n_epochs: usize,
+    steps_per_epoch: usize,
+    has_val: bool,
+    sum: f64,
+    in_epoch: usize,
+    last_val: Option<String>,
+}
+
+impl TrainProgress {
+    /// A bar for `n_epochs` epochs of `steps_per_epoch` steps, `done` of them already
+    /// taken (a resumed run); `has_val` says whether each epoch ends with an evaluation.
+    pub fn new(
+        n_epochs: usize,
+        steps_per_epoch: usize,
+        done: usize,
+        has_val: bool,
+    ) -> Self {
+        let len = (n_epochs * steps_per_epoch) as u64;
+        let bar = crate::progress::bar_from(done as u64, len, "train");
+        TrainProgress {
+            bar,
+            n_epochs,
+            steps_per_epoch,
+            has_val,
+            sum: 0.0,
+            in_epoch: 0,
+            last_val: None,
+        }
+    }
+}
+
+impl Callback for TrainProgress {
+    fn on_step(&mut self, info: &StepInfo) -> Control {
+        self.sum += f64::from(info.loss);
+        self.in_epoch += 1;
+        let mut msg = format!(
+            "epoch {}/{}  loss {:.4}",
+            info.epoch + 1,
+            self.n_epochs,
+            self.sum / self.in_epoch as f64
+        );
+        if let Some(v) = &self.last_val {
+            msg.push_str(&format!("  ({v})"));
+        }
+        // The evaluation after the last step of an epoch can take a while.
+        if self.has_val && info.step.is_multiple_of(self.steps_per_epoch.max(1)) {
+            msg.push_str("  evaluating");
+        }
+        self.bar.set_message(msg);
+        self.bar.set_position(info.step as u64);
+        Control::Continue
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo) -> Control {
+        (self.sum, self.in_epoch) = (0.0, 0);
+        self.last_val = info.val.map(|m| match m.accuracy {
+            Some(acc) => format!("epoch {}: val acc {:.2} %", info.epoch, 100.0 * acc),
+            None => format!("epoch {}: val loss {:.4}", info.epoch, m.loss),
+        });
+        Control::Continue
+    }
+
+    fn on_end(&mut self, _summary: &Summary) {
+        self.bar.finish_and_clear();
+    }
+}

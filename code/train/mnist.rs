@@ -1,39 +1,15 @@
-//! MNIST as a [`Dataset`] of pixel rows, and the book's recipe for training the seed
-//! CNN on it (what `dlbook train mnist-cnn` runs).
+//! The book's recipe for training the seed CNN on MNIST (what `dlbook train mnist-cnn`
+//! runs).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ndarray::Array2;
 
 use super::{checkpoint, fit_from, Checkpointing, ClassifierLoss, HistoryLogger};
 use super::{RunState, TrainSpec};
-use crate::data::{self, DataDir, Dataset, LabelledImages, Split};
+use crate::data::{DataDir, Dataset, Split};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::optim::Adam;
-
-/// The first `n` images of a set (all of them if `n` is larger) as a
-/// `(n, rows * cols)` matrix in $[0, 1]$, and their labels.
-pub fn image_matrix(set: &LabelledImages, n: usize) -> (Array2<f32>, Vec<usize>) {
-    let n = n.min(set.images.n);
-    let d = set.images.rows * set.images.cols;
-    let px = set.images.pixels[..n * d]
-        .iter()
-        .map(|&p| f32::from(p) / 255.0);
-    let x = Array2::from_shape_vec((n, d), px.collect()).expect("n * d pixels");
-    (x, set.labels[..n].iter().map(|&y| usize::from(y)).collect())
-}
-
-/// The first `n` images of a set as a dataset of pixel rows (see [`image_matrix`]).
-pub fn image_rows(set: &LabelledImages, n: usize) -> Dataset {
-    let (x, y) = image_matrix(set, n);
-    Dataset::classes(x.into_dyn(), y)
-}
-
-/// The first `n` images of an MNIST split as pixel rows (see [`image_rows`]).
-pub fn mnist_rows(dir: &DataDir, split: Split, n: usize) -> Result<Dataset> {
-    Ok(image_rows(&data::mnist(dir, split)?, n))
-}
 
 /// How `dlbook train mnist-cnn` trains: the seed model on all 60,000 training images,
 /// Adam ($\eta = 10^{-3}$), batches of 128, evaluated on the 10,000 test images after
@@ -79,8 +55,9 @@ pub fn train_and_save(
     checkpoint: Option<&Path>,
     resume: Option<&Path>,
 ) -> Result<Vec<f64>> {
-    let train = mnist_rows(dir, Split::Train, recipe.n_train)?;
-    let test = mnist_rows(dir, Split::Test, recipe.n_test)?;
+    // Images (n, 1, 28, 28): the model's first layer takes them as they are.
+    let train = Dataset::mnist(dir, Split::Train, recipe.n_train)?;
+    let test = Dataset::mnist(dir, Split::Test, recipe.n_test)?;
     let mut model = mnist_cnn(&CnnConfig::default(), recipe.seed);
     let mut opt = Adam::new(recipe.lr);
     let spec = TrainSpec {

@@ -11,8 +11,9 @@
 //! What the loop offers besides (each off by default, so the plain loop stays plain):
 //!
 //! - **Callbacks** ([`Callback`]): told about every step and every epoch, able to stop
-//!   the run. [`HistoryLogger`] records the curves the book plots; a metrics tracker or a
-//!   progress bar is another callback.
+//!   the run. [`HistoryLogger`] records the curves the book plots; a metrics tracker is
+//!   another callback. When bars are shown ([`progress`](crate::progress)), a
+//!   [`TrainProgress`] bar shows the epoch, the loss and the time left.
 //! - **Parameter groups** ([`ParamGroups`]): freeze parameters by dotted-name prefix
 //!   (they are never handed to the optimizer, so it creates no state for them), or scale
 //!   a group's learning rate.
@@ -46,7 +47,9 @@ pub mod checkpoint;
 pub mod groups;
 pub mod mnist;
 
-pub use callback::{Callback, Control, EpochInfo, History, HistoryLogger, StepInfo};
+pub use callback::{
+    Callback, Control, EpochInfo, History, HistoryLogger, StepInfo, TrainProgress,
+};
 pub use checkpoint::CheckpointError;
 pub use groups::{clip_grad_norm, grad_norm, matches_prefix, ParamGroups, Trainable};
 
@@ -395,6 +398,12 @@ pub fn fit_from(
         spec.early_stopping.is_none() || val.is_some(),
         "fit: early stopping needs a validation set"
     );
+    // A bar when bars are shown (see `progress`): it only watches, like a callback,
+    // but it is not one of `callbacks`, so checkpoints do not depend on the terminal.
+    let mut bar = crate::progress::visible().then(|| {
+        let per_epoch = train.len().div_ceil(spec.batch_size.max(1));
+        TrainProgress::new(spec.n_epochs, per_epoch, state.step, val.is_some())
+    });
     let mut ending = Ending::Completed;
     'epochs: while state.epoch < spec.n_epochs {
         if spec.shuffle == Shuffle::Fresh {
@@ -419,6 +428,9 @@ pub fn fit_from(
                 lr: opt.lr(),
                 batch_size: idx.len(),
             };
+            if let Some(b) = &mut bar {
+                b.on_step(&info);
+            }
             if stop_requested(callbacks.iter_mut().map(|c| c.on_step(&info))) {
                 ending = Ending::Callback;
                 break 'epochs;
@@ -433,6 +445,9 @@ pub fn fit_from(
             val: metrics,
             order: &state.order,
         };
+        if let Some(b) = &mut bar {
+            b.on_epoch(&info);
+        }
         let stop = stop_requested(callbacks.iter_mut().map(|c| c.on_epoch(&info)));
         let patience_out = early_stopping(model, spec, state, metrics);
         if let Some(c) = &spec.checkpoint {
@@ -462,6 +477,9 @@ pub fn fit_from(
     };
     for c in callbacks.iter_mut() {
         c.on_end(&summary);
+    }
+    if let Some(b) = &mut bar {
+        b.on_end(&summary);
     }
     Ok(summary)
 }

@@ -4,13 +4,12 @@
 
 use std::sync::OnceLock;
 
-use dlbook::data::{DataDir, Split};
+use dlbook::data::{DataDir, Dataset, Split};
 use dlbook::experiments::{self, Experiment as _, Preset as _};
 use dlbook::experiments::{cnn_ablation, mnist_cnn};
 use dlbook::models::{mnist_cnn as build, CnnConfig};
 use dlbook::optim::Adam;
 use dlbook::report::{Report, Value};
-use dlbook::train::mnist::mnist_rows;
 use dlbook::train::{train_classifier, TrainSpec};
 
 // ANCHOR: seed_model_test_accuracy
@@ -19,8 +18,8 @@ use dlbook::train::{train_classifier, TrainSpec};
 /// its accuracy on all 10,000 test images.
 pub fn seed_model_test_accuracy(seed: u64, n_epochs: usize) -> f64 {
     let dir = DataDir::resolve(None);
-    let train = mnist_rows(&dir, Split::Train, 60_000).expect("MNIST training set");
-    let test = mnist_rows(&dir, Split::Test, 10_000).expect("MNIST test set");
+    let train = Dataset::mnist(&dir, Split::Train, 60_000).expect("MNIST training set");
+    let test = Dataset::mnist(&dir, Split::Test, 10_000).expect("MNIST test set");
     let mut model = build(&CnnConfig::default(), seed);
     let mut opt = Adam::new(1e-3);
     let spec = TrainSpec {

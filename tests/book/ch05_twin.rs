@@ -8,19 +8,18 @@
 use candle_core::DType;
 use dlbook::cnn::candle_twin::max_pool_builtin;
 use dlbook::cnn::MaxPool2d;
-use dlbook::data::{DataDir, Split};
+use dlbook::data::{DataDir, Dataset, Split};
 use dlbook::models::candle_twin::CandleCnn;
 use dlbook::models::{mnist_cnn, CnnConfig};
 use dlbook::nn::dropout::Dropout;
 use dlbook::nn::gradcheck::rel_error;
 use dlbook::nn::softmax_cross_entropy;
 use dlbook::nn::{Layer, Mode, Module};
-use dlbook::train::mnist::mnist_rows;
 use ndarray::{ArrayD, IxDyn};
 
 fn batch(split: Split, n: usize) -> (ArrayD<f32>, Vec<usize>) {
-    let d =
-        mnist_rows(&DataDir::resolve(None), split, n).expect("MNIST is in the data dir");
+    let d = Dataset::mnist(&DataDir::resolve(None), split, n)
+        .expect("MNIST is in the data dir");
     let y = d.labels().to_vec();
     (d.x, y)
 }

@@ -14,7 +14,7 @@ use dlbook::optim::{Adam, Sgd};
 use dlbook::train::{
     checkpoint, clip_grad_norm, fit, fit_from, grad_norm, Callback, Checkpointing,
     ClassifierLoss, Control, EarlyStopping, Ending, EpochInfo, HistoryLogger, Monitor,
-    ParamGroups, StepInfo, TrainSpec,
+    ParamGroups, StepInfo, TrainProgress, TrainSpec,
 };
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng};
@@ -342,6 +342,28 @@ fn callbacks_see_every_step_and_can_stop_training() {
         (s.steps, s.ending, rec.steps.len()),
         (4, Ending::Callback, 4)
     );
+}
+
+#[test]
+fn a_progress_bar_watches_and_changes_nothing() {
+    let (train, val) = (blobs(40, 1), blobs(12, 2));
+    let loss = ClassifierLoss::CrossEntropy;
+    let run = |with_bar: bool| {
+        let (mut m, mut opt) = (model(0), Adam::new(0.01));
+        let mut log = HistoryLogger::new(2);
+        // 40 examples in batches of 16: 3 steps per epoch.
+        let mut bar = TrainProgress::new(3, 3, 0, true);
+        let cbs: &mut [&mut dyn Callback] = if with_bar {
+            &mut [&mut log, &mut bar]
+        } else {
+            &mut [&mut log]
+        };
+        let s = fit(&mut m, &mut opt, &loss, &train, Some(&val), &spec(3), cbs).unwrap();
+        (s, log.history, weights(&mut m))
+    };
+    let (plain, watched) = (run(false), run(true));
+    assert_eq!(plain.0.ending, Ending::Completed);
+    assert_eq!(plain, watched);
 }
 
 #[test]
