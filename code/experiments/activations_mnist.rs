@@ -17,7 +17,6 @@
 //! many ReLU units into the dead region.
 
 use anyhow::Result;
-use ndarray::Array2;
 use serde::Serialize;
 
 use super::common::{band_series, over_seeds, TrainFields};
@@ -26,7 +25,7 @@ use crate::data::Dataset;
 use crate::data::{self, DataDir, Split};
 use crate::nn::activation::Activation;
 use crate::nn::linear::Init;
-use crate::nn::mlp::{rows, Mlp};
+use crate::nn::mlp::Mlp;
 use crate::nn::{Layer, Mode};
 use crate::optim::Sgd;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Table, Value};
@@ -165,22 +164,18 @@ pub fn dead_and_saturated(mlp: &Mlp, saturation: f32) -> (f64, f64) {
 }
 // ANCHOR_END: dead_units
 
-/// Trains one network and measures it.
-#[allow(clippy::too_many_arguments)]
+/// Trains one network on `train` (rows of pixels) and measures it on `test`.
 pub fn train_one(
     act: Activation,
     lr: f32,
     cfg: &Config,
     seed: u64,
-    x: &Array2<f32>,
-    y: &[usize],
-    xt: &Array2<f32>,
-    yt: &[usize],
+    train: &Dataset,
+    test: &Dataset,
 ) -> ActRun {
     let h = cfg.hidden;
-    let mut mlp = Mlp::new(&[x.ncols(), h, h, 10], act, matched_init(act), seed);
-    let train = Dataset::classes(x.clone().into_dyn(), y.to_vec());
-    let test = Dataset::classes(xt.clone().into_dyn(), yt.to_vec());
+    let d = train.example_shape()[0];
+    let mut mlp = Mlp::new(&[d, h, h, 10], act, matched_init(act), seed);
     let spec = TrainSpec::gradient_descent(
         cfg.train.n_epochs,
         cfg.train.batch_size,
@@ -191,12 +186,12 @@ pub fn train_one(
         &mut mlp,
         &mut Sgd::new(lr),
         &loss,
-        &train,
-        Some(&test),
+        train,
+        Some(test),
         &spec,
     );
     let (test_acc, train_loss) = (h.test_acc, h.epoch_loss);
-    let _ = mlp.forward(&rows(xt, 0, cfg.n_probe.min(xt.nrows())), Mode::Eval);
+    let _ = mlp.forward(&test.head(cfg.n_probe).x, Mode::Eval);
     let (dead, saturated) = dead_and_saturated(&mlp, cfg.saturation);
     ActRun {
         test_acc,
@@ -208,23 +203,17 @@ pub fn train_one(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     // The MLP takes rows: (n, 1, 28, 28) -> (n, 784).
-    let (x, y) = (train.flat().to_owned(), train.labels().to_vec());
-    let (xt, yt) = (test.flat().to_owned(), test.labels().to_vec());
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?.into_flat();
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?.into_flat();
     let seeds = &cfg.train.seeds;
     r.seeds = seeds.clone();
-    for split in [Split::Train, Split::Test] {
-        let (im, lab) = data::mnist_files(split);
-        r.data.push(data::data_ref(im));
-        r.data.push(data::data_ref(lab));
-    }
+    r.data = data::mnist_refs();
     let mut rows_ = vec![];
     let mut series = vec![];
     for &act in &cfg.activations {
         let runs = over_seeds(&format!("activations_mnist: {}", act.name()), seeds, |s| {
-            train_one(act, cfg.lr, cfg, s, &x, &y, &xt, &yt)
+            train_one(act, cfg.lr, cfg, s, &train, &test)
         });
         let per = |f: &dyn Fn(&ActRun) -> f64| Value::Seeds(runs.iter().map(f).collect());
         let key = act.name().to_lowercase().replace([' ', '(', ')', '.'], "");
@@ -257,8 +246,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             "784-{h}-{h}-10 MLP, {} training / {} test images, lr = {}, batch {}, {} \
              epochs, mean ± std over {} seeds. Dead = hidden units with zero output on all \
              {} probe images; saturated = activations with f' below {} % of its maximum.",
-            x.nrows(),
-            xt.nrows(),
+            train.len(),
+            test.len(),
             cfg.lr,
             cfg.train.batch_size,
             cfg.train.n_epochs,
@@ -302,7 +291,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     for act in [Activation::Relu, Activation::LeakyRelu(0.01)] {
         let what = format!("activations_mnist: {} at lr {}", act.name(), cfg.ablation_lr);
         let runs = over_seeds(&what, seeds, |s| {
-            train_one(act, cfg.ablation_lr, &ab_cfg, s, &x, &y, &xt, &yt)
+            train_one(act, cfg.ablation_lr, &ab_cfg, s, &train, &test)
         });
         let key = act.name().to_lowercase().replace([' ', '(', ')', '.'], "");
         let dead: Vec<f64> = runs.iter().map(|r| r.dead).collect();

@@ -101,22 +101,15 @@ fn train_run(
     lr: f32,
     cfg: &Config,
     seed: u64,
-    data: &(
-        ndarray::Array2<f32>,
-        Vec<usize>,
-        ndarray::Array2<f32>,
-        Vec<usize>,
-    ),
+    train: &Dataset,
+    test: &Dataset,
 ) -> Vec<f64> {
-    let (x, y, xt, yt) = data;
     let mut mlp = Mlp::new(
-        &[x.ncols(), cfg.hidden, 10],
+        &[train.example_shape()[0], cfg.hidden, 10],
         Activation::Relu,
         Init::He,
         seed,
     );
-    let train = Dataset::classes(x.clone().into_dyn(), y.clone());
-    let test = Dataset::classes(xt.clone().into_dyn(), yt.clone());
     let spec = TrainSpec::gradient_descent(
         cfg.train.n_epochs,
         cfg.train.batch_size,
@@ -126,8 +119,8 @@ fn train_run(
         &mut mlp,
         &mut Sgd::new(lr),
         &loss,
-        &train,
-        Some(&test),
+        train,
+        Some(test),
         &spec,
     )
     .test_acc
@@ -135,18 +128,11 @@ fn train_run(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
     // The MLP takes rows: (n, 1, 28, 28) -> (n, 784).
-    let (x, y) = (train.flat().to_owned(), train.labels().to_vec());
-    let (xt, yt) = (test.flat().to_owned(), test.labels().to_vec());
-    let data = (x, y, xt, yt);
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?.into_flat();
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?.into_flat();
     r.seeds = cfg.train.seeds.clone();
-    for split in [Split::Train, Split::Test] {
-        let (im, lab) = data::mnist_files(split);
-        r.data.push(data::data_ref(im));
-        r.data.push(data::data_ref(lab));
-    }
+    r.data = data::mnist_refs();
     let mut rows = vec![];
     let mut series = vec![];
     for loss in [ClassifierLoss::CrossEntropy, ClassifierLoss::MseOnSoftmax] {
@@ -155,7 +141,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         for &lr in &cfg.lrs {
             let what = format!("mse_vs_ce: {} at lr {lr}", loss.name());
             let runs = over_seeds(&what, &cfg.train.seeds, |s| {
-                train_run(loss, lr, cfg, s, &data)
+                train_run(loss, lr, cfg, s, &train, &test)
             });
             let first: Vec<f64> = runs.iter().map(|r| r[0]).collect();
             let last: Vec<f64> =
@@ -194,8 +180,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             "784-{}-10 ReLU MLP, {} training / {} test images, batch {}, {} epochs, mean ± \
              std over {} seeds; both losses start from the same weights for a seed.",
             cfg.hidden,
-            data.0.nrows(),
-            data.2.nrows(),
+            train.len(),
+            test.len(),
             cfg.train.batch_size,
             cfg.train.n_epochs,
             cfg.train.seeds.len()

@@ -92,14 +92,11 @@ impl Preset for Config {
 pub fn train_both(
     cfg: &Config,
     seed: u64,
-    data: &(
-        ndarray::Array2<f32>,
-        Vec<usize>,
-        ndarray::Array2<f32>,
-        Vec<usize>,
-    ),
+    train: &Dataset,
+    test: &Dataset,
+    x: &ndarray::Array2<f32>,
 ) -> Result<(f64, f64, f64)> {
-    let (x, y, xt, yt) = data;
+    let y = train.labels();
     let mut mlp = Mlp::new(&cfg.sizes, Activation::Relu, Init::He, seed);
     let twin = CandleMlp::from_mlp(&mlp, DType::F32)?;
     // The twin trains alongside, each epoch in the order ours just used.
@@ -130,7 +127,6 @@ pub fn train_both(
         cfg,
         result: Ok(()),
     };
-    let train = Dataset::classes(x.clone().into_dyn(), y.clone());
     let spec = TrainSpec::gradient_descent(
         cfg.train.n_epochs,
         cfg.train.batch_size,
@@ -141,17 +137,14 @@ pub fn train_both(
         &mut mlp,
         &mut Sgd::new(cfg.lr),
         &loss,
-        &train,
+        train,
         None,
         &spec,
         &mut [&mut cb],
     )?;
     cb.result?;
-    let ours = accuracy_on(
-        &mut mlp,
-        &Dataset::classes(xt.clone().into_dyn(), yt.clone()),
-    );
-    let theirs = accuracy(&twin.predict(&xt.clone().into_dyn())?, yt);
+    let ours = accuracy_on(&mut mlp, test);
+    let theirs = accuracy(&twin.predict(&test.x)?, test.labels());
     let mut ours_w = vec![];
     mlp.visit_params("", &mut |_, p| ours_w.push(p.value.mapv(f64::from)));
     let mut diff = 0.0f64;
@@ -164,20 +157,14 @@ pub fn train_both(
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
-    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?;
-    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?;
-    // The MLP takes rows: (n, 1, 28, 28) -> (n, 784).
-    let (x, y) = (train.flat().to_owned(), train.labels().to_vec());
-    let (xt, yt) = (test.flat().to_owned(), test.labels().to_vec());
-    let data = (x, y, xt, yt);
+    // The MLP takes rows: (n, 1, 28, 28) -> (n, 784); the candle twin reads a matrix.
+    let train = Dataset::mnist(dir, Split::Train, cfg.n_train)?.into_flat();
+    let test = Dataset::mnist(dir, Split::Test, cfg.n_test)?.into_flat();
+    let x = train.flat().to_owned();
     r.seeds = cfg.train.seeds.clone();
-    for split in [Split::Train, Split::Test] {
-        let (im, lab) = data::mnist_files(split);
-        r.data.push(data::data_ref(im));
-        r.data.push(data::data_ref(lab));
-    }
+    r.data = data::mnist_refs();
     let (mut ours, mut theirs, mut gap, mut diffs) = (vec![], vec![], vec![], vec![]);
-    for run in over_seeds("twin_mnist", &cfg.train.seeds, |s| train_both(cfg, s, &data)) {
+    for run in over_seeds("twin_mnist", &cfg.train.seeds, |s| train_both(cfg, s, &train, &test, &x)) {
         let (a, b, d) = run?;
         ours.push(a);
         theirs.push(b);
@@ -206,8 +193,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             "{} ReLU MLP, He init, {} training / {} test images, SGD lr = {}, batch {}, {} \
              epochs, same initial weights and batches; mean ± std over {} seeds.",
             sizes.join("-"),
-            data.0.nrows(),
-            data.2.nrows(),
+            train.len(),
+            test.len(),
             cfg.lr,
             cfg.train.batch_size,
             cfg.train.n_epochs,
