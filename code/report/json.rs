@@ -9,16 +9,24 @@ use anyhow::{Context, Result};
 /// keeps the JSON readable and its diffs free of last-bit noise.
 pub const SIGNIFICANT_DIGITS: i32 = 6;
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never
-/// sees half a file.
+/// Writes `bytes` to `path` through a temporary file beside it and a rename, so a reader
+/// never sees half a file and a failed write leaves the old file (and no temporary) in
+/// place. Results, model files and training checkpoints are all written so.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+/// [`write_file_atomic`], with the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    write_file_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Rounds `x` to [`SIGNIFICANT_DIGITS`] significant digits.

@@ -29,7 +29,7 @@ mod notebook;
 mod plot;
 mod value;
 
-pub use json::{round_sig, write_atomic, SIGNIFICANT_DIGITS};
+pub use json::{round_sig, write_atomic, write_file_atomic, SIGNIFICANT_DIGITS};
 pub use notebook::{show_markdown, show_svg};
 pub use plot::{contour, graph, render_figure};
 pub use value::{Fact, Format, Value};

@@ -191,15 +191,8 @@ fn write(
         path: path.to_path_buf(),
         source,
     };
-    let name = path
-        .file_name()
-        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, &file).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
+    // A temporary file and a rename: a crash never leaves half a file.
+    crate::report::write_file_atomic(path, &file).map_err(io)?;
     Ok(())
 }
 
