@@ -93,16 +93,6 @@ pub enum Tier {
     Full,
 }
 
-impl Tier {
-    /// The preset of this tier, from an experiment's two constructors.
-    pub fn pick<T>(self, quick: impl FnOnce() -> T, full: impl FnOnce() -> T) -> T {
-        match self {
-            Tier::Quick => quick(),
-            Tier::Full => full(),
-        }
-    }
-}
-
 /// The two sizes of an experiment's configuration.
 pub trait Preset: Sized {
     /// Minutes: the configuration behind the numbers in the book.
@@ -116,7 +106,10 @@ pub trait Preset: Sized {
 
     /// The preset of `tier`.
     fn of(tier: Tier) -> Self {
-        tier.pick(Self::quick, Self::full)
+        match tier {
+            Tier::Quick => Self::quick(),
+            Tier::Full => Self::full(),
+        }
     }
 }
 
@@ -342,7 +335,7 @@ pub fn check_generated(root: &Path, chapter: &str) -> Result<Vec<String>> {
         if report.experiment != name || report.chapter != ch {
             problems.push(format!("{ch}/{name}.json: names another experiment"));
         }
-        for (file, _) in report.render_files()? {
+        for file in report.file_names() {
             owned.insert(format!("{ch}/{file}"));
         }
         let Some(e) = entry else { continue };

@@ -300,17 +300,26 @@ impl Report {
 
     /// Every file rendered from this report: `(file name, contents)`, the JSON first.
     pub fn render_files(&self) -> Result<Vec<(String, String)>> {
-        let mut out = vec![
-            (format!("{}.json", self.experiment), self.to_json()),
-            (format!("{}.md", self.experiment), self.to_markdown()),
-        ];
+        let mut texts = vec![self.to_json(), self.to_markdown()];
         for f in &self.figures {
-            out.push((
-                format!("{}-{}.svg", self.experiment, f.name),
-                render_figure(f)?,
-            ));
+            texts.push(render_figure(f)?);
         }
-        Ok(out)
+        Ok(self.file_names().into_iter().zip(texts).collect())
+    }
+
+    /// The names of the files [`Report::render_files`] writes, in its order, without
+    /// rendering anything.
+    pub fn file_names(&self) -> Vec<String> {
+        let mut names = vec![
+            format!("{}.json", self.experiment),
+            format!("{}.md", self.experiment),
+        ];
+        names.extend(
+            self.figures
+                .iter()
+                .map(|f| format!("{}-{}.svg", self.experiment, f.name)),
+        );
+        names
     }
 
     /// Writes the JSON and everything rendered from it into `dir`.
