@@ -70,3 +70,22 @@ fresh! {
     cnn_twin,
     datasets,
 }
+
+/// The fingerprints are thread-count independent: a quick run on one thread gives the
+/// outcome the committed results record (which were made on two). `cnn_ablation` is the
+/// run that exercises the most parallel code: convolutions split by rayon, Adam over
+/// chunks, augmentation and batch norm.
+#[test]
+fn one_thread_gives_the_committed_outcome() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let e = experiments::by_name("cnn_ablation").unwrap();
+    let quick = pool
+        .install(|| (e.run)(experiments::Tier::Quick, &DataDir::resolve(None)))
+        .unwrap();
+    if let Err(err) = experiments::check_fresh(&root(), e.name, &quick) {
+        panic!("on one thread: {err:#}");
+    }
+}
