@@ -74,6 +74,9 @@ registry! {
     mnist_cnn::MnistCnn,
     cnn_ablation::CnnAblation,
     cnn_twin::CnnTwin,
+    // Week 7: object detection.
+    detector::Detector,
+    detector_ablation::DetectorAblation,
     // The data appendix.
     datasets::Datasets,
 }

@@ -31,7 +31,7 @@ mod value;
 
 pub use json::{round_sig, write_atomic, write_file_atomic, SIGNIFICANT_DIGITS};
 pub use notebook::{show_markdown, show_svg};
-pub use plot::{contour, graph, render_figure};
+pub use plot::{boxes, contour, graph, render_figure};
 pub use value::{Fact, Format, Value};
 
 use json::round_floats;
@@ -171,6 +171,8 @@ pub enum Plot {
     Contour(contour::ContourPlot),
     /// A directed graph, e.g. a computational graph with values and gradients.
     Graph(graph::GraphPlot),
+    /// Grey-scale images with boxes drawn over them (detections, ground truth).
+    Boxes(boxes::BoxesPlot),
     /// A grid of grey-scale images (0 = white, 255 = black ink), e.g. digits.
     Images {
         /// Pixels per image row.

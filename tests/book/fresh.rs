@@ -68,6 +68,8 @@ fresh! {
     mnist_cnn,
     cnn_ablation,
     cnn_twin,
+    detector,
+    detector_ablation,
     datasets,
 }
 

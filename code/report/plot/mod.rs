@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use super::{Figure, Plot, Scale};
 
+pub mod boxes;
 pub mod contour;
 pub mod graph;
 mod heatmap;
@@ -50,6 +51,7 @@ pub fn render_figure(fig: &Figure) -> Result<String> {
         } => scatter::render(&fig.title, x_label, y_label, groups),
         Plot::Contour(c) => contour::render(&fig.title, c),
         Plot::Graph(g) => graph::render(&fig.title, g),
+        Plot::Boxes(b) => boxes::render(&fig.title, b),
         Plot::Images {
             width,
             height,
