@@ -11,8 +11,9 @@
 //! $\ge 0.5$ is *positive* (it must predict that object's class and box), one whose best
 //! IoU is $< 0.4$ is *negative* (background), and the ones in between are ignored (they
 //! are neither clearly the object nor clearly not). Then each ground truth's best anchor
-//! is made positive for it whatever its IoU, so that no object, however oddly shaped,
-//! is left without an anchor.
+//! is made positive for it whatever its IoU (its best one not already claimed this way
+//! by an earlier object), so that no object, however oddly shaped, is left without an
+//! anchor.
 //!
 //! **Encoding.** A positive anchor $(a_x, a_y, a_w, a_h)$ (centre and size) learns the
 //! offsets to its box $(g_x, g_y, g_w, g_h)$:
@@ -173,17 +174,24 @@ pub fn match_anchors(
             }
         })
         .collect();
-    // Each object's best anchor is positive for it, whatever its IoU.
+    // Each object's best anchor is positive for it, whatever its IoU. Two objects can
+    // share a best anchor; the later one then takes its best anchor not yet claimed, so
+    // that every object keeps one.
+    let mut claimed = vec![false; anchors.len()];
     for g in 0..gts.len() {
-        let col = iou.column(g);
-        let (a, _) = col.iter().enumerate().fold((0, &f32::MIN), |b, (a, v)| {
-            if *v > *b.1 {
-                (a, v)
-            } else {
-                b
-            }
-        });
-        out[a] = Assignment::Positive { gt: g };
+        let best = iou
+            .column(g)
+            .iter()
+            .enumerate()
+            .filter(|(a, _)| !claimed[*a])
+            .fold(None, |b: Option<(usize, f32)>, (a, &v)| match b {
+                Some((_, bv)) if bv >= v => b,
+                _ => Some((a, v)),
+            });
+        if let Some((a, _)) = best {
+            claimed[a] = true;
+            out[a] = Assignment::Positive { gt: g };
+        }
     }
     out
 }
