@@ -24,6 +24,7 @@ pub mod corpus;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
+pub mod image;
 pub mod series;
 pub mod tables;
 pub mod verify;
