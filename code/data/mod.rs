@@ -25,6 +25,7 @@ pub mod dataset;
 pub mod fetch;
 pub mod idx;
 pub mod image;
+pub mod imagenet;
 pub mod series;
 pub mod tables;
 pub mod verify;

@@ -5,11 +5,14 @@
 pub mod candle_twin;
 pub mod checkpoint;
 pub mod count;
+pub mod efficientnet;
 pub mod mnist_cnn;
+pub mod pth;
 
 pub use mnist_cnn::{mnist_cnn, CnnConfig, Downsample};
 
 pub mod candle_blocks;
+pub mod candle_efficientnet;
 pub mod lenet;
 pub mod resnet;
 pub mod vgg;
