@@ -10,6 +10,8 @@ pub mod mnist_cnn;
 pub use mnist_cnn::{mnist_cnn, CnnConfig, Downsample};
 
 pub mod candle_blocks;
+pub mod candle_mbconv;
 pub mod lenet;
+pub mod mbconv;
 pub mod resnet;
 pub mod vgg;
