@@ -74,6 +74,8 @@ registry! {
     mnist_cnn::MnistCnn,
     cnn_ablation::CnnAblation,
     cnn_twin::CnnTwin,
+    // Week 6: transfer learning.
+    mobile_blocks::MobileBlocks,
     // Week 7: object detection.
     detector::Detector,
     detector_ablation::DetectorAblation,
