@@ -19,6 +19,7 @@ mod ch05_checkpoint;
 mod ch05_classifier;
 mod ch05_models;
 mod ch05_twin;
+mod ch07_ap;
 mod ch07_boxes;
 mod data_dataset;
 mod data_io;
