@@ -14,8 +14,8 @@
 //! selected for classification, $z_a$ the $K + 1$ scores of anchor $a$, $y_a$ its label
 //! (0 = background), $t_a$ its target deltas and $\hat t_a$ the predicted ones,
 //!
-//! $$L = \frac{1}{\max(|P|, 1)} \Big( \sum_{a \in S} \big(\log \textstyle\sum_k e^{z_{a,k}}
-//! - z_{a,y_a}\big) + \lambda \sum_{a \in P} \sum_{d=1}^{4}
+//! $$L = \frac{1}{\max(|P|, 1)} \Big( \sum_{a \in S} \big(\log \textstyle\sum_k
+//! e^{z_{a,k}} - z_{a,y_a}\big) + \lambda \sum_{a \in P} \sum_{d=1}^{4}
 //! \mathrm{smooth}_{L_1}(\hat t_{a,d} - t_{a,d}) \Big),$$
 //!
 //! $$\mathrm{smooth}_{L_1}(u) = \begin{cases} u^2/2 & |u| < 1 \\ |u| - 1/2 &

@@ -85,15 +85,15 @@ impl Preset for Config {
     fn full() -> Self {
         Config {
             canvas: CanvasConfig::default(),
-            n_train: 6_000,
-            n_test: 1_000,
+            n_train: 3_000,
+            n_test: 500,
             model: SsdConfig::default(),
             train: TrainFields {
-                n_epochs: 8,
+                n_epochs: 10,
                 batch_size: 32,
                 seeds: vec![0, 1, 2],
             },
-            lr: 2e-3,
+            lr: 3e-3,
             log_every: 50,
             neg_ratio: 3,
             box_weight: 1.0,
@@ -451,7 +451,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     ));
     // Up to two canvases of each failure kind, in canvas order.
     let mut picks = vec![];
-    let kinds: [(&str, fn(&Failures) -> usize); 3] = [
+    type Count = fn(&Failures) -> usize;
+    let kinds: [(&str, Count); 3] = [
         ("missed digit", |f| f.missed),
         ("wrong class", |f| f.wrong_class),
         ("duplicate", |f| f.duplicates),

@@ -46,13 +46,13 @@ pub struct Config {
 }
 
 impl Preset for Config {
-    /// The book's configuration: `detector`'s, with 4,000 training canvases and 6 epochs
+    /// The book's configuration: `detector`'s, with 1,500 training canvases and 6 epochs
     /// (four detectors per seed).
     fn full() -> Self {
         let d = detector::Config::full();
         Config {
             base: detector::Config {
-                n_train: 4_000,
+                n_train: 1_500,
                 train: TrainFields {
                     n_epochs: 6,
                     ..d.train.clone()
@@ -63,10 +63,19 @@ impl Preset for Config {
         }
     }
 
-    /// The test configuration: `detector`'s quick one.
+    /// The test configuration: `detector`'s quick one, with 128 training canvases and
+    /// one seed.
     fn quick() -> Self {
+        let q = detector::Config::quick();
         Config {
-            base: detector::Config::quick(),
+            base: detector::Config {
+                n_train: 128,
+                train: TrainFields {
+                    seeds: vec![0],
+                    ..q.train.clone()
+                },
+                ..q
+            },
             ..Self::full()
         }
     }

@@ -556,3 +556,37 @@ fn quick_training_lowers_the_multibox_loss() {
         assert!(b < a, "loss {a} -> {b}");
     }
 }
+
+#[test]
+fn every_seed_of_the_full_run_clears_0_7_ap50() {
+    let r = full("detector");
+    assert_eq!(r.seeds.len(), 3);
+    let ap50 = seeds(&r, "ap50");
+    assert!(ap50.iter().all(|&a| a > 0.7), "{ap50:?}");
+    // The stricter COCO average is well below: localisation is the hard part.
+    assert!(mean(&seeds(&r, "ap")) < mean(&ap50));
+}
+
+#[test]
+fn box_regression_is_worth_more_than_anything_else() {
+    let r = full("detector_ablation");
+    let base = mean(&seeds(&r, "baseline_map"));
+    let drop = |k: &str| base - mean(&seeds(&r, &format!("{k}_map")));
+    let no_box = drop("no_box");
+    assert!(no_box > 0.0);
+    for other in ["one_size", "one_map"] {
+        assert!(
+            no_box > drop(other),
+            "{other}: {} vs no box {no_box}",
+            drop(other)
+        );
+    }
+}
+
+#[test]
+fn no_nms_lowers_ap() {
+    let r = full("detector_ablation");
+    let at = |k: &str| mean(&seeds(&r, k));
+    assert!(at("nms_100_map50") < at("nms_45_map50"));
+    assert!(at("nms_100_map") < at("nms_45_map"));
+}
