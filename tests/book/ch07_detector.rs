@@ -590,3 +590,25 @@ fn no_nms_lowers_ap() {
     assert!(at("nms_100_map50") < at("nms_45_map50"));
     assert!(at("nms_100_map") < at("nms_45_map"));
 }
+
+#[test]
+fn the_full_run_shows_each_kind_of_failure() {
+    let r = full("detector");
+    for kind in ["missed", "wrong_class", "duplicates"] {
+        assert!(r.get_fact(kind).unwrap() > 0.0, "{kind}");
+    }
+    let fig = r.figures.iter().find(|f| f.name == "failures").unwrap();
+    let dlbook::report::Plot::Boxes(b) = &fig.plot else {
+        panic!("failures is not a boxes figure")
+    };
+    for kind in ["missed digit", "wrong class", "duplicate"] {
+        assert!(b.captions.iter().any(|c| c.starts_with(kind)), "{kind}");
+    }
+}
+
+#[test]
+fn the_ablation_baseline_is_below_the_main_run() {
+    let main = mean(&seeds(&full("detector"), "ap50"));
+    let base = mean(&seeds(&full("detector_ablation"), "baseline_map50"));
+    assert!(base < main, "{base} vs {main}");
+}
