@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::images::grey_runs;
 use super::{color, svg_open, xml_escape};
 
 /// A box to draw over an image, in the image's pixel coordinates.
@@ -81,27 +82,7 @@ pub(super) fn render(title: &str, p: &BoxesPlot) -> Result<String> {
             w * scale,
             h * scale
         );
-        for r in 0..h {
-            let mut c = 0;
-            while c < w {
-                let level = im[r * w + c] / 16;
-                let start = c;
-                while c < w && im[r * w + c] / 16 == level {
-                    c += 1;
-                }
-                if level == 0 {
-                    continue;
-                }
-                let g = 255 - (level as usize * 17).min(255);
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{}" y="{}" width="{}" height="{scale}" fill="rgb({g},{g},{g})"/>"#,
-                    ox + start * scale,
-                    oy + r * scale,
-                    (c - start) * scale
-                );
-            }
-        }
+        grey_runs(&mut s, im, (w, h), (ox, oy), scale);
         let sc = scale as f64;
         for b in &p.boxes[k] {
             let col = color(b.color);

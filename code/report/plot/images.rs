@@ -63,29 +63,41 @@ pub(super) fn render(
             w * scale,
             h * scale
         );
-        for r in 0..h {
-            let mut c = 0;
-            while c < w {
-                let level = im[r * w + c] / 16;
-                let start = c;
-                while c < w && im[r * w + c] / 16 == level {
-                    c += 1;
-                }
-                if level == 0 {
-                    continue;
-                }
-                // Ink is dark: level 15 is black.
-                let g = 255 - (level as usize * 17).min(255);
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{}" y="{}" width="{}" height="{scale}" fill="rgb({g},{g},{g})"/>"#,
-                    ox + start * scale,
-                    oy + r * scale,
-                    (c - start) * scale
-                );
-            }
-        }
+        grey_runs(&mut s, im, (w, h), (ox, oy), scale);
     }
     s.push_str("</svg>\n");
     Ok(s)
+}
+
+/// Writes the `w` x `h` grey image `im` at `(ox, oy)`, each pixel `scale` units wide: one
+/// rectangle per horizontal run of equal grey (16 levels), white skipped.
+pub(super) fn grey_runs(
+    s: &mut String,
+    im: &[u8],
+    (w, h): (usize, usize),
+    (ox, oy): (usize, usize),
+    scale: usize,
+) {
+    for r in 0..h {
+        let mut c = 0;
+        while c < w {
+            let level = im[r * w + c] / 16;
+            let start = c;
+            while c < w && im[r * w + c] / 16 == level {
+                c += 1;
+            }
+            if level == 0 {
+                continue;
+            }
+            // Ink is dark: level 15 is black.
+            let g = 255 - (level as usize * 17).min(255);
+            let _ = writeln!(
+                s,
+                r#"<rect x="{}" y="{}" width="{}" height="{scale}" fill="rgb({g},{g},{g})"/>"#,
+                ox + start * scale,
+                oy + r * scale,
+                (c - start) * scale
+            );
+        }
+    }
 }
