@@ -612,3 +612,14 @@ fn the_ablation_baseline_is_below_the_main_run() {
     let base = mean(&seeds(&full("detector_ablation"), "baseline_map50"));
     assert!(base < main, "{base} vs {main}");
 }
+
+#[test]
+fn the_thin_one_is_the_hardest_digit() {
+    let r = full("detector");
+    let t = r.table("per_class").unwrap();
+    let ap50: Vec<f64> = t.rows.iter().map(|row| row[1].number().unwrap()).collect();
+    let worst = (0..ap50.len())
+        .min_by(|&a, &b| ap50[a].total_cmp(&ap50[b]))
+        .unwrap();
+    assert_eq!(worst, 1, "{ap50:?}");
+}
