@@ -1,8 +1,16 @@
 //! Chapter 6, the pre-trained backbone: reading PyTorch's file, the network in ndarray and
 //! in candle agreeing on the same weights, and ImageNet predictions on real photos.
 
+use candle_core::{DType, Device, Tensor};
+use dlbook::data::image::{read_rgb, resize_and_center_crop, to_chw};
 use dlbook::data::DataDir;
+use dlbook::models::candle_efficientnet::CandleEfficientNet;
+use dlbook::models::efficientnet::{
+    efficientnet_lite0, load_imagenet, load_state_dict, normalize, pretrained,
+};
 use dlbook::models::pth::read_pth;
+use dlbook::nn::{Layer, Mode};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 fn data() -> DataDir {
     DataDir::resolve(None)
@@ -34,39 +42,73 @@ fn reads_efficientnet_state_dict() {
     assert!(stem.value.as_ref().unwrap().is_standard_layout());
 }
 
-#[test]
-fn photo_predictions_candle() {
-    use dlbook::data::image::{read_rgb, resize_and_center_crop, to_chw};
-    use dlbook::models::candle_efficientnet::CandleEfficientNet;
-    use dlbook::models::efficientnet::{load_state_dict, normalize};
+/// The four photos, `(4, 3, 224, 224)`, normalised for the network.
+fn photos() -> ArrayD<f32> {
     let d = data();
-    let net = CandleEfficientNet::new(&load_state_dict(&d).unwrap()).unwrap();
-    let names = dlbook::data::imagenet::imagenet_classes(&d).unwrap();
-    for p in ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"] {
-        let img = read_rgb(&d.path(&format!("photos/{p}"))).unwrap();
-        let x = resize_and_center_crop(&to_chw(&img.view()).view(), 224, 0.875)
-            .mapv(normalize);
-        let t = candle_core::Tensor::from_vec(
-            x.iter().copied().collect::<Vec<_>>(),
-            (1, 3, 224, 224),
-            &candle_core::Device::Cpu,
-        )
+    let views: Vec<_> = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"]
+        .iter()
+        .map(|p| {
+            let img = read_rgb(&d.verified(&format!("photos/{p}")).unwrap()).unwrap();
+            resize_and_center_crop(&to_chw(&img.view()).view(), 224, 0.875)
+                .mapv(normalize)
+        })
+        .collect();
+    let v: Vec<_> = views.iter().map(|a| a.view()).collect();
+    ndarray::stack(Axis(0), &v).unwrap().into_dyn()
+}
+
+#[test]
+fn scratch_and_candle_agree() {
+    let x = photos();
+    let mut net = pretrained(&data()).unwrap();
+    let t0 = std::time::Instant::now();
+    let ours = net.forward(&x, Mode::Eval);
+    println!("scratch: {:?}", t0.elapsed());
+    let state = load_state_dict(&data()).unwrap();
+    let twin = CandleEfficientNet::new(&state, DType::F32).unwrap();
+    let t = Tensor::from_vec(
+        x.iter().copied().collect::<Vec<_>>(),
+        x.shape(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let theirs: Vec<f32> = twin
+        .forward(&t)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
         .unwrap();
-        let logits: Vec<f32> = net
-            .forward(&t)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+    println!("candle: {:?}", t0.elapsed());
+    let theirs = ArrayD::from_shape_vec(IxDyn(&[4, 1000]), theirs).unwrap();
+    let diff = (&ours - &theirs)
+        .mapv(f32::abs)
+        .fold(0.0f32, |a, &b| a.max(b));
+    println!("max |logit diff| {diff}");
+    assert!(diff < 1e-3);
+    let names = dlbook::data::imagenet::imagenet_classes(&data()).unwrap();
+    for row in ours.axis_iter(Axis(0)) {
         let mut idx: Vec<usize> = (0..1000).collect();
-        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
         println!(
-            "{p}: {:?}",
-            idx[..5]
-                .iter()
-                .map(|&i| (&names[i], logits[i]))
-                .collect::<Vec<_>>()
+            "{:?}",
+            idx[..5].iter().map(|&i| &names[i]).collect::<Vec<_>>()
         );
     }
+}
+
+/// A state dict without one of the network's tensors is refused, naming it.
+#[test]
+fn missing_weight_is_an_error() {
+    let mut state = load_state_dict(&data()).unwrap();
+    state.retain(|t| t.name != "_blocks.7._bn1.running_var");
+    let mut net = efficientnet_lite0(1000, 0);
+    let e = load_imagenet(&mut net, &state, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("_blocks.7._bn1.running_var: not in the file"),
+        "{e}"
+    );
 }
