@@ -76,6 +76,8 @@ registry! {
     cnn_twin::CnnTwin,
     // Week 6: transfer learning.
     mobile_blocks::MobileBlocks,
+    pretrained_photos::PretrainedPhotos,
+    transfer_fashion::TransferFashion,
     // The data appendix.
     datasets::Datasets,
 }

@@ -69,6 +69,8 @@ fresh! {
     cnn_ablation,
     cnn_twin,
     mobile_blocks,
+    pretrained_photos,
+    transfer_fashion,
     datasets,
 }
 
