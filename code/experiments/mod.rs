@@ -74,6 +74,8 @@ registry! {
     mnist_cnn::MnistCnn,
     cnn_ablation::CnnAblation,
     cnn_twin::CnnTwin,
+    // Week 7: object detection.
+    detection_metrics::DetectionMetrics,
     // The data appendix.
     datasets::Datasets,
 }
