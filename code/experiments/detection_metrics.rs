@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
-use super::common::over_seeds;
+use super::common::{band_series, over_seeds};
 use super::{Experiment, Preset};
 use crate::data::DataDir;
 use crate::detect::{coco_eval, pr_curve, voc_ap, Bbox, CocoParams, Detection, GroundTruth};
@@ -264,17 +264,13 @@ pub fn run(cfg: &Config, r: &mut Report) -> Result<()> {
         ],
         rows,
     });
-    let ap_series = |name: &str, k: usize| Series {
-        name: name.into(),
-        x: cfg.sigmas.iter().map(|&s| f64::from(s)).collect(),
-        y: (0..cfg.sigmas.len())
-            .map(|i| Value::mean_std(&runs[i].iter().map(|m| m.0[k]).collect::<Vec<_>>()).0)
-            .collect(),
-        band: Some(
-            (0..cfg.sigmas.len())
-                .map(|i| Value::mean_std(&runs[i].iter().map(|m| m.0[k]).collect::<Vec<_>>()).1)
-                .collect(),
-        ),
+    let sigmas: Vec<f64> = cfg.sigmas.iter().map(|&s| f64::from(s)).collect();
+    // One curve over the sigmas per seed; the line is their mean, the band their std.
+    let ap_series = |name: &str, k: usize| {
+        let curves: Vec<Vec<f64>> = (0..cfg.seeds.len())
+            .map(|s| runs.iter().map(|by_seed| by_seed[s].0[k]).collect())
+            .collect();
+        band_series(name, &sigmas, &curves)
     };
     r.figures.push(Figure {
         name: "localisation".into(),
