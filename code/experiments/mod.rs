@@ -78,6 +78,8 @@ registry! {
     mobile_blocks::MobileBlocks,
     pretrained_photos::PretrainedPhotos,
     transfer_fashion::TransferFashion,
+    // Week 7: object detection.
+    detection_metrics::DetectionMetrics,
     // The data appendix.
     datasets::Datasets,
 }

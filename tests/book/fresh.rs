@@ -71,6 +71,7 @@ fresh! {
     mobile_blocks,
     pretrained_photos,
     transfer_fashion,
+    detection_metrics,
     datasets,
 }
 

@@ -21,6 +21,7 @@ mod ch05_models;
 mod ch05_twin;
 mod ch06_backbone;
 mod ch06_layers;
+mod ch07_ap;
 mod ch07_boxes;
 mod data_dataset;
 mod data_io;
