@@ -11,9 +11,13 @@
 
 use candle_core::{DType, Device, Var};
 use candle_nn::VarBuilder;
+use dlbook::bench::depthwise::{self, DepthwiseConfig};
 use dlbook::cnn::candle_twin;
 use dlbook::cnn::conv::conv2d_direct;
-use dlbook::cnn::depthwise::{grouped_conv2d_direct, grouped_conv2d_direct_backward};
+use dlbook::cnn::depthwise::{
+    grouped_conv2d_direct, grouped_conv2d_direct_backward, grouped_conv2d_im2col,
+    grouped_conv2d_im2col_backward,
+};
 use dlbook::cnn::pad::same_padding;
 use dlbook::cnn::{out_size, BatchNorm2d, Conv2d, GroupedConv2d, ZeroPad2d};
 use dlbook::data::DataDir;
@@ -183,6 +187,47 @@ fn grouped_conv_layer_computes_the_direct_loops() {
     let e = grouped_layer_vs_loops();
     eprintln!("grouped layer vs loops: {e:e}");
     assert!(e < 1e-5, "grouped layer vs loops: {e:e}");
+}
+
+/// The im2col-per-group baseline of the benchmark computes the same convolution.
+#[test]
+fn grouped_im2col_matches_the_loops() {
+    for (k, &case) in CASES.iter().enumerate() {
+        let (layer, x, r) = grouped_case(case, 30 + k as u64);
+        let x4 = x.view().into_dimensionality().unwrap();
+        let r4 = r.view().into_dimensionality().unwrap();
+        let (w, b, s, p, g) = (
+            layer.w(),
+            layer.b(),
+            layer.stride,
+            layer.padding,
+            layer.groups,
+        );
+        let y = grouped_conv2d_im2col(&x4, &w, &b.view(), s, p, g);
+        let y_ref = grouped_conv2d_direct(&x4, &w, &b.view(), s, p, g);
+        let grads = grouped_conv2d_im2col_backward(&x4, &w, &r4, s, p, g);
+        let refs = grouped_conv2d_direct_backward(&x4, &w, &r4, s, p, g);
+        let e = |a: ndarray::ArrayD<f32>, b: ndarray::ArrayD<f32>| {
+            rel_error(&f64v(&a), &f64v(&b))
+        };
+        let worst = e(y.into_dyn(), y_ref.into_dyn())
+            .max(e(grads.0.into_dyn(), refs.0.into_dyn()))
+            .max(e(grads.1.into_dyn(), refs.1.into_dyn()))
+            .max(e(grads.2.into_dyn(), refs.2.into_dyn()));
+        assert!(worst < 1e-5, "{case:?}: {worst:e}");
+    }
+}
+
+/// The quick benchmark run measures every implementation (the timings themselves are
+/// never asserted).
+#[test]
+fn the_depthwise_benchmark_times_three_implementations() {
+    let r = depthwise::run(&DepthwiseConfig::quick(), "depthwise").unwrap();
+    let t = &r.tables[0];
+    assert_eq!(t.rows.len(), 9);
+    for row in &t.rows {
+        assert!(row[1].number().unwrap() > 0.0, "{:?}", row[0]);
+    }
 }
 
 #[test]
