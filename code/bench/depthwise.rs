@@ -15,7 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{load_average, median_min_max};
+use super::load_average;
+use super::tables::summary_row as row;
 use crate::cnn::candle_twin::grouped_conv;
 use crate::cnn::depthwise::{grouped_conv2d_im2col, grouped_conv2d_im2col_backward};
 use crate::cnn::GroupedConv2d;
@@ -23,7 +24,7 @@ use crate::nn::candle_twin::to_tensor;
 use crate::nn::gradcheck::normal;
 use crate::nn::{Layer, Mode};
 use crate::progress;
-use crate::report::{col, Format, Report, Table, Value};
+use crate::report::{col, Format, Report, Table};
 
 /// The depthwise convolution to time, and how often.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,17 +89,6 @@ fn time_ms(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
             1e3 * t.elapsed().as_secs_f64()
         })
         .collect()
-}
-
-fn row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
-    let (med, lo, hi) = median_min_max(v);
-    vec![
-        what.into(),
-        Value::Num(med),
-        Value::Num(lo),
-        Value::Num(hi),
-        unit.into(),
-    ]
 }
 
 /// Times the three implementations and returns the report `name` (chapter `ch06`).

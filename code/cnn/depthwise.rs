@@ -94,6 +94,25 @@ fn check_grouped(
     )
 }
 
+/// [`check_grouped`] for a backward pass, plus `dy` against the output shape.
+fn check_grouped_backward(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    dy: &ArrayView4<f32>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> (usize, usize, usize, usize) {
+    let out = check_grouped(x, w, w.dim().0, stride, padding, groups);
+    assert_eq!(
+        dy.dim(),
+        out,
+        "grouped conv2d backward: dy {:?} vs output shape {out:?}",
+        dy.shape()
+    );
+    out
+}
+
 // ANCHOR: grouped_direct
 /// The grouped convolution as its definition: output channel `o` of group
 /// `γ = o / (c_out/g)` sums over the `c_in/g` input channels of that group,
@@ -158,13 +177,7 @@ pub fn grouped_conv2d_direct_backward(
     padding: usize,
     groups: usize,
 ) -> ConvGrads {
-    let out = check_grouped(x, w, w.dim().0, stride, padding, groups);
-    assert_eq!(
-        dy.dim(),
-        out,
-        "grouped conv2d backward: dy {:?} vs output shape {out:?}",
-        dy.shape()
-    );
+    let out = check_grouped_backward(x, w, dy, stride, padding, groups);
     let (n, co, ho, wo) = out;
     let (_, _, h, wd) = x.dim();
     let (_, cig, kh, kw) = w.dim();
@@ -243,13 +256,7 @@ pub fn grouped_conv2d_im2col_backward(
     padding: usize,
     groups: usize,
 ) -> ConvGrads {
-    let out = check_grouped(x, w, w.dim().0, stride, padding, groups);
-    assert_eq!(
-        dy.dim(),
-        out,
-        "grouped conv2d backward: dy {:?} vs output shape {out:?}",
-        dy.shape()
-    );
+    let out = check_grouped_backward(x, w, dy, stride, padding, groups);
     let (cig, cog) = (w.dim().1, out.1 / groups);
     let mut dx = Array4::zeros(x.raw_dim());
     let mut dw = Array4::zeros(w.raw_dim());

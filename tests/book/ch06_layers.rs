@@ -157,13 +157,8 @@ fn grouped_layer_vs_loops() -> f64 {
         let dx = layer.backward(&r);
         let x4 = x.view().into_dimensionality().unwrap();
         let r4 = r.view().into_dimensionality().unwrap();
-        let (w, b, s, p, g) = (
-            layer.w(),
-            layer.b(),
-            layer.stride,
-            layer.padding,
-            layer.groups,
-        );
+        let (w, b) = (layer.w(), layer.b());
+        let (s, p, g) = (layer.stride, layer.padding, layer.groups);
         let y_ref = grouped_conv2d_direct(&x4, &w, &b.view(), s, p, g).into_dyn();
         let (dx_ref, dw_ref, db_ref) =
             grouped_conv2d_direct_backward(&x4, &w, &r4, s, p, g);
@@ -196,13 +191,8 @@ fn grouped_im2col_matches_the_loops() {
         let (layer, x, r) = grouped_case(case, 30 + k as u64);
         let x4 = x.view().into_dimensionality().unwrap();
         let r4 = r.view().into_dimensionality().unwrap();
-        let (w, b, s, p, g) = (
-            layer.w(),
-            layer.b(),
-            layer.stride,
-            layer.padding,
-            layer.groups,
-        );
+        let (w, b) = (layer.w(), layer.b());
+        let (s, p, g) = (layer.stride, layer.padding, layer.groups);
         let y = grouped_conv2d_im2col(&x4, &w, &b.view(), s, p, g);
         let y_ref = grouped_conv2d_direct(&x4, &w, &b.view(), s, p, g);
         let grads = grouped_conv2d_im2col_backward(&x4, &w, &r4, s, p, g);
