@@ -39,7 +39,7 @@ use super::im2col::{
     col2im_rows_add, conv2d_im2col, conv2d_im2col_backward, im2col_rows_into,
 };
 use super::{as_nchw, out_size, BatchNorm2d, ConvGrads};
-use crate::gemm::sgemm_serial;
+use crate::gemm::{sgemm, sgemm_serial};
 use crate::nn::{join, Layer, Mode, Module, Param};
 
 /// The padded-input index `s * i + p - padding` if it falls inside `0..len`.
@@ -585,6 +585,7 @@ impl GroupedConv2d {
             // One task per (image, group): its output channels are one contiguous
             // (c_out/g, ho wo) block of y, W_g X_col of the group's input channels.
             let k = cig * kh * kw;
+            let gemm = gemm_for(n * g);
             y.par_chunks_mut(cog * hw).enumerate().for_each(|(t, y)| {
                 let (img, grp) = (t / g, t % g);
                 let x_g = x.slice(s![img..img + 1, grp * cig..(grp + 1) * cig, .., ..]);
@@ -593,7 +594,7 @@ impl GroupedConv2d {
                         .expect("contiguous weights");
                 let mut y_mat = ArrayViewMut2::from_shape((cog, hw), y).expect("sizes");
                 with_cols(&x_g, (kh, kw), s, p, |cols| {
-                    sgemm_serial(1.0, &w_g, cols, 0.0, &mut y_mat);
+                    gemm(1.0, &w_g, cols, 0.0, &mut y_mat);
                 });
                 for (mut row, &bo) in y_mat
                     .rows_mut()
@@ -639,6 +640,7 @@ impl GroupedConv2d {
         let mut dx_blocks: Vec<&mut [f32]> = dx.chunks_mut(per_task).collect();
         dx_blocks.resize_with(n * g, Default::default); // empty without dx
         let depthwise = self.is_depthwise();
+        let gemm = gemm_for(n * g);
         let shares: Vec<Vec<f32>> = dx_blocks
             .into_par_iter()
             .enumerate()
@@ -677,12 +679,12 @@ impl GroupedConv2d {
                         ArrayViewMut2::from_shape((cog, k), &mut dw[..]).expect("sizes");
                     // dW_g = Delta X_col^T
                     with_cols(&x_g, (kh, kw), s, p, |cols| {
-                        sgemm_serial(1.0, &delta, &cols.t(), 0.0, &mut dw_m);
+                        gemm(1.0, &delta, &cols.t(), 0.0, &mut dw_m);
                     });
                     if !dx.is_empty() {
                         // dX_col = W_g^T Delta, scattered back by col2im
                         let mut dcols = Array2::zeros((k, hw));
-                        sgemm_serial(1.0, &w_g.t(), &delta, 0.0, &mut dcols.view_mut());
+                        gemm(1.0, &w_g.t(), &delta, 0.0, &mut dcols.view_mut());
                         col2im_rows_add(
                             &dcols.view(),
                             (1, cig, h, wd),
@@ -718,6 +720,20 @@ impl GroupedConv2d {
         want_dx.then(|| {
             ArrayD::from_shape_vec(IxDyn(&[n, c, h, wd]), dx).expect("sizes match")
         })
+    }
+}
+
+/// The matrix product for `tasks` parallel (image, group) tasks: with fewer tasks than
+/// threads (a 1x1 convolution on one image) each product is itself split over the
+/// threads, by blocks of its output ([`sgemm`]: the sums, and so the bits, do not depend
+/// on the number of threads); otherwise every task runs its product on its own thread.
+fn gemm_for(
+    tasks: usize,
+) -> fn(f32, &ArrayView2<f32>, &ArrayView2<f32>, f32, &mut ArrayViewMut2<f32>) {
+    if tasks < rayon::current_num_threads() {
+        sgemm
+    } else {
+        sgemm_serial
     }
 }
 

@@ -220,6 +220,51 @@ fn the_depthwise_benchmark_times_three_implementations() {
     }
 }
 
+/// The outputs and gradients of `layer` on `x`, `r`, computed on `threads` threads.
+fn on_threads(
+    layer: &GroupedConv2d,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+    threads: usize,
+) -> Vec<ArrayD<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut layer = layer.clone();
+        layer.zero_grad();
+        let y = layer.forward(x, Mode::Train);
+        let dx = layer.backward(r);
+        let mut out = vec![y, dx];
+        layer.visit_params("", &mut |_, p| out.push(p.grad.clone()));
+        out
+    })
+}
+
+/// Every path (depthwise planes, grouped and one-group products, one image or several)
+/// gives the same bits on one thread and on two, so results made with it do not depend
+/// on the machine's thread count.
+#[test]
+fn grouped_conv_is_bitwise_identical_on_one_and_two_threads() {
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
+    for (n, ci, co, g, k) in [
+        (1, 64, 128, 1, 1),
+        (3, 8, 8, 8, 5),
+        (2, 8, 12, 2, 3),
+        (1, 32, 64, 1, 3),
+    ] {
+        let mut layer = GroupedConv2d::new(ci, co, (k, k), 1, k / 2, g, true, &mut rng);
+        let x = randn(&[n, ci, 20, 20], &mut rng);
+        let r = randn(layer.forward(&x, Mode::Eval).shape(), &mut rng);
+        assert_eq!(
+            on_threads(&layer, &x, &r, 1),
+            on_threads(&layer, &x, &r, 2),
+            "{n} images, {ci} -> {co} in {g} groups"
+        );
+    }
+}
+
 #[test]
 fn one_group_is_the_ordinary_convolution() {
     let mut rng = ChaCha8Rng::seed_from_u64(20);
