@@ -69,7 +69,7 @@ enum Command {
         /// Threads for the multi-threaded figures.
         #[arg(long)]
         threads: Option<usize>,
-        /// File stem of the report.
+        /// File stem of the report (`depthwise`: chapter 6's depthwise convolution).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -203,6 +203,25 @@ fn bench(
     cfg.threads = threads.unwrap_or(cfg.threads).max(1);
     if profile {
         print!("{}", dlbook::bench::profile_text(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "depthwise" {
+        // Chapter 6's depthwise convolution: its own measurements and folder.
+        use dlbook::bench::depthwise::{run, DepthwiseConfig};
+        let mut dw = if quick {
+            DepthwiseConfig::quick()
+        } else {
+            DepthwiseConfig::full()
+        };
+        dw.runs = runs.unwrap_or(dw.runs).max(1);
+        dw.threads = threads.unwrap_or(dw.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch06"),
+        };
+        for p in run(&dw, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let out = match out {

@@ -87,8 +87,11 @@ registry! {
 /// Timing reports, `(chapter, file stem)`: written by `dlbook bench`, never by `regen`
 /// (timings are not reproducible bytes), but checked like every result: their rendered
 /// files must equal the rendering of their JSON.
-pub const TIMINGS: &[(&str, &str)] =
-    &[("ch05", "throughput"), ("ch05", "throughput_baseline")];
+pub const TIMINGS: &[(&str, &str)] = &[
+    ("ch05", "throughput"),
+    ("ch05", "throughput_baseline"),
+    ("ch06", "depthwise"),
+];
 
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
