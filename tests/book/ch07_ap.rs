@@ -2,7 +2,7 @@
 //! agreement with pycocotools on a seeded random problem (the fixture in
 //! `tests/fixtures/coco_ap/`, made by its `make.py`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use dlbook::detect::ap::linspace;
@@ -263,9 +263,19 @@ fn the_fixture_exercises_every_rule() {
         gts.iter()
             .filter(|g| g.class == k)
             .map(|g| g.image)
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
     };
     assert!(images_of(2).len() < 30, "a class absent from some images");
+    let with_gt: BTreeSet<usize> = gts.iter().map(|g| g.image).collect();
+    let with_det: BTreeSet<usize> = dets.iter().map(|d| d.image).collect();
+    assert!(
+        with_det.difference(&with_gt).next().is_some(),
+        "an image without objects"
+    );
+    assert!(
+        with_gt.difference(&with_det).next().is_some(),
+        "an image without detections"
+    );
     let mut scores: Vec<f32> = dets.iter().map(|d| d.score).collect();
     scores.sort_by(f32::total_cmp);
     assert!(scores.windows(2).any(|w| w[0] == w[1]), "tied scores");
@@ -419,6 +429,13 @@ fn the_simulated_detector_changes_only_its_boxes() {
     let (g1, d1) = simulate(&cfg, 0.2, 3);
     assert_eq!(g0, g1);
     assert_eq!(d0.len(), d1.len());
+    // Objects of all three COCO sizes.
+    let area = |g: &GroundTruth| g.bbox.area_f64();
+    assert!(g0.iter().any(|g| area(g) < 32.0 * 32.0));
+    assert!(g0
+        .iter()
+        .any(|g| (32.0 * 32.0..96.0 * 96.0).contains(&area(g))));
+    assert!(g0.iter().any(|g| area(g) > 96.0 * 96.0));
     let moved = d0.iter().zip(&d1).filter(|(a, b)| a.bbox != b.bbox).count();
     assert!(moved > d0.len() / 2);
     for (a, b) in d0.iter().zip(&d1) {
