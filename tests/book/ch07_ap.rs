@@ -477,3 +477,63 @@ fn a_stricter_threshold_ends_at_lower_recall() {
     let end = |iou: f64| *pr_curve(&gts, &dets, 0, iou).recall.last().unwrap();
     assert!(end(0.75) < end(0.5) - 0.1, "{} vs {}", end(0.75), end(0.5));
 }
+
+#[test]
+fn equal_ious_go_to_the_last_ground_truth() {
+    // Two objects, a detection exactly between them (IoU 9/11 with each), and a second
+    // detection that only reaches the first object (IoU 7/13). pycocotools gives the
+    // first detection the *last* object of equal IoU, which leaves the first object to
+    // the second detection: two hits at 0.5 (taking the first object would leave one).
+    // Checked with pycocotools 2.0.11: AP50 1, dtMatches [2, 1].
+    let gt = |x: f32| GroundTruth {
+        image: 0,
+        class: 0,
+        bbox: Bbox::from_xywh(x, 0.0, 10.0, 10.0),
+    };
+    let det = |x: f32, score: f32| Detection {
+        image: 0,
+        class: 0,
+        score,
+        bbox: Bbox::from_xywh(x, 0.0, 10.0, 10.0),
+    };
+    let s = coco_eval(
+        &[gt(0.0), gt(2.0)],
+        &[det(1.0, 0.9), det(-3.0, 0.8)],
+        1,
+        &CocoParams::default(),
+    );
+    assert_eq!(s.stats[1], 1.0);
+    // At 0.55 to 0.8 only the first detection hits (recall 1/2 at precision 1: 51 of
+    // the 101 recall points); above 9/11 nothing does.
+    let ap = (101.0 + 6.0 * 51.0) / 1010.0;
+    assert!((s.stats[0] - ap).abs() < 1e-15, "{} vs {ap}", s.stats[0]);
+}
+
+#[test]
+fn a_match_to_an_object_in_range_is_preferred() {
+    // A small 30x30 object and a medium 33x33 one at the same corner, and one 32x32
+    // detection (area 32^2: both small and medium), closer to the medium one (IoU
+    // 1024/1089 against 900/1024). For APs the medium object is ignored; the detection
+    // takes the small object whenever their IoU clears the threshold (8 of the 10
+    // thresholds), although an ignored object fits it better. For APm, the reverse: 9
+    // of 10. Checked with pycocotools 2.0.11: APs 0.8, APm 0.9 (to the last bit or so).
+    let gt = |side: f32| GroundTruth {
+        image: 0,
+        class: 0,
+        bbox: Bbox::from_xywh(0.0, 0.0, side, side),
+    };
+    let det = Detection {
+        image: 0,
+        class: 0,
+        score: 0.9,
+        bbox: Bbox::from_xywh(0.0, 0.0, 32.0, 32.0),
+    };
+    let s = coco_eval(&[gt(30.0), gt(33.0)], &[det], 1, &CocoParams::default());
+    for (i, want) in [(3, 0.8), (4, 0.9), (9, 0.8), (10, 0.9)] {
+        assert!(
+            (s.stats[i] - want).abs() < 1e-15,
+            "stats[{i}] {}",
+            s.stats[i]
+        );
+    }
+}
