@@ -53,6 +53,10 @@
 //! means are summed in numpy's pairwise order.
 //! **Not supported:** crowd annotations (`iscrowd`), which COCO matches many-to-one and
 //! scores by the detection's area; every ground truth here is an ordinary object.
+//! **Areas** are box areas, $w h$, for ground truths and detections alike. pycocotools
+//! takes a ground truth's area from its annotation, which in COCO's own files is the
+//! area of the segmentation mask, smaller than the box; on such files APs, APm and APl
+//! can differ from ours (the fixture writes box areas, as a box-only dataset would).
 
 use std::collections::BTreeMap;
 

@@ -25,7 +25,9 @@ use serde::Serialize;
 use super::common::{band_series, over_seeds};
 use super::{Experiment, Preset};
 use crate::data::DataDir;
-use crate::detect::{coco_eval, pr_curve, voc_ap, Bbox, CocoParams, Detection, GroundTruth};
+use crate::detect::{
+    coco_eval, pr_curve, voc_ap, Bbox, CocoParams, Detection, GroundTruth,
+};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 
 /// Experiment `detection_metrics`, registered in [`super::all`].
@@ -138,7 +140,8 @@ fn normal(rng: &mut impl Rng) -> f32 {
 fn misplace(b: &Bbox, sigma: f32, z: [f32; 4], side: f32) -> Bbox {
     let [cx, cy, w, h] = b.cxcywh();
     let (w2, h2) = (w * (sigma * z[2]).exp(), h * (sigma * z[3]).exp());
-    Bbox::from_cxcywh(cx + sigma * w * z[0], cy + sigma * h * z[1], w2, h2).clip(side, side)
+    Bbox::from_cxcywh(cx + sigma * w * z[0], cy + sigma * h * z[1], w2, h2)
+        .clip(side, side)
 }
 
 /// A random object box, its side log-uniform in 8..160 pixels, aspect within 1:2.
@@ -155,7 +158,11 @@ fn random_box(rng: &mut impl Rng, side: f32) -> Bbox {
 /// A simulated problem: objects, and what a detector with localisation error `sigma`
 /// reports. The random draws do not depend on `sigma`: one seed gives the same objects,
 /// hits, misses, false positives and scores for every `sigma`.
-pub fn simulate(cfg: &Config, sigma: f32, seed: u64) -> (Vec<GroundTruth>, Vec<Detection>) {
+pub fn simulate(
+    cfg: &Config,
+    sigma: f32,
+    seed: u64,
+) -> (Vec<GroundTruth>, Vec<Detection>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut gts, mut dets) = (vec![], vec![]);
     for image in 0..cfg.n_images {
@@ -169,20 +176,35 @@ pub fn simulate(cfg: &Config, sigma: f32, seed: u64) -> (Vec<GroundTruth>, Vec<D
             let score = rng.random_range(0.3f32..1.0);
             if found {
                 let bbox = misplace(&bbox, sigma, z, cfg.side);
-                dets.push(Detection { image, class, score, bbox });
+                dets.push(Detection {
+                    image,
+                    class,
+                    score,
+                    bbox,
+                });
             }
             let z2 = [(); 4].map(|_| normal(&mut rng));
             if found && rng.random_bool(cfg.p_duplicate) {
                 let bbox = misplace(&bbox, sigma.max(0.1) * 2.0, z2, cfg.side);
                 let score = score * rng.random_range(0.3f32..0.9);
-                dets.push(Detection { image, class, score, bbox });
+                dets.push(Detection {
+                    image,
+                    class,
+                    score,
+                    bbox,
+                });
             }
         }
         for _ in 0..rng.random_range(0..=cfg.max_false) {
             let class = rng.random_range(0..cfg.n_classes);
             let bbox = random_box(&mut rng, cfg.side);
             let score = rng.random_range(0.0f32..0.7);
-            dets.push(Detection { image, class, score, bbox });
+            dets.push(Detection {
+                image,
+                class,
+                score,
+                bbox,
+            });
         }
     }
     (gts, dets)
@@ -207,12 +229,15 @@ pub fn run(cfg: &Config, r: &mut Report) -> Result<()> {
         .sigmas
         .iter()
         .map(|&sigma| {
-            over_seeds(&format!("detection_metrics, sigma {sigma}"), &cfg.seeds, |s| {
-                metrics(cfg, sigma, s)
-            })
+            over_seeds(
+                &format!("detection_metrics, sigma {sigma}"),
+                &cfg.seeds,
+                |s| metrics(cfg, sigma, s),
+            )
         })
         .collect();
-    let stat = |i: usize, k: usize| Value::Seeds(runs[i].iter().map(|m| m.0[k]).collect());
+    let stat =
+        |i: usize, k: usize| Value::Seeds(runs[i].iter().map(|m| m.0[k]).collect());
     let voc = |i: usize| Value::Seeds(runs[i].iter().map(|m| m.1).collect());
     let mut rows = vec![];
     for (i, &sigma) in cfg.sigmas.iter().enumerate() {
@@ -239,16 +264,21 @@ pub fn run(cfg: &Config, r: &mut Report) -> Result<()> {
         r.fact(&format!("ap50_{tag}"), stat(i, 1), Format::Fixed(3));
         r.fact(&format!("ap75_{tag}"), stat(i, 2), Format::Fixed(3));
         r.fact(&format!("voc50_{tag}"), voc(i), Format::Fixed(3));
-        r.fact(&format!("sigma_{tag}"), f64::from(cfg.sigmas[i]), Format::Fixed(3));
+        r.fact(
+            &format!("sigma_{tag}"),
+            f64::from(cfg.sigmas[i]),
+            Format::Fixed(3),
+        );
     }
     let n_obj = (1 + cfg.max_objects) as f64 / 2.0 * cfg.n_images as f64;
     r.tables.push(Table {
         name: "localisation".into(),
         caption: format!(
-            "COCO's numbers and VOC's AP50 (mean over classes) for a simulated detector \
-             whose boxes are off by a relative error σ, on {} images of about {n_obj:.0} \
-             objects in {} classes, mean ± std over seeds {:?}. Each seed's objects, hits, \
-             misses and scores are the same in every row; only the boxes move.",
+            "COCO's numbers and VOC's AP50 (mean over classes) for a simulated \
+             detector whose boxes are off by a relative error σ, on {} images of about \
+             {n_obj:.0} objects in {} classes, mean ± std over seeds {:?}. Each seed's \
+             objects, hits, misses and scores are the same in every row; only the boxes \
+             move.",
             cfg.n_images, cfg.n_classes, cfg.seeds
         ),
         columns: vec![
@@ -301,7 +331,10 @@ fn hand_case_table(r: &mut Report) {
     let mut rows = vec![];
     for (n, d) in dets.iter().enumerate() {
         // The detections are already in score order.
-        let best = gts.iter().map(|g| d.bbox.iou_f64(&g.bbox)).fold(0.0, f64::max);
+        let best = gts
+            .iter()
+            .map(|g| d.bbox.iou_f64(&g.bbox))
+            .fold(0.0, f64::max);
         let tp = n == 0 || c.recall[n] > c.recall[n - 1];
         rows.push(vec![
             ((n + 1) as f64).into(),
@@ -315,9 +348,9 @@ fn hand_case_table(r: &mut Report) {
     }
     r.tables.push(Table {
         name: "hand_case".into(),
-        caption: "The hand case at IoU threshold 0.5: each detection in score order, its \
-                  best IoU with an object, whether it is a hit, and precision, recall and \
-                  the envelope after it."
+        caption: "The hand case at IoU threshold 0.5: each detection in score order, \
+                  its best IoU with an object, whether it is a hit, and precision, recall \
+                  and the envelope after it."
             .into(),
         columns: vec![
             col("n", Format::Int),
@@ -331,7 +364,11 @@ fn hand_case_table(r: &mut Report) {
         rows,
     });
     let coco = coco_eval(&gts, &dets, 1, &CocoParams::default());
-    r.fact("hand_voc50", voc_ap(&gts, &dets, 1, 0.5)[0], Format::Fixed(4));
+    r.fact(
+        "hand_voc50",
+        voc_ap(&gts, &dets, 1, 0.5)[0],
+        Format::Fixed(4),
+    );
     r.fact("hand_coco50", coco.stats[1], Format::Fixed(4));
     r.fact("hand_coco", coco.stats[0], Format::Fixed(4));
 }

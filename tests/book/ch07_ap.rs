@@ -2,7 +2,7 @@
 //! agreement with pycocotools on a seeded random problem (the fixture in
 //! `tests/fixtures/coco_ap/`, made by its `make.py`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use dlbook::detect::ap::linspace;
@@ -263,9 +263,19 @@ fn the_fixture_exercises_every_rule() {
         gts.iter()
             .filter(|g| g.class == k)
             .map(|g| g.image)
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
     };
     assert!(images_of(2).len() < 30, "a class absent from some images");
+    let with_gt: BTreeSet<usize> = gts.iter().map(|g| g.image).collect();
+    let with_det: BTreeSet<usize> = dets.iter().map(|d| d.image).collect();
+    assert!(
+        with_det.difference(&with_gt).next().is_some(),
+        "an image without objects"
+    );
+    assert!(
+        with_gt.difference(&with_det).next().is_some(),
+        "an image without detections"
+    );
     let mut scores: Vec<f32> = dets.iter().map(|d| d.score).collect();
     scores.sort_by(f32::total_cmp);
     assert!(scores.windows(2).any(|w| w[0] == w[1]), "tied scores");
@@ -419,6 +429,13 @@ fn the_simulated_detector_changes_only_its_boxes() {
     let (g1, d1) = simulate(&cfg, 0.2, 3);
     assert_eq!(g0, g1);
     assert_eq!(d0.len(), d1.len());
+    // Objects of all three COCO sizes.
+    let area = |g: &GroundTruth| g.bbox.area_f64();
+    assert!(g0.iter().any(|g| area(g) < 32.0 * 32.0));
+    assert!(g0
+        .iter()
+        .any(|g| (32.0 * 32.0..96.0 * 96.0).contains(&area(g))));
+    assert!(g0.iter().any(|g| area(g) > 96.0 * 96.0));
     let moved = d0.iter().zip(&d1).filter(|(a, b)| a.bbox != b.bbox).count();
     assert!(moved > d0.len() / 2);
     for (a, b) in d0.iter().zip(&d1) {
@@ -459,4 +476,64 @@ fn a_stricter_threshold_ends_at_lower_recall() {
     let (gts, dets) = simulate(&cfg, cfg.curve_sigma, cfg.seeds[0]);
     let end = |iou: f64| *pr_curve(&gts, &dets, 0, iou).recall.last().unwrap();
     assert!(end(0.75) < end(0.5) - 0.1, "{} vs {}", end(0.75), end(0.5));
+}
+
+#[test]
+fn equal_ious_go_to_the_last_ground_truth() {
+    // Two objects, a detection exactly between them (IoU 9/11 with each), and a second
+    // detection that only reaches the first object (IoU 7/13). pycocotools gives the
+    // first detection the *last* object of equal IoU, which leaves the first object to
+    // the second detection: two hits at 0.5 (taking the first object would leave one).
+    // Checked with pycocotools 2.0.11: AP50 1, dtMatches [2, 1].
+    let gt = |x: f32| GroundTruth {
+        image: 0,
+        class: 0,
+        bbox: Bbox::from_xywh(x, 0.0, 10.0, 10.0),
+    };
+    let det = |x: f32, score: f32| Detection {
+        image: 0,
+        class: 0,
+        score,
+        bbox: Bbox::from_xywh(x, 0.0, 10.0, 10.0),
+    };
+    let s = coco_eval(
+        &[gt(0.0), gt(2.0)],
+        &[det(1.0, 0.9), det(-3.0, 0.8)],
+        1,
+        &CocoParams::default(),
+    );
+    assert_eq!(s.stats[1], 1.0);
+    // At 0.55 to 0.8 only the first detection hits (recall 1/2 at precision 1: 51 of
+    // the 101 recall points); above 9/11 nothing does.
+    let ap = (101.0 + 6.0 * 51.0) / 1010.0;
+    assert!((s.stats[0] - ap).abs() < 1e-15, "{} vs {ap}", s.stats[0]);
+}
+
+#[test]
+fn a_match_to_an_object_in_range_is_preferred() {
+    // A small 30x30 object and a medium 33x33 one at the same corner, and one 32x32
+    // detection (area 32^2: both small and medium), closer to the medium one (IoU
+    // 1024/1089 against 900/1024). For APs the medium object is ignored; the detection
+    // takes the small object whenever their IoU clears the threshold (8 of the 10
+    // thresholds), although an ignored object fits it better. For APm, the reverse: 9
+    // of 10. Checked with pycocotools 2.0.11: APs 0.8, APm 0.9 (to the last bit or so).
+    let gt = |side: f32| GroundTruth {
+        image: 0,
+        class: 0,
+        bbox: Bbox::from_xywh(0.0, 0.0, side, side),
+    };
+    let det = Detection {
+        image: 0,
+        class: 0,
+        score: 0.9,
+        bbox: Bbox::from_xywh(0.0, 0.0, 32.0, 32.0),
+    };
+    let s = coco_eval(&[gt(30.0), gt(33.0)], &[det], 1, &CocoParams::default());
+    for (i, want) in [(3, 0.8), (4, 0.9), (9, 0.8), (10, 0.9)] {
+        assert!(
+            (s.stats[i] - want).abs() < 1e-15,
+            "stats[{i}] {}",
+            s.stats[i]
+        );
+    }
 }
