@@ -82,11 +82,17 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let mut inputs = vec![];
     for (path, _) in &cfg.photos {
         let img = read_rgb(&dir.verified(path)?)?;
-        let x = resize_and_center_crop(&to_chw(&img.view()).view(), cfg.size, cfg.crop_fraction);
+        let x = resize_and_center_crop(
+            &to_chw(&img.view()).view(),
+            cfg.size,
+            cfg.crop_fraction,
+        );
         inputs.push(x.mapv(normalize));
         r.data.push(crate::data::data_ref(path));
     }
-    r.data.push(crate::data::data_ref(crate::models::efficientnet::WEIGHTS_FILE));
+    r.data.push(crate::data::data_ref(
+        crate::models::efficientnet::WEIGHTS_FILE,
+    ));
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
     let x = ndarray::stack(Axis(0), &views)?.into_dyn();
     let state = load_state_dict(dir)?;
@@ -94,7 +100,11 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     load_imagenet(&mut net, &state, true)?;
     let ours = net.forward(&x, Mode::Eval).into_dimensionality::<Ix2>()?;
     let twin = CandleEfficientNet::new(&state, DType::F32)?;
-    let t = Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.shape(), &Device::Cpu)?;
+    let t = Tensor::from_vec(
+        x.iter().copied().collect::<Vec<_>>(),
+        x.shape(),
+        &Device::Cpu,
+    )?;
     let theirs: Vec<f32> = twin.forward(&t)?.flatten_all()?.to_vec1()?;
     let diff = ours
         .iter()
@@ -108,15 +118,28 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         let mut idx: Vec<usize> = (0..p.len()).collect();
         idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
         for (rank, &k) in idx[..cfg.top].iter().enumerate() {
-            let short = names[k].split(',').next().unwrap_or(&names[k]).trim().to_string();
+            let short = names[k]
+                .split(',')
+                .next()
+                .unwrap_or(&names[k])
+                .trim()
+                .to_string();
             rows.push(vec![
-                Value::Text(if rank == 0 { format!("{what} (`{}`)", path.trim_start_matches("photos/")) } else { String::new() }),
+                Value::Text(if rank == 0 {
+                    format!("{what} (`{}`)", path.trim_start_matches("photos/"))
+                } else {
+                    String::new()
+                }),
                 Value::Num((rank + 1) as f64),
                 Value::Text(format!("{short} ({k})")),
                 Value::Num(p[k]),
             ]);
         }
-        let stem = path.trim_start_matches("photos/").split('.').next().unwrap_or(path);
+        let stem = path
+            .trim_start_matches("photos/")
+            .split('.')
+            .next()
+            .unwrap_or(path);
         r.fact(&format!("{stem}_top1_prob"), p[idx[0]], Format::Percent(1));
     }
     r.tables.push(Table {

@@ -28,7 +28,9 @@ use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::data::{shuffled_order, DataDir, Dataset, Split};
-use crate::models::efficientnet::{self, efficientnet_lite0, load_imagenet, load_state_dict};
+use crate::models::efficientnet::{
+    self, efficientnet_lite0, load_imagenet, load_state_dict,
+};
 use crate::models::mnist_cnn::{mnist_cnn, CnnConfig};
 use crate::models::pth::PthTensor;
 use crate::nn::linear::{Init, Linear};
@@ -157,9 +159,24 @@ pub fn strategies() -> Vec<Strategy> {
             true,
             1.0,
         ),
-        s("last two stages + head, BN statistics frozen", &[], true, 1.0),
-        s("last two stages + head, BN statistics updated", &[], false, 1.0),
-        s("last two stages + head, BN frozen, backbone η × 0.1", &[], true, 0.1),
+        s(
+            "last two stages + head, BN statistics frozen",
+            &[],
+            true,
+            1.0,
+        ),
+        s(
+            "last two stages + head, BN statistics updated",
+            &[],
+            false,
+            1.0,
+        ),
+        s(
+            "last two stages + head, BN frozen, backbone η × 0.1",
+            &[],
+            true,
+            0.1,
+        ),
     ]
 }
 
@@ -200,7 +217,13 @@ fn spec(cfg: &Config, n: usize, seed: u64, groups: ParamGroups) -> TrainSpec<'st
 // ANCHOR: linear_probe
 /// A linear softmax classifier on the frozen features `f` of the training rows `idx`
 /// (standardised with their own mean and spread); its test accuracy.
-fn linear_probe(cfg: &Config, f: &(ArrayD<f32>, ArrayD<f32>), c: &Cache, idx: &[usize], seed: u64) -> f64 {
+fn linear_probe(
+    cfg: &Config,
+    f: &(ArrayD<f32>, ArrayD<f32>),
+    c: &Cache,
+    idx: &[usize],
+    seed: u64,
+) -> f64 {
     let train_rows = feature_set(&f.0, &c.pool_labels, idx, None);
     let st = Standardize::fit(&train_rows.flat().to_owned());
     let train = feature_set(&f.0, &c.pool_labels, idx, Some(&st));
@@ -210,7 +233,14 @@ fn linear_probe(cfg: &Config, f: &(ArrayD<f32>, ArrayD<f32>), c: &Cache, idx: &[
     let mut head = Linear::new(f.0.shape()[1], 10, Init::Xavier, &mut rng);
     let mut opt = Adam::adamw(cfg.head_lr, cfg.head_weight_decay);
     let spec = spec(cfg, idx.len(), seed, ParamGroups::default());
-    train_with(&mut head, &mut opt, &ClassifierLoss::CrossEntropy, &train, None, &spec);
+    train_with(
+        &mut head,
+        &mut opt,
+        &ClassifierLoss::CrossEntropy,
+        &train,
+        None,
+        &spec,
+    );
     accuracy_on(&mut head, &test)
 }
 // ANCHOR_END: linear_probe
@@ -219,7 +249,14 @@ fn linear_probe(cfg: &Config, f: &(ArrayD<f32>, ArrayD<f32>), c: &Cache, idx: &[
 /// Fine-tunes the back of the ImageNet network (from [`TUNE_FROM`] on, with a new
 /// 10-class classifier) by strategy `s` on the cached front outputs of rows `idx`; its
 /// test accuracy.
-fn fine_tune(cfg: &Config, state: &[PthTensor], c: &Cache, idx: &[usize], s: &Strategy, seed: u64) -> Result<f64> {
+fn fine_tune(
+    cfg: &Config,
+    state: &[PthTensor],
+    c: &Cache,
+    idx: &[usize],
+    s: &Strategy,
+    seed: u64,
+) -> Result<f64> {
     let mut net = efficientnet_lite0(10, seed);
     load_imagenet(&mut net, state, false)?;
     let (_, back) = split_before(net, TUNE_FROM);
@@ -237,14 +274,28 @@ fn fine_tune(cfg: &Config, state: &[PthTensor], c: &Cache, idx: &[usize], s: &St
         lr_scale: if s.backbone_lr_scale == 1.0 {
             vec![]
         } else {
-            vec![("_blocks".into(), s.backbone_lr_scale), ("_conv_head".into(), s.backbone_lr_scale), ("_bn1".into(), s.backbone_lr_scale)]
+            vec![
+                ("_blocks".into(), s.backbone_lr_scale),
+                ("_conv_head".into(), s.backbone_lr_scale),
+                ("_bn1".into(), s.backbone_lr_scale),
+            ]
         },
     };
-    let train = Dataset::classes(c.front.0.select(ndarray::Axis(0), idx), idx.iter().map(|&i| c.pool_labels[i]).collect());
+    let train = Dataset::classes(
+        c.front.0.select(ndarray::Axis(0), idx),
+        idx.iter().map(|&i| c.pool_labels[i]).collect(),
+    );
     let test = Dataset::classes(c.front.1.clone(), c.test_labels.clone());
     let mut opt = Adam::new(cfg.tune_lr);
     let spec = spec(cfg, idx.len(), seed, groups);
-    train_with(&mut model, &mut opt, &ClassifierLoss::CrossEntropy, &train, None, &spec);
+    train_with(
+        &mut model,
+        &mut opt,
+        &ClassifierLoss::CrossEntropy,
+        &train,
+        None,
+        &spec,
+    );
     Ok(accuracy_on(&mut model, &test))
 }
 // ANCHOR_END: fine_tune
@@ -255,7 +306,14 @@ fn cnn_from_scratch(cfg: &Config, c: &Cache, idx: &[usize], seed: u64) -> f64 {
     let train = c.pool.select(idx);
     let mut opt = Adam::new(cfg.tune_lr);
     let spec = spec(cfg, idx.len(), seed, ParamGroups::default());
-    train_with(&mut model, &mut opt, &ClassifierLoss::CrossEntropy, &train, None, &spec);
+    train_with(
+        &mut model,
+        &mut opt,
+        &ClassifierLoss::CrossEntropy,
+        &train,
+        None,
+        &spec,
+    );
     accuracy_on(&mut model, &c.test)
 }
 
@@ -294,7 +352,14 @@ fn build_cache(cfg: &Config, dir: &DataDir, state: &[PthTensor]) -> Result<Cache
         log_every: usize::MAX,
         ..TrainSpec::default()
     };
-    train_with(&mut cnn, &mut Adam::new(1e-3), &ClassifierLoss::CrossEntropy, &mnist, None, &spec);
+    train_with(
+        &mut cnn,
+        &mut Adam::new(1e-3),
+        &ClassifierLoss::CrossEntropy,
+        &mnist,
+        None,
+        &spec,
+    );
     let (mut cnn_features, _) = split_before(cnn, "fc2");
     let mnist_features = (
         run_frozen(&mut cnn_features, &pool.x, 256, "MNIST CNN, pool"),
@@ -336,7 +401,10 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let tuned = &strategies()[1];
     // acc[method][size] = one accuracy per seed.
     let mut acc = vec![vec![vec![]; cfg.sizes.len()]; METHODS.len()];
-    let bar = crate::progress::bar((cfg.sizes.len() * cfg.seeds.len()) as u64, "transfer_fashion");
+    let bar = crate::progress::bar(
+        (cfg.sizes.len() * cfg.seeds.len()) as u64,
+        "transfer_fashion",
+    );
     for (k, &n) in cfg.sizes.iter().enumerate() {
         for &seed in &cfg.seeds {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -387,7 +455,13 @@ fn curve_outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
         columns,
         rows,
     });
-    let keys = ["imagenet_linear", "imagenet_tuned", "random_linear", "mnist_linear", "cnn_scratch"];
+    let keys = [
+        "imagenet_linear",
+        "imagenet_tuned",
+        "random_linear",
+        "mnist_linear",
+        "cnn_scratch",
+    ];
     for (key, per_size) in keys.iter().zip(acc) {
         for (n, s) in cfg.sizes.iter().zip(per_size) {
             let (m, _) = Value::mean_std(s);
@@ -398,7 +472,8 @@ fn curve_outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
         .iter()
         .zip(acc)
         .map(|(name, per_size)| {
-            let (y, band): (Vec<f64>, Vec<f64>) = per_size.iter().map(|s| Value::mean_std(s)).unzip();
+            let (y, band): (Vec<f64>, Vec<f64>) =
+                per_size.iter().map(|s| Value::mean_std(s)).unzip();
             Series {
                 name: name.to_string(),
                 x: cfg.sizes.iter().map(|&n| n as f64).collect(),
@@ -421,7 +496,13 @@ fn curve_outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
 }
 
 /// The fine-tuning strategies and the resolution row at `cfg.strategy_size`.
-fn strategy_table(cfg: &Config, dir: &DataDir, state: &[PthTensor], c: &Cache, r: &mut Report) -> Result<()> {
+fn strategy_table(
+    cfg: &Config,
+    dir: &DataDir,
+    state: &[PthTensor],
+    c: &Cache,
+    r: &mut Report,
+) -> Result<()> {
     let n = cfg.strategy_size;
     let mut rows = vec![];
     let mut push = |name: &str, accs: Vec<f64>, r: &mut Report, key: &str| {
@@ -432,10 +513,22 @@ fn strategy_table(cfg: &Config, dir: &DataDir, state: &[PthTensor], c: &Cache, r
     let draws: Vec<Vec<usize>> = cfg
         .seeds
         .iter()
-        .map(|&seed| shuffled_order(cfg.pool, &mut ChaCha8Rng::seed_from_u64(seed))[..n].to_vec())
+        .map(|&seed| {
+            shuffled_order(cfg.pool, &mut ChaCha8Rng::seed_from_u64(seed))[..n].to_vec()
+        })
         .collect();
-    let probe: Vec<f64> = cfg.seeds.iter().zip(&draws).map(|(&s, idx)| linear_probe(cfg, &c.imagenet, c, idx, s)).collect();
-    push(&format!("frozen + linear, {0}x{0} input", cfg.resolution), probe, r, "strategy_linear");
+    let probe: Vec<f64> = cfg
+        .seeds
+        .iter()
+        .zip(&draws)
+        .map(|(&s, idx)| linear_probe(cfg, &c.imagenet, c, idx, s))
+        .collect();
+    push(
+        &format!("frozen + linear, {0}x{0} input", cfg.resolution),
+        probe,
+        r,
+        "strategy_linear",
+    );
     for (k, s) in strategies().iter().enumerate() {
         let accs = cfg
             .seeds
@@ -449,7 +542,9 @@ fn strategy_table(cfg: &Config, dir: &DataDir, state: &[PthTensor], c: &Cache, r
     let mut wanted: Vec<usize> = draws.iter().flatten().copied().collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let big = |x: &ArrayD<f32>| backbone_input(x, cfg.large_resolution, efficientnet::normalize);
+    let big = |x: &ArrayD<f32>| {
+        backbone_input(x, cfg.large_resolution, efficientnet::normalize)
+    };
     let mut net = efficientnet_lite0(efficientnet::CLASSES, 0);
     load_imagenet(&mut net, state, true)?;
     let (mut features, _) = split_before(net, "_fc");
@@ -459,11 +554,22 @@ fn strategy_table(cfg: &Config, dir: &DataDir, state: &[PthTensor], c: &Cache, r
     // Scatter the computed rows back to pool positions.
     let mut full = ArrayD::zeros(vec![cfg.pool, fp.shape()[1]]);
     for (row, &i) in wanted.iter().enumerate() {
-        full.index_axis_mut(ndarray::Axis(0), i).assign(&fp.index_axis(ndarray::Axis(0), row));
+        full.index_axis_mut(ndarray::Axis(0), i)
+            .assign(&fp.index_axis(ndarray::Axis(0), row));
     }
     let large = (full, ft);
-    let accs: Vec<f64> = cfg.seeds.iter().zip(&draws).map(|(&s, idx)| linear_probe(cfg, &large, c, idx, s)).collect();
-    push(&format!("frozen + linear, {0}x{0} input", cfg.large_resolution), accs, r, "strategy_large_input");
+    let accs: Vec<f64> = cfg
+        .seeds
+        .iter()
+        .zip(&draws)
+        .map(|(&s, idx)| linear_probe(cfg, &large, c, idx, s))
+        .collect();
+    push(
+        &format!("frozen + linear, {0}x{0} input", cfg.large_resolution),
+        accs,
+        r,
+        "strategy_large_input",
+    );
     let _ = dir;
     r.tables.push(Table {
         name: "strategies".into(),
