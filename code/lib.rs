@@ -42,3 +42,4 @@ pub mod optim;
 pub mod progress;
 pub mod report;
 pub mod train;
+pub mod transfer;

@@ -7,10 +7,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use dlbook::data::folder::{BadImages, ImageFolder};
 use dlbook::data::{self, DataDir, FetchOptions};
 use dlbook::experiments::{self, Tier};
 use dlbook::progress;
 use dlbook::report::Report;
+use dlbook::transfer::{
+    self,
+    folder::{Backbone, Classifier, FolderConfig, ModelMeta, RandomConv},
+};
 
 #[derive(Parser)]
 #[command(
@@ -80,10 +85,29 @@ enum Command {
         #[arg(long)]
         profile: bool,
     },
-    /// Train a model and save it as safetensors.
+    /// Train a model and save it.
     Train {
-        /// The model: `mnist-cnn` (the seed CNN of chapter 5).
-        model: String,
+        #[command(subcommand)]
+        model: TrainCommand,
+    },
+    /// Classify image files with a model saved by `dlbook train folder`.
+    Predict {
+        /// The model folder written by `dlbook train folder`.
+        model: PathBuf,
+        /// PNG or JPEG files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Classes shown per image, most probable first.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The seed CNN of chapter 5 on MNIST, saved as safetensors.
+    #[command(name = "mnist-cnn")]
+    MnistCnn {
         /// Passes over the training set.
         #[arg(long, default_value_t = 2)]
         epochs: usize,
@@ -100,6 +124,35 @@ enum Command {
         /// the result is the same as a run that never stopped.
         #[arg(long, value_name = "FILE")]
         resume: Option<PathBuf>,
+    },
+    /// A classifier for your own images: DIR holds one subfolder of PNG or JPEG images
+    /// per class. Writes the model, its validation accuracy and confusion matrix.
+    Folder {
+        /// The folder of class subfolders.
+        dir: PathBuf,
+        /// Where to write the model and its results (default: <DIR name>-classifier).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Share of every class kept for validation.
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        /// Most epochs of the head (early stopping may stop sooner).
+        #[arg(long, default_value_t = 50)]
+        epochs: usize,
+        /// Seed of the split, the head and the batch order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The frozen feature extractor: `random-conv` (randomly initialised
+        /// convolutions, the baseline without pre-training).
+        #[arg(long, default_value = "random-conv")]
+        backbone: String,
+        /// Side of the square images are resized to (for `random-conv`).
+        #[arg(long, default_value_t = 64)]
+        input_size: usize,
+        /// Leave out images that cannot be decoded (each is reported) instead of
+        /// stopping at the first one.
+        #[arg(long)]
+        skip_bad: bool,
     },
 }
 
@@ -158,20 +211,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             profile,
         } => bench(quick, runs, threads, &name, out, profile),
-        Command::Train {
-            model,
+        Command::Train { model } => train(&dir, model),
+        Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
+    }
+}
+
+fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
+    match model {
+        TrainCommand::MnistCnn {
             epochs,
             seed,
             out,
             checkpoint,
             resume,
         } => {
-            if model != "mnist-cnn" {
-                bail!("unknown model `{model}` (expected mnist-cnn)");
-            }
             let recipe = dlbook::train::mnist::Recipe::new(epochs, seed);
             let accs = dlbook::train::mnist::train_and_save(
-                &dir,
+                dir,
                 &recipe,
                 &out,
                 checkpoint.as_deref(),
@@ -181,9 +237,171 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("epoch {}: test accuracy {:.2} %", e + 1, 100.0 * a);
             }
             println!("wrote {}", out.display());
-            Ok(ExitCode::SUCCESS)
+        }
+        TrainCommand::Folder {
+            dir: images,
+            out,
+            val_fraction,
+            epochs,
+            seed,
+            backbone,
+            input_size,
+            skip_bad,
+        } => {
+            let cfg = FolderConfig {
+                val_fraction,
+                n_epochs: epochs,
+                seed,
+                bad_images: if skip_bad {
+                    BadImages::Skip
+                } else {
+                    BadImages::Fail
+                },
+                ..FolderConfig::default()
+            };
+            let mut backbone = backbone_for_training(dir, &backbone, input_size, seed)?;
+            let out = match out {
+                Some(o) => o,
+                None => default_model_dir(&images)?,
+            };
+            train_folder(&images, &out, backbone.as_mut(), &cfg)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The backbone `--backbone` names, for training.
+fn backbone_for_training(
+    _dir: &DataDir,
+    name: &str,
+    input_size: usize,
+    seed: u64,
+) -> Result<Box<dyn Backbone>> {
+    match name {
+        "random-conv" => {
+            if input_size < 16 || !input_size.is_multiple_of(16) {
+                bail!("--input-size {input_size}: random-conv needs a multiple of 16");
+            }
+            Ok(Box::new(RandomConv::new(input_size, seed)))
+        }
+        other => bail!("unknown backbone `{other}` (expected random-conv)"),
+    }
+}
+
+/// The backbone a saved model names.
+fn backbone_for_model(_dir: &DataDir, meta: &ModelMeta) -> Result<Box<dyn Backbone>> {
+    if let Some(b) = RandomConv::from_name(&meta.backbone, meta.input_size) {
+        return Ok(Box::new(b?));
+    }
+    bail!(
+        "the model was trained on backbone `{}`, which this build does not know",
+        meta.backbone
+    )
+}
+
+/// `<DIR name>-classifier` in the current folder (never inside DIR, where it would be
+/// taken for a class the next time).
+fn default_model_dir(images: &std::path::Path) -> Result<PathBuf> {
+    let canonical = images
+        .canonicalize()
+        .with_context(|| format!("{}: no such folder", images.display()))?;
+    let name = canonical
+        .file_name()
+        .map_or("images".into(), |n| n.to_string_lossy().into_owned());
+    Ok(PathBuf::from(format!("{name}-classifier")))
+}
+
+fn train_folder(
+    images: &std::path::Path,
+    out: &std::path::Path,
+    backbone: &mut dyn Backbone,
+    cfg: &FolderConfig,
+) -> Result<()> {
+    let folder = ImageFolder::scan(images)?;
+    let counts = folder.counts();
+    println!(
+        "{}: {} images in {} classes ({})",
+        images.display(),
+        folder.len(),
+        folder.n_classes(),
+        folder
+            .classes
+            .iter()
+            .zip(&counts)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(first) = folder.ignored.first() {
+        println!(
+            "note: ignored {} entries that are not PNG or JPEG files in a class folder \
+             (first: {})",
+            folder.ignored.len(),
+            first.display()
+        );
+    }
+    let mut trained = transfer::folder::train(&folder, backbone, cfg)?;
+    for (path, err) in &trained.skipped {
+        println!("warning: skipped {}: {err}", path.display());
+    }
+    let files = trained.save(out)?;
+    let report = trained.report();
+    let meta = &trained.classifier.meta;
+    println!(
+        "backbone {} ({} features at {} pixels), head trained {} epochs (kept epoch {})",
+        meta.backbone,
+        meta.feature_dim,
+        meta.input_size,
+        trained.epochs,
+        trained.best_epoch.map_or("last".into(), |e| e.to_string())
+    );
+    for t in &report.tables {
+        println!();
+        print!("{}", dlbook::report::render_table(t));
+    }
+    println!();
+    println!(
+        "validation accuracy {:.1} % on {} images ({} for training{})",
+        100.0 * meta.val_accuracy,
+        meta.n_val,
+        meta.n_train,
+        if trained.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} unreadable files skipped", trained.skipped.len())
+        }
+    );
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "classify new images with: dlbook predict {} IMAGE...",
+        out.display()
+    );
+    Ok(())
+}
+
+fn predict(
+    dir: &DataDir,
+    model: &std::path::Path,
+    images: &[PathBuf],
+    top: usize,
+) -> Result<ExitCode> {
+    let mut classifier = Classifier::load(model)?;
+    let mut backbone = backbone_for_model(dir, &classifier.meta)?;
+    let preds = classifier.predict(backbone.as_mut(), images)?;
+    for p in preds {
+        let shown: Vec<String> = p
+            .ranked
+            .iter()
+            .take(top.max(1))
+            .map(|&(k, prob)| {
+                format!("{} {:.1} %", classifier.meta.classes[k], 100.0 * prob)
+            })
+            .collect();
+        println!("{}: {}", p.path.display(), shown.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench(

@@ -74,6 +74,8 @@ registry! {
     mnist_cnn::MnistCnn,
     cnn_ablation::CnnAblation,
     cnn_twin::CnnTwin,
+    // Week 6: transfer learning.
+    folder_digits::FolderDigits,
     // The data appendix.
     datasets::Datasets,
 }

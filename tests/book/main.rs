@@ -19,6 +19,7 @@ mod ch05_checkpoint;
 mod ch05_classifier;
 mod ch05_models;
 mod ch05_twin;
+mod ch06_folder;
 mod data_dataset;
 mod data_io;
 mod fresh;
