@@ -191,10 +191,37 @@ fn folder_classifier_is_well_above_chance() {
 
 #[test]
 fn early_stopping_keeps_the_best_epoch() {
-    let t = &trained().1;
+    // A large step overfits the small folder soon, so early stopping stops the run.
+    let folder = ImageFolder::scan(&trained().0).unwrap();
+    let cfg = FolderConfig {
+        lr: 0.05,
+        patience: 2,
+        ..FolderConfig::default()
+    };
+    let run =
+        |cfg: &FolderConfig| train(&folder, &mut RandomConv::new(SIZE, 0), cfg).unwrap();
+    let t = run(&cfg);
     let best = t.best_epoch.expect("early stopping records its best epoch");
-    assert!(best >= 1 && best <= t.epochs);
-    assert!(t.epochs <= FolderConfig::default().n_epochs);
+    assert!(
+        t.epochs < cfg.n_epochs && best < t.epochs,
+        "{best} of {}",
+        t.epochs
+    );
+    // The kept head is the head after the best epoch: a run that stops there has it.
+    let short = run(&FolderConfig {
+        n_epochs: best,
+        ..cfg.clone()
+    });
+    let bits = |t: &Trained| -> Vec<u32> {
+        let fc = &t.classifier.head.fc;
+        fc.weight
+            .value
+            .iter()
+            .chain(&fc.bias.value)
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    assert_eq!(bits(&t), bits(&short));
 }
 
 #[test]
@@ -442,4 +469,51 @@ fn backbone_gives_one_row_of_features_per_image() {
     assert!(f.iter().all(|v| v.is_finite()));
     // Different images, different features.
     assert_ne!(f.row(0), f.row(1));
+}
+
+// The experiment the chapter shows: `dlbook train folder` on five digits.
+
+fn digits_run() -> &'static dlbook::report::Report {
+    dlbook::experiments::quick("folder_digits", &DataDir::resolve(None)).unwrap()
+}
+
+// ANCHOR: usage_digits_accuracy
+/// The validation accuracy of the `folder_digits` run, and chance.
+pub fn digits_accuracy() -> (f64, f64) {
+    let r = digits_run();
+    (
+        r.get_fact("val_accuracy").unwrap(),
+        r.get_fact("chance").unwrap(),
+    )
+}
+// ANCHOR_END: usage_digits_accuracy
+
+#[test]
+fn random_features_classify_the_digit_folder_well_above_chance() {
+    let (acc, chance) = digits_accuracy();
+    assert!(
+        acc >= 0.8 && acc >= 3.0 * chance,
+        "accuracy {acc}, chance {chance}"
+    );
+}
+
+#[test]
+fn the_confusion_figure_shows_the_confusion_table() {
+    let r = digits_run();
+    let table = r.table("confusion").unwrap();
+    let fig = r.figures.iter().find(|f| f.name == "confusion").unwrap();
+    let dlbook::report::Plot::Heatmap {
+        values, row_labels, ..
+    } = &fig.plot
+    else {
+        panic!("the confusion figure is a heatmap");
+    };
+    for (row, (want, label)) in table.rows.iter().zip(values.iter().zip(row_labels)) {
+        assert_eq!(row[0], dlbook::report::Value::Text(label.clone()));
+        let got: Vec<f64> = row[1..].iter().map(|v| v.number().unwrap()).collect();
+        assert_eq!(&got, want);
+    }
+    // Every validation image is counted once.
+    let total: f64 = values.iter().flatten().sum();
+    assert_eq!(total, r.get_fact("n_val").unwrap());
 }
