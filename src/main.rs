@@ -332,12 +332,24 @@ fn train_folder(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if let Some(first) = folder.ignored.first() {
+    if !folder.ignored.is_empty() {
+        let shown: Vec<String> = folder
+            .ignored
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        let more = folder.ignored.len() - shown.len();
         println!(
-            "note: ignored {} entries that are not PNG or JPEG files in a class folder \
-             (first: {})",
+            "note: left out {} entries that are not PNG or JPEG files in a class folder: \
+             {}{}",
             folder.ignored.len(),
-            first.display()
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         );
     }
     let mut trained = transfer::folder::train(&folder, backbone, cfg)?;

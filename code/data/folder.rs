@@ -168,7 +168,18 @@ impl ImageFolder {
             classes.push(name);
         }
         match classes.len() {
-            0 => bail!("{}: no class folders; {LAYOUT}", root.display()),
+            0 => {
+                let loose = ignored.iter().filter(|p| is_image_file(p)).count();
+                if loose > 0 {
+                    bail!(
+                        "{}: no class folders, but {loose} {} directly inside: is it one \
+                         class's folder? Point at the folder above it; {LAYOUT}",
+                        root.display(),
+                        if loose == 1 { "image" } else { "images" }
+                    );
+                }
+                bail!("{}: no class folders; {LAYOUT}", root.display())
+            }
             1 => bail!(
                 "{}: only one class (`{}`): a classifier needs at least two classes, \
                  each in its own subfolder",

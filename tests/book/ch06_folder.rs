@@ -335,6 +335,13 @@ fn no_class_folders_is_a_clear_error() {
         e.contains("no class folders") && e.contains("root/cat/1.jpg"),
         "{e}"
     );
+    // Pointed at one class's folder: the message says so.
+    let class = write_folder(&scratch("oneclassfolder"), 2).join("zero");
+    let e = error(ImageFolder::scan(&class));
+    assert!(
+        e.contains("2 images directly inside") && e.contains("folder above"),
+        "{e}"
+    );
 }
 
 #[test]
