@@ -264,6 +264,16 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
                 Some(o) => o,
                 None => default_model_dir(&images)?,
             };
+            // A model folder inside the image folder would be read as a class next time.
+            let (abs_out, abs_images) =
+                (std::path::absolute(&out)?, std::path::absolute(&images)?);
+            if abs_out.starts_with(&abs_images) {
+                bail!(
+                    "--out {}: inside the image folder, where it would be taken for a \
+                     class; write the model elsewhere",
+                    out.display()
+                );
+            }
             train_folder(&images, &out, backbone.as_mut(), &cfg)?;
         }
     }

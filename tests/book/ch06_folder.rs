@@ -305,6 +305,19 @@ fn cli_trains_on_a_folder_and_predicts() {
         dir.join("nope").as_os_str(),
     ]);
     assert!(!ok && text.contains("no such folder"), "{text}");
+    // A model folder inside the image folder is refused.
+    let inside = root.join("model");
+    let (ok, text) = run(&[
+        "train".as_ref(),
+        "folder".as_ref(),
+        root.as_os_str(),
+        "--out".as_ref(),
+        inside.as_os_str(),
+    ]);
+    assert!(
+        !ok && text.contains("taken for a class") && !inside.exists(),
+        "{text}"
+    );
 }
 
 // Every bad input gives a clear error.
