@@ -31,6 +31,7 @@ pub mod bench;
 pub mod book;
 pub mod cnn;
 pub mod data;
+pub mod detect;
 pub mod experiments;
 pub mod gemm;
 pub mod info;

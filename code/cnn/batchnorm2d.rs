@@ -11,8 +11,25 @@
 //! which is exactly the dense [`BatchNorm`] applied to the $NHW \times C$ matrix whose
 //! rows are the pixels: so [`BatchNorm2d`] reuses its forward and backward (and their
 //! gradient checks) after moving the channel axis last.
+//!
+//! **Inference and folding.** In evaluation mode the statistics are the running ones,
+//! constants, so batch norm is an affine map per channel,
+//!
+//! $$y_c = a_c\, x_c + d_c, \qquad a_c = \frac{\gamma_c}{\sqrt{\bar\sigma_c^2 +
+//! \epsilon}}, \qquad d_c = \beta_c - a_c \bar\mu_c,$$
+//!
+//! and its gradient is $\partial L/\partial x_c = a_c\, \partial L/\partial y_c$. After a
+//! convolution $x_c = b_c + \sum w_{c,\cdot} \ast \bar x$ the two affine maps compose into
+//! one convolution with
+//!
+//! $$w'_{c,\cdot} = a_c\, w_{c,\cdot}, \qquad b'_c = a_c b_c + d_c = \beta_c + (b_c -
+//! \bar\mu_c)\,\frac{\gamma_c}{\sqrt{\bar\sigma_c^2 + \epsilon}}:$$
+//!
+//! [`BatchNorm2d::fold_into`] rewrites the weights, and the network runs one layer
+//! instead of two at inference time. (In training the statistics change with every
+//! batch, so there is nothing constant to fold.)
 
-use ndarray::{ArrayD, Ix4};
+use ndarray::{Array1, ArrayD, Axis, Ix4};
 
 use crate::nn::batchnorm::BatchNorm;
 use crate::nn::{Layer, Mode, Module, Param};
@@ -38,6 +55,68 @@ impl BatchNorm2d {
             inner: BatchNorm::new(c),
             in_dim: None,
         }
+    }
+
+    /// Batch norm over `c` channels with this $\epsilon$ (EfficientNet uses
+    /// $10^{-3}$), otherwise as [`BatchNorm2d::new`].
+    pub fn with_eps(c: usize, eps: f32) -> Self {
+        let mut bn = Self::new(c);
+        bn.inner.eps = eps;
+        bn
+    }
+
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.inner.running_mean.len()
+    }
+
+    // ANCHOR: bn_affine
+    /// The evaluation-mode map as per-channel `(scale, shift)`:
+    /// $a_c = \gamma_c / \sqrt{\bar\sigma_c^2 + \epsilon}$, $d_c = \beta_c - a_c \bar\mu_c$,
+    /// computed in `f64`.
+    pub fn affine(&self) -> (Array1<f64>, Array1<f64>) {
+        let c = self.channels();
+        let (mut a, mut d) = (Array1::zeros(c), Array1::zeros(c));
+        let bn = &self.inner;
+        for k in 0..c {
+            let var = f64::from(bn.running_var[k]) + f64::from(bn.eps);
+            a[k] = f64::from(bn.gamma.value[[k]]) / var.sqrt();
+            d[k] = f64::from(bn.beta.value[[k]]) - a[k] * f64::from(bn.running_mean[k]);
+        }
+        (a, d)
+    }
+    // ANCHOR_END: bn_affine
+
+    // ANCHOR: fold_into
+    /// Folds this batch norm (in evaluation mode) into the convolution before it:
+    /// $w'_c = a_c w_c$ for every weight of output channel $c$ (the first axis of
+    /// `weight`) and $b'_c = a_c b_c + d_c$, with $(a, d)$ from [`BatchNorm2d::affine`].
+    ///
+    /// # Shapes
+    /// - `weight`: `(c, ...)`, `bias`: `(c,)`, `c` the channels of this batch norm.
+    pub fn fold_into(&self, weight: &mut ArrayD<f32>, bias: &mut Array1<f32>) {
+        let c = self.channels();
+        assert!(
+            weight.ndim() >= 1 && weight.shape()[0] == c && bias.len() == c,
+            "BatchNorm2d::fold_into: weight {:?} and bias {:?} vs {c} channels",
+            weight.shape(),
+            bias.shape()
+        );
+        let (a, d) = self.affine();
+        for (k, mut w_c) in weight.axis_iter_mut(Axis(0)).enumerate() {
+            w_c.mapv_inplace(|v| (f64::from(v) * a[k]) as f32);
+            bias[k] = (f64::from(bias[k]) * a[k] + d[k]) as f32;
+        }
+    }
+    // ANCHOR_END: fold_into
+
+    /// Folds this batch norm into `conv`, the [`Conv2d`](super::Conv2d) before it
+    /// ([`BatchNorm2d::fold_into`]): `conv` alone then computes the pair in evaluation
+    /// mode.
+    pub fn fold_into_conv2d(&self, conv: &mut super::Conv2d) {
+        let mut b = conv.b().to_owned();
+        self.fold_into(&mut conv.weight.value, &mut b);
+        conv.bias.value = b.into_dyn();
     }
 }
 

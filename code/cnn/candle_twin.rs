@@ -13,6 +13,8 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use ndarray::ArrayD;
 
 use super::conv::Conv2d;
+use super::depthwise::GroupedConv2d;
+use super::pad::ZeroPad2d;
 use crate::nn::candle_twin::{to_array, to_tensor};
 use crate::nn::gradcheck::Grads;
 
@@ -183,6 +185,125 @@ pub fn flatten_grads(x: &ArrayD<f32>, r: &ArrayD<f32>) -> Result<Grads> {
     let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
     let y = xv.as_tensor().flatten_from(1)?;
     let g = contract(&y, r)?.backward()?;
+    Ok(Grads {
+        dx: grad_of(&g, &xv)?,
+        params: vec![],
+    })
+}
+
+/// Candle's grouped convolution of `x` with weights `w` `(c_out, c_in/groups, kh, kw)`
+/// and an optional bias `b` `(c_out,)`: `Tensor::conv2d(.., groups)`, with the padding
+/// applied explicitly and the unreachable rows and columns cut off first, as in
+/// [`conv`].
+pub fn grouped_conv(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    let (co, _, kh, kw) = w.dims4()?;
+    let (s, p) = (stride, padding);
+    let (ho, wo) = (super::out_size(h, kh, s, p), super::out_size(wd, kw, s, p));
+    let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+    let xp = xp
+        .narrow(2, 0, (ho - 1) * s + kh)?
+        .narrow(3, 0, (wo - 1) * s + kw)?;
+    let y = xp.conv2d(w, 0, s, 1, groups)?;
+    Ok(match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, co, 1, 1))?)?,
+        None => y,
+    })
+}
+
+/// Candle's output (in `F64`) of the grouped convolution `layer` on `x`.
+pub fn grouped_conv2d_forward(
+    layer: &GroupedConv2d,
+    x: &ArrayD<f32>,
+) -> Result<ArrayD<f64>> {
+    let w = to_tensor(&layer.weight.value, DType::F64)?;
+    let b = match &layer.bias {
+        Some(b) => Some(to_tensor(&b.value, DType::F64)?),
+        None => None,
+    };
+    let x = to_tensor(x, DType::F64)?;
+    let y = grouped_conv(
+        &x,
+        &w,
+        b.as_ref(),
+        layer.stride,
+        layer.padding,
+        layer.groups,
+    )?;
+    to_array(&y)
+}
+
+// ANCHOR: candle_grouped
+/// Candle's gradients (in `F64`) of $L = \langle \mathrm{conv}(x), r\rangle$ for the input,
+/// the weights and (if the layer has one) the bias of the grouped convolution `layer`.
+pub fn grouped_conv2d_grads(
+    layer: &GroupedConv2d,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+) -> Result<Grads> {
+    let w = Var::from_tensor(&to_tensor(&layer.weight.value, DType::F64)?)?;
+    let b = match &layer.bias {
+        Some(b) => Some(Var::from_tensor(&to_tensor(&b.value, DType::F64)?)?),
+        None => None,
+    };
+    let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
+    let y = grouped_conv(
+        xv.as_tensor(),
+        w.as_tensor(),
+        b.as_ref().map(|b| b.as_tensor()),
+        layer.stride,
+        layer.padding,
+        layer.groups,
+    )?;
+    let g = contract(&y, r)?.backward()?;
+    let mut params = vec![("weight".to_string(), grad_of(&g, &w)?)];
+    if let Some(b) = &b {
+        params.push(("bias".into(), grad_of(&g, b)?));
+    }
+    Ok(Grads {
+        dx: grad_of(&g, &xv)?,
+        params,
+    })
+}
+// ANCHOR_END: candle_grouped
+
+/// ReLU6, $\min(\max(x, 0), 6)$, with candle ops (`clamp` is a `maximum` then a
+/// `minimum`, both differentiable).
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    Ok(x.clamp(0.0, 6.0)?)
+}
+
+/// Candle's gradient (in `F64`) of $L = \langle \mathrm{ReLU6}(x), r\rangle$.
+pub fn relu6_grads(x: &ArrayD<f32>, r: &ArrayD<f32>) -> Result<Grads> {
+    let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
+    let g = contract(&relu6(xv.as_tensor())?, r)?.backward()?;
+    Ok(Grads {
+        dx: grad_of(&g, &xv)?,
+        params: vec![],
+    })
+}
+
+/// Candle's zero padding, `pad_with_zeros` on the two spatial axes.
+pub fn zero_pad(x: &Tensor, pad: &ZeroPad2d) -> Result<Tensor> {
+    Ok(x.pad_with_zeros(2, pad.top, pad.bottom)?
+        .pad_with_zeros(3, pad.left, pad.right)?)
+}
+
+/// Candle's gradient (in `F64`) of $L = \langle \mathrm{pad}(x), r\rangle$.
+pub fn zero_pad_grads(
+    pad: &ZeroPad2d,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+) -> Result<Grads> {
+    let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
+    let g = contract(&zero_pad(xv.as_tensor(), pad)?, r)?.backward()?;
     Ok(Grads {
         dx: grad_of(&g, &xv)?,
         params: vec![],

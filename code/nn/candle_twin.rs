@@ -47,6 +47,7 @@ pub fn activation(kind: Activation, x: &Tensor) -> Result<Tensor> {
         Activation::Relu => x.relu()?,
         Activation::LeakyRelu(a) => candle_nn::ops::leaky_relu(x, f64::from(a))?,
         Activation::Identity => x.clone(),
+        Activation::Relu6 => x.clamp(0.0, 6.0)?,
     })
 }
 

@@ -68,6 +68,7 @@ fresh! {
     mnist_cnn,
     cnn_ablation,
     cnn_twin,
+    mobile_blocks,
     folder_digits,
     datasets,
 }
