@@ -14,7 +14,9 @@ use dlbook::progress;
 use dlbook::report::Report;
 use dlbook::transfer::{
     self,
-    folder::{Backbone, Classifier, FolderConfig, ModelMeta, RandomConv},
+    folder::{
+        backbone_named, Backbone, Classifier, EfficientNetLite0, FolderConfig, RandomConv,
+    },
 };
 
 #[derive(Parser)]
@@ -142,13 +144,15 @@ enum TrainCommand {
         /// Seed of the split, the head and the batch order.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// The frozen feature extractor: `random-conv` (randomly initialised
-        /// convolutions, the baseline without pre-training).
-        #[arg(long, default_value = "random-conv")]
+        /// The frozen feature extractor: `efficientnet-lite0` (ImageNet-trained; its
+        /// weights come with `dlbook data fetch efficientnet_lite0`) or `random-conv`
+        /// (randomly initialised convolutions, the baseline without pre-training).
+        #[arg(long, default_value = "efficientnet-lite0")]
         backbone: String,
-        /// Side of the square images are resized to (for `random-conv`).
-        #[arg(long, default_value_t = 64)]
-        input_size: usize,
+        /// Side of the square images are resized to (default: 224 for
+        /// efficientnet-lite0, 64 for random-conv).
+        #[arg(long)]
+        input_size: Option<usize>,
         /// Leave out images that cannot be decoded (each is reported) instead of
         /// stopping at the first one.
         #[arg(long)]
@@ -259,7 +263,6 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
                 },
                 ..FolderConfig::default()
             };
-            let mut backbone = backbone_for_training(dir, &backbone, input_size, seed)?;
             let out = match out {
                 Some(o) => o,
                 None => default_model_dir(&images)?,
@@ -274,39 +277,38 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
                     out.display()
                 );
             }
-            train_folder(&images, &out, backbone.as_mut(), &cfg)?;
+            // The folder is checked before the backbone's weights are read.
+            let folder = ImageFolder::scan(&images)?;
+            let mut backbone = backbone_for_training(dir, &backbone, input_size, seed)?;
+            train_folder(&images, &folder, &out, backbone.as_mut(), &cfg)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The backbone `--backbone` names, for training.
+/// The backbone `--backbone` names, for training, at `--input-size` or its own default.
 fn backbone_for_training(
-    _dir: &DataDir,
+    dir: &DataDir,
     name: &str,
-    input_size: usize,
+    input_size: Option<usize>,
     seed: u64,
 ) -> Result<Box<dyn Backbone>> {
     match name {
-        "random-conv" => {
-            if input_size < 16 || !input_size.is_multiple_of(16) {
-                bail!("--input-size {input_size}: random-conv needs a multiple of 16");
-            }
-            Ok(Box::new(RandomConv::new(input_size, seed)))
+        "efficientnet-lite0" => {
+            let size = input_size.unwrap_or(dlbook::models::efficientnet::TRAIN_SIZE);
+            Ok(Box::new(EfficientNetLite0::load(dir, size)?))
         }
-        other => bail!("unknown backbone `{other}` (expected random-conv)"),
+        "random-conv" => {
+            let size = input_size.unwrap_or(64);
+            if size < 16 || !size.is_multiple_of(16) {
+                bail!("--input-size {size}: random-conv needs a multiple of 16");
+            }
+            Ok(Box::new(RandomConv::new(size, seed)))
+        }
+        other => bail!(
+            "unknown backbone `{other}` (expected efficientnet-lite0 or random-conv)"
+        ),
     }
-}
-
-/// The backbone a saved model names.
-fn backbone_for_model(_dir: &DataDir, meta: &ModelMeta) -> Result<Box<dyn Backbone>> {
-    if let Some(b) = RandomConv::from_name(&meta.backbone, meta.input_size) {
-        return Ok(Box::new(b?));
-    }
-    bail!(
-        "the model was trained on backbone `{}`, which this build does not know",
-        meta.backbone
-    )
 }
 
 /// `<DIR name>-classifier` in the current folder (never inside DIR, where it would be
@@ -323,11 +325,11 @@ fn default_model_dir(images: &std::path::Path) -> Result<PathBuf> {
 
 fn train_folder(
     images: &std::path::Path,
+    folder: &ImageFolder,
     out: &std::path::Path,
     backbone: &mut dyn Backbone,
     cfg: &FolderConfig,
 ) -> Result<()> {
-    let folder = ImageFolder::scan(images)?;
     let counts = folder.counts();
     println!(
         "{}: {} images in {} classes ({})",
@@ -362,7 +364,7 @@ fn train_folder(
             }
         );
     }
-    let mut trained = transfer::folder::train(&folder, backbone, cfg)?;
+    let mut trained = transfer::folder::train(folder, backbone, cfg)?;
     for (path, err) in &trained.skipped {
         println!("warning: skipped {}: {err}", path.display());
     }
@@ -410,7 +412,8 @@ fn predict(
     top: usize,
 ) -> Result<ExitCode> {
     let mut classifier = Classifier::load(model)?;
-    let mut backbone = backbone_for_model(dir, &classifier.meta)?;
+    let meta = &classifier.meta;
+    let mut backbone = backbone_named(dir, &meta.backbone, meta.input_size)?;
     let preds = classifier.predict(backbone.as_mut(), images)?;
     for p in preds {
         let shown: Vec<String> = p

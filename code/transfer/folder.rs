@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cnn::{AvgPool2d, Conv2d, Flatten};
 use crate::data::folder::{load_image, BadImages, ImageFolder};
-use crate::data::Dataset;
+use crate::data::{DataDir, Dataset};
+use crate::models::efficientnet;
 use crate::nn::{join, Activation, ActivationLayer, Init, Layer, Linear, Mode, Module};
 use crate::nn::{Named, Param};
 use crate::optim::Adam;
@@ -153,6 +154,73 @@ impl Backbone for RandomConv {
         let y = self.net.forward(&centred, Mode::Eval); // (n, 512)
         y.into_dimensionality().expect("Flatten gives (n, 512)")
     }
+}
+
+/// EfficientNet-Lite0 with its ImageNet weights ([`efficientnet::pretrained`]), up to
+/// the global average pool: 1280 features per image. Pixels are normalised the way the
+/// weights expect ([`efficientnet::normalize`]).
+pub struct EfficientNetLite0 {
+    size: usize,
+    net: Named,
+}
+
+impl EfficientNetLite0 {
+    /// Its name in a saved model.
+    pub const NAME: &'static str = "efficientnet-lite0";
+
+    /// The pre-trained network from the data folder (`dlbook data fetch
+    /// efficientnet_lite0`), without its ImageNet classifier, for `size x size` images
+    /// (it was trained at [`efficientnet::TRAIN_SIZE`]).
+    pub fn load(data: &DataDir, size: usize) -> Result<Self> {
+        if size < 32 {
+            bail!("EfficientNet-Lite0 needs images of at least 32 pixels, got {size}");
+        }
+        let mut net = efficientnet::pretrained(data)?;
+        // Everything before the ImageNet classifier: (n, 3, s, s) -> (n, 1280).
+        let fc = efficientnet::classifier_index(&net);
+        net.layers.truncate(fc);
+        Ok(EfficientNetLite0 { size, net })
+    }
+}
+
+// ANCHOR: efficientnet_backbone
+impl Backbone for EfficientNetLite0 {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn input_size(&self) -> usize {
+        self.size
+    }
+
+    fn feature_dim(&self) -> usize {
+        efficientnet::FEATURES
+    }
+
+    fn features(&mut self, x: &ArrayD<f32>) -> Array2<f32> {
+        let y = self
+            .net
+            .forward(&x.mapv(efficientnet::normalize), Mode::Eval);
+        y.into_dimensionality()
+            .expect("the pooled features are (n, 1280)")
+    }
+}
+// ANCHOR_END: efficientnet_backbone
+
+/// The backbone a saved model names (`efficientnet-lite0`, `random-conv-<seed>`) at
+/// `size`; an error for a name this build does not know.
+pub fn backbone_named(
+    data: &DataDir,
+    name: &str,
+    size: usize,
+) -> Result<Box<dyn Backbone>> {
+    if name == EfficientNetLite0::NAME {
+        return Ok(Box::new(EfficientNetLite0::load(data, size)?));
+    }
+    if let Some(b) = RandomConv::from_name(name, size) {
+        return Ok(Box::new(b?));
+    }
+    bail!("backbone `{name}` is not one this build knows (efficientnet-lite0, random-conv-<seed>)")
 }
 
 /// How to train the head.

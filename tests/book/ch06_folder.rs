@@ -14,7 +14,8 @@ use dlbook::data::folder::{is_image_file, load_image, BadImages, ImageFolder};
 use dlbook::data::{mnist, DataDir, LabelledImages, Split};
 use dlbook::experiments::folder_digits::write_digit_folder;
 use dlbook::transfer::folder::{
-    train, Backbone, Classifier, FolderConfig, RandomConv, Trained,
+    backbone_named, train, Backbone, Classifier, EfficientNetLite0, FolderConfig,
+    RandomConv, Trained,
 };
 use image::GrayImage;
 
@@ -283,6 +284,8 @@ fn cli_trains_on_a_folder_and_predicts() {
         root.as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
+        "--backbone".as_ref(),
+        "random-conv".as_ref(),
         "--input-size".as_ref(),
         "32".as_ref(),
     ]);
@@ -536,4 +539,45 @@ fn the_confusion_figure_shows_the_confusion_table() {
     // Every validation image is counted once.
     let total: f64 = values.iter().flatten().sum();
     assert_eq!(total, r.get_fact("n_val").unwrap());
+}
+
+/// The pre-trained backbone plugs into the same pipeline: EfficientNet-Lite0 without
+/// its ImageNet classifier gives 1280 features per image, and a saved model names it so
+/// that `backbone_named` (what `dlbook predict` calls) builds it again. At 64 pixels,
+/// to keep the test fast; the pipeline, not the accuracy, is under test.
+#[test]
+fn efficientnet_backbone_trains_and_is_found_again_by_name() {
+    let data = DataDir::resolve(None);
+    let mut b = EfficientNetLite0::load(&data, 64).unwrap();
+    assert_eq!(
+        (b.name(), b.input_size(), b.feature_dim()),
+        ("efficientnet-lite0", 64, 1280)
+    );
+    let folder = ImageFolder::scan(&write_folder(&scratch("efficientnet"), 4)).unwrap();
+    let cfg = FolderConfig {
+        val_fraction: 0.25,
+        n_epochs: 5,
+        ..FolderConfig::default()
+    };
+    let mut t = train(&folder, &mut b, &cfg).unwrap();
+    assert_eq!(t.classifier.meta.backbone, "efficientnet-lite0");
+    let dir = scratch("efficientnet-model");
+    t.save(&dir).unwrap();
+    let mut loaded = Classifier::load(&dir).unwrap();
+    let meta = loaded.meta.clone();
+    let mut again = backbone_named(&data, &meta.backbone, meta.input_size).unwrap();
+    let paths: Vec<PathBuf> = t
+        .val_predictions
+        .iter()
+        .map(|&(i, _)| folder.files[i].0.clone())
+        .collect();
+    let preds = loaded.predict(again.as_mut(), &paths).unwrap();
+    let got: Vec<usize> = preds.iter().map(|p| p.ranked[0].0).collect();
+    let want: Vec<usize> = t.val_predictions.iter().map(|p| p.1).collect();
+    assert_eq!(got, want);
+    let e = error(backbone_named(&data, "resnet-50", 224));
+    assert!(
+        e.contains("resnet-50") && e.contains("efficientnet-lite0"),
+        "{e}"
+    );
 }
