@@ -141,7 +141,8 @@ enum TrainCommand {
         /// Most epochs of the head (early stopping may stop sooner).
         #[arg(long, default_value_t = 50)]
         epochs: usize,
-        /// Seed of the split, the head and the batch order.
+        /// Seed of the split, the head and the batch order (and of random-conv's
+        /// weights).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// The frozen feature extractor: `efficientnet-lite0` (ImageNet-trained; its
