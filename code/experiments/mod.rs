@@ -77,6 +77,10 @@ registry! {
     // Week 6: transfer learning.
     mobile_blocks::MobileBlocks,
     folder_digits::FolderDigits,
+    pretrained_photos::PretrainedPhotos,
+    transfer_fashion::TransferFashion,
+    // Week 7: object detection.
+    detection_metrics::DetectionMetrics,
     // The data appendix.
     datasets::Datasets,
 }

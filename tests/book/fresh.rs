@@ -70,6 +70,9 @@ fresh! {
     cnn_twin,
     mobile_blocks,
     folder_digits,
+    pretrained_photos,
+    transfer_fashion,
+    detection_metrics,
     datasets,
 }
 
