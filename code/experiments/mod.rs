@@ -76,6 +76,7 @@ registry! {
     cnn_twin::CnnTwin,
     // Week 6: transfer learning.
     mobile_blocks::MobileBlocks,
+    folder_digits::FolderDigits,
     pretrained_photos::PretrainedPhotos,
     transfer_fashion::TransferFashion,
     // Week 7: object detection.

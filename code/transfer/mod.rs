@@ -24,6 +24,8 @@ use crate::data::Dataset;
 use crate::nn::{Layer, Mode, Module, Named, Param};
 use crate::progress;
 
+pub mod folder;
+
 // ANCHOR: backbone_input
 /// Grey images `(n, 1, h, w)` with values in `[0, 1]` as a colour network's input
 /// `(n, 3, size, size)`: resized by [`resize`], the grey plane copied to red, green and

@@ -69,6 +69,7 @@ fresh! {
     cnn_ablation,
     cnn_twin,
     mobile_blocks,
+    folder_digits,
     pretrained_photos,
     transfer_fashion,
     detection_metrics,

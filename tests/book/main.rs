@@ -20,6 +20,7 @@ mod ch05_classifier;
 mod ch05_models;
 mod ch05_twin;
 mod ch06_backbone;
+mod ch06_folder;
 mod ch06_layers;
 mod ch07_ap;
 mod ch07_boxes;
