@@ -22,6 +22,7 @@ mod ch05_twin;
 mod ch06_backbone;
 mod ch06_folder;
 mod ch06_layers;
+mod ch06_transfer;
 mod ch07_ap;
 mod ch07_boxes;
 mod data_dataset;
