@@ -43,3 +43,4 @@ pub mod optim;
 pub mod progress;
 pub mod report;
 pub mod train;
+pub mod transfer;

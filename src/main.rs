@@ -7,10 +7,17 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use dlbook::data::folder::{BadImages, ImageFolder};
 use dlbook::data::{self, DataDir, FetchOptions};
 use dlbook::experiments::{self, Tier};
 use dlbook::progress;
 use dlbook::report::Report;
+use dlbook::transfer::{
+    self,
+    folder::{
+        backbone_named, Backbone, Classifier, EfficientNetLite0, FolderConfig, RandomConv,
+    },
+};
 
 #[derive(Parser)]
 #[command(
@@ -69,7 +76,7 @@ enum Command {
         /// Threads for the multi-threaded figures.
         #[arg(long)]
         threads: Option<usize>,
-        /// File stem of the report.
+        /// File stem of the report (`depthwise`: chapter 6's depthwise convolution).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -80,10 +87,29 @@ enum Command {
         #[arg(long)]
         profile: bool,
     },
-    /// Train a model and save it as safetensors.
+    /// Train a model and save it.
     Train {
-        /// The model: `mnist-cnn` (the seed CNN of chapter 5).
-        model: String,
+        #[command(subcommand)]
+        model: TrainCommand,
+    },
+    /// Classify image files with a model saved by `dlbook train folder`.
+    Predict {
+        /// The model folder written by `dlbook train folder`.
+        model: PathBuf,
+        /// PNG or JPEG files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Classes shown per image, most probable first.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The seed CNN of chapter 5 on MNIST, saved as safetensors.
+    #[command(name = "mnist-cnn")]
+    MnistCnn {
         /// Passes over the training set.
         #[arg(long, default_value_t = 2)]
         epochs: usize,
@@ -100,6 +126,38 @@ enum Command {
         /// the result is the same as a run that never stopped.
         #[arg(long, value_name = "FILE")]
         resume: Option<PathBuf>,
+    },
+    /// A classifier for your own images: DIR holds one subfolder of PNG or JPEG images
+    /// per class. Writes the model, its validation accuracy and confusion matrix.
+    Folder {
+        /// The folder of class subfolders.
+        dir: PathBuf,
+        /// Where to write the model and its results (default: <DIR name>-classifier).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Share of every class kept for validation.
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        /// Most epochs of the head (early stopping may stop sooner).
+        #[arg(long, default_value_t = 50)]
+        epochs: usize,
+        /// Seed of the split, the head and the batch order (and of random-conv's
+        /// weights).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The frozen feature extractor: `efficientnet-lite0` (ImageNet-trained; its
+        /// weights come with `dlbook data fetch efficientnet_lite0`) or `random-conv`
+        /// (randomly initialised convolutions, the baseline without pre-training).
+        #[arg(long, default_value = "efficientnet-lite0")]
+        backbone: String,
+        /// Side of the square images are resized to (default: 224 for
+        /// efficientnet-lite0, 64 for random-conv).
+        #[arg(long)]
+        input_size: Option<usize>,
+        /// Leave out images that cannot be decoded (each is reported) instead of
+        /// stopping at the first one.
+        #[arg(long)]
+        skip_bad: bool,
     },
 }
 
@@ -158,20 +216,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             profile,
         } => bench(quick, runs, threads, &name, out, profile),
-        Command::Train {
-            model,
+        Command::Train { model } => train(&dir, model),
+        Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
+    }
+}
+
+fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
+    match model {
+        TrainCommand::MnistCnn {
             epochs,
             seed,
             out,
             checkpoint,
             resume,
         } => {
-            if model != "mnist-cnn" {
-                bail!("unknown model `{model}` (expected mnist-cnn)");
-            }
             let recipe = dlbook::train::mnist::Recipe::new(epochs, seed);
             let accs = dlbook::train::mnist::train_and_save(
-                &dir,
+                dir,
                 &recipe,
                 &out,
                 checkpoint.as_deref(),
@@ -181,9 +242,192 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("epoch {}: test accuracy {:.2} %", e + 1, 100.0 * a);
             }
             println!("wrote {}", out.display());
-            Ok(ExitCode::SUCCESS)
+        }
+        TrainCommand::Folder {
+            dir: images,
+            out,
+            val_fraction,
+            epochs,
+            seed,
+            backbone,
+            input_size,
+            skip_bad,
+        } => {
+            let cfg = FolderConfig {
+                val_fraction,
+                n_epochs: epochs,
+                seed,
+                bad_images: if skip_bad {
+                    BadImages::Skip
+                } else {
+                    BadImages::Fail
+                },
+                ..FolderConfig::default()
+            };
+            let out = match out {
+                Some(o) => o,
+                None => default_model_dir(&images)?,
+            };
+            // A model folder inside the image folder would be read as a class next time.
+            let (abs_out, abs_images) =
+                (std::path::absolute(&out)?, std::path::absolute(&images)?);
+            if abs_out.starts_with(&abs_images) {
+                bail!(
+                    "--out {}: inside the image folder, where it would be taken for a \
+                     class; write the model elsewhere",
+                    out.display()
+                );
+            }
+            // The folder is checked before the backbone's weights are read.
+            let folder = ImageFolder::scan(&images)?;
+            let mut backbone = backbone_for_training(dir, &backbone, input_size, seed)?;
+            train_folder(&images, &folder, &out, backbone.as_mut(), &cfg)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The backbone `--backbone` names, for training, at `--input-size` or its own default.
+fn backbone_for_training(
+    dir: &DataDir,
+    name: &str,
+    input_size: Option<usize>,
+    seed: u64,
+) -> Result<Box<dyn Backbone>> {
+    match name {
+        "efficientnet-lite0" => {
+            let size = input_size.unwrap_or(dlbook::models::efficientnet::TRAIN_SIZE);
+            Ok(Box::new(EfficientNetLite0::load(dir, size)?))
+        }
+        "random-conv" => {
+            let size = input_size.unwrap_or(64);
+            if size < 16 || !size.is_multiple_of(16) {
+                bail!("--input-size {size}: random-conv needs a multiple of 16");
+            }
+            Ok(Box::new(RandomConv::new(size, seed)))
+        }
+        other => bail!(
+            "unknown backbone `{other}` (expected efficientnet-lite0 or random-conv)"
+        ),
+    }
+}
+
+/// `<DIR name>-classifier` in the current folder (never inside DIR, where it would be
+/// taken for a class the next time).
+fn default_model_dir(images: &std::path::Path) -> Result<PathBuf> {
+    let canonical = images
+        .canonicalize()
+        .with_context(|| format!("{}: no such folder", images.display()))?;
+    let name = canonical
+        .file_name()
+        .map_or("images".into(), |n| n.to_string_lossy().into_owned());
+    Ok(PathBuf::from(format!("{name}-classifier")))
+}
+
+fn train_folder(
+    images: &std::path::Path,
+    folder: &ImageFolder,
+    out: &std::path::Path,
+    backbone: &mut dyn Backbone,
+    cfg: &FolderConfig,
+) -> Result<()> {
+    let counts = folder.counts();
+    println!(
+        "{}: {} images in {} classes ({})",
+        images.display(),
+        folder.len(),
+        folder.n_classes(),
+        folder
+            .classes
+            .iter()
+            .zip(&counts)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !folder.ignored.is_empty() {
+        let shown: Vec<String> = folder
+            .ignored
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        let more = folder.ignored.len() - shown.len();
+        println!(
+            "note: left out {} entries that are not PNG or JPEG files in a class folder: \
+             {}{}",
+            folder.ignored.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut trained = transfer::folder::train(folder, backbone, cfg)?;
+    for (path, err) in &trained.skipped {
+        println!("warning: skipped {}: {err}", path.display());
+    }
+    let files = trained.save(out)?;
+    let report = trained.report();
+    let meta = &trained.classifier.meta;
+    println!(
+        "backbone {} ({} features at {} pixels), head trained {} epochs (kept epoch {})",
+        meta.backbone,
+        meta.feature_dim,
+        meta.input_size,
+        trained.epochs,
+        trained.best_epoch.map_or("last".into(), |e| e.to_string())
+    );
+    for t in &report.tables {
+        println!();
+        print!("{}", dlbook::report::render_table(t));
+    }
+    println!();
+    println!(
+        "validation accuracy {:.1} % on {} images ({} for training{})",
+        100.0 * meta.val_accuracy,
+        meta.n_val,
+        meta.n_train,
+        if trained.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} unreadable files skipped", trained.skipped.len())
+        }
+    );
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "classify new images with: dlbook predict {} IMAGE...",
+        out.display()
+    );
+    Ok(())
+}
+
+fn predict(
+    dir: &DataDir,
+    model: &std::path::Path,
+    images: &[PathBuf],
+    top: usize,
+) -> Result<ExitCode> {
+    let mut classifier = Classifier::load(model)?;
+    let meta = &classifier.meta;
+    let mut backbone = backbone_named(dir, &meta.backbone, meta.input_size)?;
+    let preds = classifier.predict(backbone.as_mut(), images)?;
+    for p in preds {
+        let shown: Vec<String> = p
+            .ranked
+            .iter()
+            .take(top.max(1))
+            .map(|&(k, prob)| {
+                format!("{} {:.1} %", classifier.meta.classes[k], 100.0 * prob)
+            })
+            .collect();
+        println!("{}: {}", p.path.display(), shown.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench(
@@ -203,6 +447,25 @@ fn bench(
     cfg.threads = threads.unwrap_or(cfg.threads).max(1);
     if profile {
         print!("{}", dlbook::bench::profile_text(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "depthwise" {
+        // Chapter 6's depthwise convolution: its own measurements and folder.
+        use dlbook::bench::depthwise::{run, DepthwiseConfig};
+        let mut dw = if quick {
+            DepthwiseConfig::quick()
+        } else {
+            DepthwiseConfig::full()
+        };
+        dw.runs = runs.unwrap_or(dw.runs).max(1);
+        dw.threads = threads.unwrap_or(dw.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch06"),
+        };
+        for p in run(&dw, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let out = match out {

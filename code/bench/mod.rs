@@ -30,6 +30,7 @@ use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::Named;
 
 pub mod candle;
+pub mod depthwise;
 mod measure;
 pub mod peak;
 mod tables;

@@ -31,7 +31,7 @@ fn col(header: &str, format: Format) -> Column {
 }
 
 /// A row `[what, median, min, max, unit]` of the summary table.
-fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
+pub(super) fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
     let (med, lo, hi) = median_min_max(v);
     vec![
         what.into(),

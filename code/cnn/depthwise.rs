@@ -35,9 +35,11 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
-use super::im2col::{col2im_rows_add, im2col_rows_into};
+use super::im2col::{
+    col2im_rows_add, conv2d_im2col, conv2d_im2col_backward, im2col_rows_into,
+};
 use super::{as_nchw, out_size, BatchNorm2d, ConvGrads};
-use crate::gemm::sgemm_serial;
+use crate::gemm::{sgemm, sgemm_serial};
 use crate::nn::{join, Layer, Mode, Module, Param};
 
 /// The padded-input index `s * i + p - padding` if it falls inside `0..len`.
@@ -90,6 +92,25 @@ fn check_grouped(
         out_size(h, kh, stride, padding),
         out_size(wd, kw, stride, padding),
     )
+}
+
+/// [`check_grouped`] for a backward pass, plus `dy` against the output shape.
+fn check_grouped_backward(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    dy: &ArrayView4<f32>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> (usize, usize, usize, usize) {
+    let out = check_grouped(x, w, w.dim().0, stride, padding, groups);
+    assert_eq!(
+        dy.dim(),
+        out,
+        "grouped conv2d backward: dy {:?} vs output shape {out:?}",
+        dy.shape()
+    );
+    out
 }
 
 // ANCHOR: grouped_direct
@@ -156,13 +177,7 @@ pub fn grouped_conv2d_direct_backward(
     padding: usize,
     groups: usize,
 ) -> ConvGrads {
-    let out = check_grouped(x, w, w.dim().0, stride, padding, groups);
-    assert_eq!(
-        dy.dim(),
-        out,
-        "grouped conv2d backward: dy {:?} vs output shape {out:?}",
-        dy.shape()
-    );
+    let out = check_grouped_backward(x, w, dy, stride, padding, groups);
     let (n, co, ho, wo) = out;
     let (_, _, h, wd) = x.dim();
     let (_, cig, kh, kw) = w.dim();
@@ -193,6 +208,71 @@ pub fn grouped_conv2d_direct_backward(
                 }
             }
         }
+    }
+    (dx, dw, db)
+}
+
+/// The grouped convolution as one im2col + matrix product per group (chapter 4's
+/// [`conv2d_im2col`] on each group's channels): the way a
+/// library without a depthwise kernel computes it, and the baseline of `dlbook bench
+/// --name depthwise`.
+///
+/// # Shapes
+/// - as [`grouped_conv2d_direct`]
+pub fn grouped_conv2d_im2col(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    b: &ArrayView1<f32>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Array4<f32> {
+    let (n, co, ho, wo) = check_grouped(x, w, b.len(), stride, padding, groups);
+    let (cig, cog) = (w.dim().1, co / groups);
+    let mut y = Array4::zeros((n, co, ho, wo));
+    for g in 0..groups {
+        let (xs, os) = (g * cig..(g + 1) * cig, g * cog..(g + 1) * cog);
+        let y_g = conv2d_im2col(
+            &x.slice(s![.., xs, .., ..]),
+            &w.slice(s![os.clone(), .., .., ..]),
+            &b.slice(s![os.clone()]),
+            stride,
+            padding,
+        );
+        y.slice_mut(s![.., os, .., ..]).assign(&y_g);
+    }
+    y
+}
+
+/// The backward pass of [`grouped_conv2d_im2col`], group by group: `(dx, dw, db)`.
+///
+/// # Shapes
+/// - as [`grouped_conv2d_direct_backward`]
+pub fn grouped_conv2d_im2col_backward(
+    x: &ArrayView4<f32>,
+    w: &ArrayView4<f32>,
+    dy: &ArrayView4<f32>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> ConvGrads {
+    let out = check_grouped_backward(x, w, dy, stride, padding, groups);
+    let (cig, cog) = (w.dim().1, out.1 / groups);
+    let mut dx = Array4::zeros(x.raw_dim());
+    let mut dw = Array4::zeros(w.raw_dim());
+    let mut db = Array1::zeros(out.1);
+    for g in 0..groups {
+        let (xs, os) = (g * cig..(g + 1) * cig, g * cog..(g + 1) * cog);
+        let (dx_g, dw_g, db_g) = conv2d_im2col_backward(
+            &x.slice(s![.., xs.clone(), .., ..]),
+            &w.slice(s![os.clone(), .., .., ..]),
+            &dy.slice(s![.., os.clone(), .., ..]),
+            stride,
+            padding,
+        );
+        dx.slice_mut(s![.., xs, .., ..]).assign(&dx_g);
+        dw.slice_mut(s![os.clone(), .., .., ..]).assign(&dw_g);
+        db.slice_mut(s![os]).assign(&db_g);
     }
     (dx, dw, db)
 }
@@ -273,21 +353,50 @@ fn depthwise_plane_backward(
                 }
                 let t0 = stride * j0 + q - padding;
                 let ds = &dy_row[j0..j1];
-                let mut acc = 0.0f32;
-                for (&d, &x) in ds.iter().zip(x_row[t0..].iter().step_by(stride)) {
-                    acc += d * x;
-                }
-                dk[p * kw + q] += acc;
-                if let Some(dx) = dx.as_deref_mut() {
-                    let wq = k[p * kw + q];
-                    let dx_row = &mut dx[r * w..][..w];
-                    for (dxv, &d) in dx_row[t0..].iter_mut().step_by(stride).zip(ds) {
-                        *dxv += wq * d;
+                let wq = k[p * kw + q];
+                let dx_row = dx.as_deref_mut().map(|dx| &mut dx[r * w..][..w]);
+                if stride == 1 {
+                    // Contiguous slices: a dot product and an axpy.
+                    dk[p * kw + q] += dot(ds, &x_row[t0..t0 + ds.len()]);
+                    if let Some(dx_row) = dx_row {
+                        for (dxv, &d) in dx_row[t0..t0 + ds.len()].iter_mut().zip(ds) {
+                            *dxv += wq * d;
+                        }
+                    }
+                } else {
+                    let mut acc = 0.0f32;
+                    for (&d, &x) in ds.iter().zip(x_row[t0..].iter().step_by(stride)) {
+                        acc += d * x;
+                    }
+                    dk[p * kw + q] += acc;
+                    if let Some(dx_row) = dx_row {
+                        for (dxv, &d) in dx_row[t0..].iter_mut().step_by(stride).zip(ds) {
+                            *dxv += wq * d;
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// $\sum_i a_i b_i$ with eight partial sums, added in a fixed order: the compiler can
+/// keep them in one vector register (a single running sum would force one addition
+/// after the other), and the result does not depend on the number of threads.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
 }
 
 // ANCHOR: grouped_layer
@@ -476,6 +585,7 @@ impl GroupedConv2d {
             // One task per (image, group): its output channels are one contiguous
             // (c_out/g, ho wo) block of y, W_g X_col of the group's input channels.
             let k = cig * kh * kw;
+            let gemm = gemm_for(n * g);
             y.par_chunks_mut(cog * hw).enumerate().for_each(|(t, y)| {
                 let (img, grp) = (t / g, t % g);
                 let x_g = x.slice(s![img..img + 1, grp * cig..(grp + 1) * cig, .., ..]);
@@ -484,7 +594,7 @@ impl GroupedConv2d {
                         .expect("contiguous weights");
                 let mut y_mat = ArrayViewMut2::from_shape((cog, hw), y).expect("sizes");
                 with_cols(&x_g, (kh, kw), s, p, |cols| {
-                    sgemm_serial(1.0, &w_g, cols, 0.0, &mut y_mat);
+                    gemm(1.0, &w_g, cols, 0.0, &mut y_mat);
                 });
                 for (mut row, &bo) in y_mat
                     .rows_mut()
@@ -530,6 +640,7 @@ impl GroupedConv2d {
         let mut dx_blocks: Vec<&mut [f32]> = dx.chunks_mut(per_task).collect();
         dx_blocks.resize_with(n * g, Default::default); // empty without dx
         let depthwise = self.is_depthwise();
+        let gemm = gemm_for(n * g);
         let shares: Vec<Vec<f32>> = dx_blocks
             .into_par_iter()
             .enumerate()
@@ -568,12 +679,12 @@ impl GroupedConv2d {
                         ArrayViewMut2::from_shape((cog, k), &mut dw[..]).expect("sizes");
                     // dW_g = Delta X_col^T
                     with_cols(&x_g, (kh, kw), s, p, |cols| {
-                        sgemm_serial(1.0, &delta, &cols.t(), 0.0, &mut dw_m);
+                        gemm(1.0, &delta, &cols.t(), 0.0, &mut dw_m);
                     });
                     if !dx.is_empty() {
                         // dX_col = W_g^T Delta, scattered back by col2im
                         let mut dcols = Array2::zeros((k, hw));
-                        sgemm_serial(1.0, &w_g.t(), &delta, 0.0, &mut dcols.view_mut());
+                        gemm(1.0, &w_g.t(), &delta, 0.0, &mut dcols.view_mut());
                         col2im_rows_add(
                             &dcols.view(),
                             (1, cig, h, wd),
@@ -609,6 +720,20 @@ impl GroupedConv2d {
         want_dx.then(|| {
             ArrayD::from_shape_vec(IxDyn(&[n, c, h, wd]), dx).expect("sizes match")
         })
+    }
+}
+
+/// The matrix product for `tasks` parallel (image, group) tasks: with fewer tasks than
+/// threads (a 1x1 convolution on one image) each product is itself split over the
+/// threads, by blocks of its output ([`sgemm`]: the sums, and so the bits, do not depend
+/// on the number of threads); otherwise every task runs its product on its own thread.
+fn gemm_for(
+    tasks: usize,
+) -> fn(f32, &ArrayView2<f32>, &ArrayView2<f32>, f32, &mut ArrayViewMut2<f32>) {
+    if tasks < rayon::current_num_threads() {
+        sgemm
+    } else {
+        sgemm_serial
     }
 }
 

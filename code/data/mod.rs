@@ -23,6 +23,7 @@ use crate::report::DataRef;
 pub mod corpus;
 pub mod dataset;
 pub mod fetch;
+pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod imagenet;
@@ -33,6 +34,7 @@ pub mod verify;
 pub use corpus::read_corpus;
 pub use dataset::{shuffled_order, Batches, Dataset, EpochOrder, Targets};
 pub use fetch::{fetch, FetchOptions, FetchOutcome};
+pub use folder::{BadImages, FolderSplit, ImageFolder, Loaded};
 pub use idx::{
     fashion_mnist, fashion_mnist_files, mnist, mnist_files, read_idx_images,
     read_idx_labels, read_labelled, Images, LabelledImages, Split, MAX_IDX_BYTES,

@@ -53,12 +53,17 @@
 //! means are summed in numpy's pairwise order.
 //! **Not supported:** crowd annotations (`iscrowd`), which COCO matches many-to-one and
 //! scores by the detection's area; every ground truth here is an ordinary object.
+//! **Areas** are box areas, $w h$, for ground truths and detections alike. pycocotools
+//! takes a ground truth's area from its annotation, which in COCO's own files is the
+//! area of the segmentation mask, smaller than the box; on such files APs, APm and APl
+//! can differ from ours (the fixture writes box areas, as a box-only dataset would).
 
 use std::collections::BTreeMap;
 
 use ndarray::{s, Array4, Array5};
 use serde::{Deserialize, Serialize};
 
+use super::nms::rank_by_score;
 use super::{Bbox, Detection};
 
 /// One annotated object.
@@ -219,19 +224,14 @@ fn match_image(
 }
 // ANCHOR_END: match_image
 
-/// Indices of `dets` sorted by score, highest first, stable; panics on a NaN score.
-fn by_score(dets: &[&Detection]) -> Vec<usize> {
-    if let Some(d) = dets.iter().find(|d| d.score.is_nan()) {
-        panic!(
-            "coco_eval: a detection in image {} has a NaN score",
-            d.image
-        );
+/// The precision envelope, in place: each entry becomes the largest at its position or
+/// after it (pycocotools' loop, from the right).
+fn envelope(p: &mut [f64]) {
+    for i in (1..p.len()).rev() {
+        if p[i] > p[i - 1] {
+            p[i - 1] = p[i];
+        }
     }
-    let mut order: Vec<usize> = (0..dets.len()).collect();
-    // Scores are not NaN: partial_cmp is total here, and treats -0 and 0 as equal, as
-    // numpy does.
-    order.sort_by(|&a, &b| dets[b].score.partial_cmp(&dets[a].score).unwrap());
-    order
 }
 
 /// The detections and ground truths of one class, grouped by image (ascending).
@@ -287,11 +287,7 @@ fn sampled_envelope(
         precision.push(tp / (fp + tp + EPS));
     }
     // The envelope: the best precision at this recall or any higher one.
-    for i in (1..precision.len()).rev() {
-        if precision[i] > precision[i - 1] {
-            precision[i - 1] = precision[i];
-        }
-    }
+    envelope(&mut precision);
     // Sample at the first detection reaching each recall point; 0 beyond the last.
     let q = rec_thr
         .iter()
@@ -383,7 +379,7 @@ fn evaluate_image(
         let area = b.area_f64();
         area < range.min || area > range.max
     };
-    let order = by_score(dets);
+    let order = rank_by_score(dets);
     let dets: Vec<&Detection> = order.iter().take(max_det).map(|&i| dets[i]).collect();
     let ious: Vec<Vec<f64>> = dets
         .iter()
@@ -542,7 +538,7 @@ pub fn pr_curve(
     let dets: Vec<&Detection> = dets.iter().filter(|d| d.class == class).collect();
     let (mut tp, mut fp) = (0usize, 0usize);
     let (mut recall, mut precision) = (vec![], vec![]);
-    for i in by_score(&dets) {
+    for i in rank_by_score(&dets) {
         let d = dets[i];
         let hit = objects.get_mut(&d.image).and_then(|objs| {
             // The first of equal maxima, as numpy's argmax.
@@ -564,14 +560,12 @@ pub fn pr_curve(
         recall.push(tp as f64 / n_gt.max(1) as f64);
         precision.push(tp as f64 / (tp + fp) as f64);
     }
-    let mut envelope = precision.clone();
-    for i in (1..envelope.len()).rev() {
-        envelope[i - 1] = envelope[i - 1].max(envelope[i]);
-    }
+    let mut env = precision.clone();
+    envelope(&mut env);
     PrCurve {
         recall,
         precision,
-        envelope,
+        envelope: env,
         n_gt,
     }
 }

@@ -14,7 +14,8 @@
 //! **IoU.** The intersection of two boxes is again a box, with corners
 //! $\max(x_0, x_0')$, $\max(y_0, y_0')$, $\min(x_1, x_1')$, $\min(y_1, y_1')$, or empty
 //! when a side comes out negative, hence
-//! $|A \cap B| = [\min(x_1,x_1') - \max(x_0,x_0')]_+ \cdot [\min(y_1,y_1') - \max(y_0,y_0')]_+$.
+//! $|A \cap B| = [\min(x_1,x_1') - \max(x_0,x_0')]_+
+//! \cdot [\min(y_1,y_1') - \max(y_0,y_0')]_+$.
 //! Inclusion-exclusion gives the union, $|A \cup B| = |A| + |B| - |A \cap B|$, and
 //!
 //! $$\mathrm{IoU}(A, B) = \frac{|A \cap B|}{|A \cup B|} \in [0, 1].$$
@@ -35,8 +36,8 @@
 //! Since $A \cup B \subseteq C$, the subtracted term is in $[0, 1]$, so
 //! $-1 \le \mathrm{GIoU} \le \mathrm{IoU} \le 1$, with $\mathrm{GIoU} = \mathrm{IoU}$
 //! when the union fills its enclosing box, and $\mathrm{GIoU} \to -1$ for two small boxes
-//! far apart (exactly $-1$ for two distinct points). When $|C| = 0$ (every corner on one line) the term is undefined and we take
-//! it as 0.
+//! far apart (exactly $-1$ for two distinct points). When $|C| = 0$ (every corner on
+//! one line) the term is undefined and we take it as 0.
 //!
 //! **Precision.** Boxes are `f32` (the detector's precision); [`Bbox::iou_f64`]
 //! computes the ratio in `f64` from the same coordinates, as pycocotools does, and

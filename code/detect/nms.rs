@@ -20,6 +20,8 @@
 //! different images never suppress each other, so one call can take a whole batch.
 //! The cost is $O(n^2)$ IoUs in the worst case (one cluster of $n$ boxes).
 
+use std::borrow::Borrow;
+
 use serde::{Deserialize, Serialize};
 
 use super::Bbox;
@@ -37,14 +39,17 @@ pub struct Detection {
     pub bbox: Bbox,
 }
 
-/// Indices of `dets` sorted by score, highest first, ties by index. Panics on a NaN score.
-pub fn rank_by_score(dets: &[Detection]) -> Vec<usize> {
-    if let Some(i) = dets.iter().position(|d| d.score.is_nan()) {
+/// Indices of `dets` sorted by score, highest first, ties in input order (a stable
+/// sort). Takes detections or references to them. Panics on a NaN score.
+pub fn rank_by_score<D: Borrow<Detection>>(dets: &[D]) -> Vec<usize> {
+    let score = |i: usize| dets[i].borrow().score;
+    if let Some(i) = (0..dets.len()).find(|&i| score(i).is_nan()) {
         panic!("rank_by_score: detection {i} has a NaN score");
     }
     let mut order: Vec<usize> = (0..dets.len()).collect();
-    // A stable sort keeps equal scores in input order; without NaN, partial_cmp is total.
-    order.sort_by(|&a, &b| dets[b].score.partial_cmp(&dets[a].score).unwrap());
+    // Without NaN, partial_cmp is a total order; unlike total_cmp it holds -0 and 0
+    // equal, as numpy's sort does.
+    order.sort_by(|&a, &b| score(b).partial_cmp(&score(a)).unwrap());
     order
 }
 

@@ -76,7 +76,11 @@ registry! {
     cnn_twin::CnnTwin,
     // Week 6: transfer learning.
     mobile_blocks::MobileBlocks,
+    folder_digits::FolderDigits,
+    pretrained_photos::PretrainedPhotos,
+    transfer_fashion::TransferFashion,
     // Week 7: object detection.
+    detection_metrics::DetectionMetrics,
     detector::Detector,
     detector_ablation::DetectorAblation,
     // The data appendix.
@@ -86,8 +90,11 @@ registry! {
 /// Timing reports, `(chapter, file stem)`: written by `dlbook bench`, never by `regen`
 /// (timings are not reproducible bytes), but checked like every result: their rendered
 /// files must equal the rendering of their JSON.
-pub const TIMINGS: &[(&str, &str)] =
-    &[("ch05", "throughput"), ("ch05", "throughput_baseline")];
+pub const TIMINGS: &[(&str, &str)] = &[
+    ("ch05", "throughput"),
+    ("ch05", "throughput_baseline"),
+    ("ch06", "depthwise"),
+];
 
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

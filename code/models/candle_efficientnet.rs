@@ -1,116 +1,88 @@
-//! EfficientNet-Lite0 in candle: the framework twin of the from-scratch network, reading
-//! the same state dict by the same names (inference mode: batch norm uses its running
-//! statistics).
+//! EfficientNet-Lite0 in candle: the framework twin of the from-scratch network
+//! ([`efficientnet_lite0`](super::efficientnet::efficientnet_lite0)), reading the same
+//! state dict by the same names, batch norm in inference mode. The blocks are chapter
+//! 6.1's [`CandleMbConv`]; the stem, head and classifier are written here.
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
 
-use super::efficientnet::{blocks, same_padding, BlockArgs, BN_EPS};
+use super::candle_mbconv::{CandleBatchNorm, CandleMbConv};
+use super::efficientnet::{CLASSES, FEATURES};
+use super::mbconv::{lite0_blocks, BN_EPS};
 use super::pth::PthTensor;
+use crate::cnn::candle_twin::{grouped_conv, zero_pad};
+use crate::cnn::pad::{same_padding, ZeroPad2d};
 
-/// The network's weights as candle tensors, by their PyTorch names.
+// ANCHOR: candle_lite0
+/// EfficientNet-Lite0's layers as candle tensors.
 pub struct CandleEfficientNet {
-    weights: HashMap<String, Tensor>,
+    stem: (Tensor, CandleBatchNorm),
+    blocks: Vec<CandleMbConv>,
+    head: (Tensor, CandleBatchNorm),
+    fc: (Tensor, Tensor),
 }
 
 impl CandleEfficientNet {
-    /// The network with the `f32` tensors of `state` (as [`read_pth`](super::pth::read_pth)
-    /// gives them), on the CPU.
-    pub fn new(state: &[PthTensor]) -> Result<Self> {
-        let mut weights = HashMap::new();
+    /// The network with the `f32` tensors of `state` (as
+    /// [`read_pth`](super::pth::read_pth) gives them), on the CPU, in `dtype`.
+    pub fn new(state: &[PthTensor], dtype: DType) -> Result<Self> {
+        let mut tensors = HashMap::new();
         for t in state {
             if let Some(v) = &t.value {
                 let data: Vec<f32> = v.iter().copied().collect();
-                weights.insert(
-                    t.name.clone(),
-                    Tensor::from_vec(data, v.shape(), &Device::Cpu)?,
-                );
+                let x =
+                    Tensor::from_vec(data, v.shape(), &Device::Cpu)?.to_dtype(dtype)?;
+                tensors.insert(t.name.clone(), x);
             }
         }
-        Ok(Self { weights })
-    }
-
-    fn w(&self, name: &str) -> Result<&Tensor> {
-        self.weights
-            .get(name)
-            .ok_or_else(|| candle_core::Error::Msg(format!("no weight named {name}")))
-    }
-
-    /// Inference-mode batch norm `prefix` over the channels of `x`.
-    fn bn(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
-        let shape = (1, (), 1, 1);
-        let g = self.w(&format!("{prefix}.weight"))?.reshape(shape)?;
-        let b = self.w(&format!("{prefix}.bias"))?.reshape(shape)?;
-        let m = self.w(&format!("{prefix}.running_mean"))?.reshape(shape)?;
-        let v = self.w(&format!("{prefix}.running_var"))?.reshape(shape)?;
-        let scale = g.broadcast_div(&(v + BN_EPS)?.sqrt()?)?;
-        x.broadcast_sub(&m)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&b)
-    }
-
-    /// Convolution `name` with TensorFlow's SAME padding, `groups` groups.
-    fn conv(
-        &self,
-        x: &Tensor,
-        name: &str,
-        stride: usize,
-        groups: usize,
-    ) -> Result<Tensor> {
-        let w = self.w(&format!("{name}.weight"))?;
-        let k = w.dim(2)?;
-        let (h, wd) = (x.dim(2)?, x.dim(3)?);
-        let (t, b) = same_padding(h, k, stride);
-        let (l, r) = same_padding(wd, k, stride);
-        let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
-        x.conv2d(w, 0, stride, 1, groups)
-    }
-
-    fn block(&self, x: &Tensor, i: usize, a: &BlockArgs) -> Result<Tensor> {
-        let p = format!("_blocks.{i}");
-        let mut h = x.clone();
-        if a.expand != 1 {
-            h = self.conv(&h, &format!("{p}._expand_conv"), 1, 1)?;
-            h = relu6(&self.bn(&h, &format!("{p}._bn0"))?)?;
-        }
-        let c = h.dim(1)?;
-        h = self.conv(&h, &format!("{p}._depthwise_conv"), a.stride, c)?;
-        h = relu6(&self.bn(&h, &format!("{p}._bn1"))?)?;
-        h = self.conv(&h, &format!("{p}._project_conv"), 1, 1)?;
-        h = self.bn(&h, &format!("{p}._bn2"))?;
-        if a.has_skip() {
-            h = (h + x)?;
-        }
-        Ok(h)
+        let vb = VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
+        let bn = |c, name: &str| CandleBatchNorm::new(c, f64::from(BN_EPS), vb.pp(name));
+        let blocks = lite0_blocks()
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| CandleMbConv::new(b, vb.pp(format!("_blocks.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CandleEfficientNet {
+            stem: (vb.get((32, 3, 3, 3), "_conv_stem.weight")?, bn(32, "_bn0")?),
+            blocks,
+            head: (
+                vb.get((FEATURES, 320, 1, 1), "_conv_head.weight")?,
+                bn(FEATURES, "_bn1")?,
+            ),
+            fc: (
+                vb.get((CLASSES, FEATURES), "_fc.weight")?,
+                vb.get(CLASSES, "_fc.bias")?,
+            ),
+        })
     }
 
     /// The pooled features `(n, 1280)` of normalised images `(n, 3, h, w)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = self.conv(x, "_conv_stem", 2, 1)?;
-        h = relu6(&self.bn(&h, "_bn0")?)?;
-        for (i, a) in blocks().iter().enumerate() {
-            h = self.block(&h, i, a)?;
+        let (_, _, h, w) = x.dims4()?;
+        let (top, bottom) = same_padding(h, 3, 2);
+        let (left, right) = same_padding(w, 3, 2);
+        let x = zero_pad(x, &ZeroPad2d::new(top, bottom, left, right))?;
+        let (w, bn) = &self.stem;
+        let mut h = bn
+            .forward(&grouped_conv(&x, w, None, 2, 0, 1)?)?
+            .clamp(0.0, 6.0)?;
+        for b in &self.blocks {
+            h = b.forward(&h)?;
         }
-        h = self.conv(&h, "_conv_head", 1, 1)?;
-        h = relu6(&self.bn(&h, "_bn1")?)?;
-        h.mean(D::Minus1)?.mean(D::Minus1)
+        let (w, bn) = &self.head;
+        let h = bn
+            .forward(&grouped_conv(&h, w, None, 1, 0, 1)?)?
+            .clamp(0.0, 6.0)?;
+        Ok(h.mean(D::Minus1)?.mean(D::Minus1)?)
     }
 
     /// The ImageNet logits `(n, 1000)` of normalised images `(n, 3, h, w)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let f = self.features(x)?;
-        let w = self.w("_fc.weight")?;
-        let b = self.w("_fc.bias")?;
-        f.matmul(&w.t()?)?.broadcast_add(b)
+        let (w, b) = &self.fc;
+        Ok(self.features(x)?.matmul(&w.t()?)?.broadcast_add(b)?)
     }
 }
-
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
-
-/// `x` as `f32` (for the comparisons).
-pub fn to_f32(x: &Tensor) -> Result<Tensor> {
-    x.to_dtype(DType::F32)
-}
+// ANCHOR_END: candle_lite0

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use super::{Table, Value};
 
-pub(super) fn render_table(t: &Table) -> String {
+/// A table as a Markdown pipe table (numeric columns right-aligned), its caption in
+/// italics below.
+pub fn render_table(t: &Table) -> String {
     let mut md = String::new();
     let headers: Vec<&str> = t.columns.iter().map(|c| c.header.as_str()).collect();
     let _ = writeln!(md, "| {} |", headers.join(" | "));

@@ -35,7 +35,7 @@ pub use plot::{boxes, contour, graph, render_figure};
 pub use value::{Fact, Format, Value};
 
 use json::round_floats;
-use markdown::render_table;
+pub use markdown::render_table;
 
 /// The result of one experiment: everything the book shows about it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,9 +11,13 @@
 
 use candle_core::{DType, Device, Var};
 use candle_nn::VarBuilder;
+use dlbook::bench::depthwise::{self, DepthwiseConfig};
 use dlbook::cnn::candle_twin;
 use dlbook::cnn::conv::conv2d_direct;
-use dlbook::cnn::depthwise::{grouped_conv2d_direct, grouped_conv2d_direct_backward};
+use dlbook::cnn::depthwise::{
+    grouped_conv2d_direct, grouped_conv2d_direct_backward, grouped_conv2d_im2col,
+    grouped_conv2d_im2col_backward,
+};
 use dlbook::cnn::pad::same_padding;
 use dlbook::cnn::{out_size, BatchNorm2d, Conv2d, GroupedConv2d, ZeroPad2d};
 use dlbook::data::DataDir;
@@ -153,13 +157,8 @@ fn grouped_layer_vs_loops() -> f64 {
         let dx = layer.backward(&r);
         let x4 = x.view().into_dimensionality().unwrap();
         let r4 = r.view().into_dimensionality().unwrap();
-        let (w, b, s, p, g) = (
-            layer.w(),
-            layer.b(),
-            layer.stride,
-            layer.padding,
-            layer.groups,
-        );
+        let (w, b) = (layer.w(), layer.b());
+        let (s, p, g) = (layer.stride, layer.padding, layer.groups);
         let y_ref = grouped_conv2d_direct(&x4, &w, &b.view(), s, p, g).into_dyn();
         let (dx_ref, dw_ref, db_ref) =
             grouped_conv2d_direct_backward(&x4, &w, &r4, s, p, g);
@@ -183,6 +182,87 @@ fn grouped_conv_layer_computes_the_direct_loops() {
     let e = grouped_layer_vs_loops();
     eprintln!("grouped layer vs loops: {e:e}");
     assert!(e < 1e-5, "grouped layer vs loops: {e:e}");
+}
+
+/// The im2col-per-group baseline of the benchmark computes the same convolution.
+#[test]
+fn grouped_im2col_matches_the_loops() {
+    for (k, &case) in CASES.iter().enumerate() {
+        let (layer, x, r) = grouped_case(case, 30 + k as u64);
+        let x4 = x.view().into_dimensionality().unwrap();
+        let r4 = r.view().into_dimensionality().unwrap();
+        let (w, b) = (layer.w(), layer.b());
+        let (s, p, g) = (layer.stride, layer.padding, layer.groups);
+        let y = grouped_conv2d_im2col(&x4, &w, &b.view(), s, p, g);
+        let y_ref = grouped_conv2d_direct(&x4, &w, &b.view(), s, p, g);
+        let grads = grouped_conv2d_im2col_backward(&x4, &w, &r4, s, p, g);
+        let refs = grouped_conv2d_direct_backward(&x4, &w, &r4, s, p, g);
+        let e = |a: ndarray::ArrayD<f32>, b: ndarray::ArrayD<f32>| {
+            rel_error(&f64v(&a), &f64v(&b))
+        };
+        let worst = e(y.into_dyn(), y_ref.into_dyn())
+            .max(e(grads.0.into_dyn(), refs.0.into_dyn()))
+            .max(e(grads.1.into_dyn(), refs.1.into_dyn()))
+            .max(e(grads.2.into_dyn(), refs.2.into_dyn()));
+        assert!(worst < 1e-5, "{case:?}: {worst:e}");
+    }
+}
+
+/// The quick benchmark run measures every implementation (the timings themselves are
+/// never asserted).
+#[test]
+fn the_depthwise_benchmark_times_three_implementations() {
+    let r = depthwise::run(&DepthwiseConfig::quick(), "depthwise").unwrap();
+    let t = &r.tables[0];
+    assert_eq!(t.rows.len(), 9);
+    for row in &t.rows {
+        assert!(row[1].number().unwrap() > 0.0, "{:?}", row[0]);
+    }
+}
+
+/// The outputs and gradients of `layer` on `x`, `r`, computed on `threads` threads.
+fn on_threads(
+    layer: &GroupedConv2d,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+    threads: usize,
+) -> Vec<ArrayD<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut layer = layer.clone();
+        layer.zero_grad();
+        let y = layer.forward(x, Mode::Train);
+        let dx = layer.backward(r);
+        let mut out = vec![y, dx];
+        layer.visit_params("", &mut |_, p| out.push(p.grad.clone()));
+        out
+    })
+}
+
+/// Every path (depthwise planes, grouped and one-group products, one image or several)
+/// gives the same bits on one thread and on two, so results made with it do not depend
+/// on the machine's thread count.
+#[test]
+fn grouped_conv_is_bitwise_identical_on_one_and_two_threads() {
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
+    for (n, ci, co, g, k) in [
+        (1, 64, 128, 1, 1),
+        (3, 8, 8, 8, 5),
+        (2, 8, 12, 2, 3),
+        (1, 32, 64, 1, 3),
+    ] {
+        let mut layer = GroupedConv2d::new(ci, co, (k, k), 1, k / 2, g, true, &mut rng);
+        let x = randn(&[n, ci, 20, 20], &mut rng);
+        let r = randn(layer.forward(&x, Mode::Eval).shape(), &mut rng);
+        assert_eq!(
+            on_threads(&layer, &x, &r, 1),
+            on_threads(&layer, &x, &r, 2),
+            "{n} images, {ci} -> {co} in {g} groups"
+        );
+    }
 }
 
 #[test]
