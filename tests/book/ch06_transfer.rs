@@ -16,7 +16,9 @@ use ndarray::{ArrayD, IxDyn};
 /// A grey image becomes three equal colour planes of the asked size, normalised.
 #[test]
 fn backbone_input_copies_grey_to_three_normalised_planes() {
-    let gray = ArrayD::from_shape_fn(IxDyn(&[2, 1, 28, 28]), |i| (i[2] * 28 + i[3]) as f32 / 784.0);
+    let gray = ArrayD::from_shape_fn(IxDyn(&[2, 1, 28, 28]), |i| {
+        (i[2] * 28 + i[3]) as f32 / 784.0
+    });
     let x = backbone_input(&gray, 32, normalize);
     assert_eq!(x.shape(), &[2, 3, 32, 32]);
     for c in 1..3 {
@@ -32,10 +34,16 @@ fn backbone_input_copies_grey_to_three_normalised_planes() {
 /// scale and shift learn; trained as it is, the statistics move.
 #[test]
 fn eval_mode_keeps_the_running_statistics() {
-    let x = ArrayD::from_shape_fn(IxDyn(&[4, 3, 2, 2]), |i| (i[0] * 7 + i[1] * 3 + i[2] + i[3]) as f32);
+    let x = ArrayD::from_shape_fn(IxDyn(&[4, 3, 2, 2]), |i| {
+        (i[0] * 7 + i[1] * 3 + i[2] + i[3]) as f32
+    });
     for frozen in [true, false] {
         let bn = BatchNorm2d::with_eps(3, 1e-3);
-        let mut layer: Box<dyn Layer> = if frozen { Box::new(EvalMode(Box::new(bn))) } else { Box::new(bn) };
+        let mut layer: Box<dyn Layer> = if frozen {
+            Box::new(EvalMode(Box::new(bn)))
+        } else {
+            Box::new(bn)
+        };
         let y = layer.forward(&x, Mode::Train);
         layer.backward(&y);
         let mut means = vec![];
@@ -47,7 +55,11 @@ fn eval_mode_keeps_the_running_statistics() {
         let mut grad = 0.0f32;
         layer.visit_params("", &mut |_, p| grad += p.grad.mapv(f32::abs).sum());
         assert!(grad > 0.0, "gamma and beta get gradients");
-        assert_eq!(means.iter().all(|&m| m == 0.0), frozen, "frozen {frozen}: {means:?}");
+        assert_eq!(
+            means.iter().all(|&m| m == 0.0),
+            frozen,
+            "frozen {frozen}: {means:?}"
+        );
     }
 }
 
@@ -84,4 +96,111 @@ fn quick_run_fills_the_tables() {
         }
     }
     assert_eq!(r.table("strategies").unwrap().rows.len(), 6);
+}
+
+/// Rows of the curve table.
+const IMAGENET_FROZEN: usize = 0;
+const IMAGENET_TUNED: usize = 1;
+const RANDOM_FROZEN: usize = 2;
+const MNIST_FROZEN: usize = 3;
+const CNN_SCRATCH: usize = 4;
+
+fn sizes() -> usize {
+    full().table("curve").unwrap().columns.len() - 1
+}
+
+/// The ImageNet weights are worth something on clothes: with the architecture fixed,
+/// their frozen features beat random weights' at every size, on every seed.
+#[test]
+fn imagenet_weights_beat_random_weights_at_every_size() {
+    for k in 0..sizes() {
+        let (a, b) = (curve(IMAGENET_FROZEN, k), curve(RANDOM_FROZEN, k));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x > y),
+            "size {k}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+/// Fine-tuning the last two stages beats the frozen features at every size (means).
+#[test]
+fn fine_tuning_beats_frozen_features_at_every_size() {
+    for k in 0..sizes() {
+        assert!(
+            mean(&curve(IMAGENET_TUNED, k)) > mean(&curve(IMAGENET_FROZEN, k)),
+            "size {k}"
+        );
+    }
+}
+
+/// Digit features transfer badly to clothes: the MNIST-trained CNN, frozen, is below the
+/// same CNN trained on the clothes themselves at every size.
+#[test]
+fn digit_features_transfer_worse_than_training_on_clothes() {
+    for k in 0..sizes() {
+        assert!(
+            mean(&curve(MNIST_FROZEN, k)) < mean(&curve(CNN_SCRATCH, k)),
+            "size {k}"
+        );
+    }
+}
+
+/// At 32 x 32 inputs, from 1,000 images on, the small CNN trained from scratch at
+/// Fashion-MNIST's own resolution beats the fine-tuned ImageNet network by more than the
+/// larger of the two spreads; at 100 images the two are within each other's spread.
+#[test]
+fn small_cnn_from_scratch_wins_from_a_thousand_images_at_32_pixels() {
+    let n = sizes();
+    for k in 1..n {
+        let (a, b) = (curve(CNN_SCRATCH, k), curve(IMAGENET_TUNED, k));
+        let ((ma, sa), (mb, sb)) = (Value::mean_std(&a), Value::mean_std(&b));
+        assert!(ma - mb > sa.max(sb), "size {k}: {ma} ± {sa} vs {mb} ± {sb}");
+    }
+    let (a, b) = (curve(CNN_SCRATCH, 0), curve(IMAGENET_TUNED, 0));
+    let ((ma, sa), (mb, sb)) = (Value::mean_std(&a), Value::mean_std(&b));
+    assert!((ma - mb).abs() < sa.max(sb), "{ma} ± {sa} vs {mb} ± {sb}");
+}
+
+/// A 64 x 64 input raises the frozen features' accuracy by more than five points over
+/// 32 x 32, more than fine-tuning adds at 32 x 32 with a single learning rate.
+#[test]
+fn a_larger_input_buys_more_than_fine_tuning() {
+    let r = full();
+    let f = |k: &str| r.get_fact(k).unwrap();
+    let gain = f("strategy_large_input") - f("strategy_linear");
+    assert!(gain > 0.05, "gain {gain}");
+    for k in 0..3 {
+        assert!(
+            f("strategy_large_input") > f(&format!("strategy_{k}")),
+            "strategy {k}"
+        );
+    }
+}
+
+/// Of the fine-tuning strategies, the one that gives the pre-trained layers a ten times
+/// smaller learning rate than the new classifier is the best.
+#[test]
+fn a_smaller_rate_for_pretrained_layers_is_the_best_strategy() {
+    let r = full();
+    let best = r.get_fact("strategy_3").unwrap();
+    for k in 0..3 {
+        assert!(
+            best > r.get_fact(&format!("strategy_{k}")).unwrap(),
+            "strategy {k}"
+        );
+    }
+}
+
+/// Batch norm's statistics frozen or updated (last two stages fine-tuned): the means
+/// differ by less than the larger spread over seeds.
+#[test]
+fn batch_norm_statistics_choice_is_within_the_spread() {
+    let t = full().table("strategies").unwrap();
+    let seeds = |row: usize| match &t.rows[row][1] {
+        Value::Seeds(s) => s.clone(),
+        v => panic!("cell {v:?}"),
+    };
+    // Row 0 is the frozen-features reference; rows 2 and 3 the two batch-norm choices.
+    let ((ma, sa), (mb, sb)) = (Value::mean_std(&seeds(2)), Value::mean_std(&seeds(3)));
+    assert!((ma - mb).abs() < sa.max(sb), "{ma} ± {sa} vs {mb} ± {sb}");
 }
