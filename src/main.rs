@@ -76,7 +76,8 @@ enum Command {
         /// Threads for the multi-threaded figures.
         #[arg(long)]
         threads: Option<usize>,
-        /// File stem of the report (`depthwise`: chapter 6's depthwise convolution).
+        /// File stem of the report (`depthwise`: chapter 6's depthwise convolution;
+        /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -215,7 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             name,
             out,
             profile,
-        } => bench(quick, runs, threads, &name, out, profile),
+        } => bench(&dir, quick, runs, threads, &name, out, profile),
         Command::Train { model } => train(&dir, model),
         Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
     }
@@ -431,6 +432,7 @@ fn predict(
 }
 
 fn bench(
+    dir: &DataDir,
     quick: bool,
     runs: Option<usize>,
     threads: Option<usize>,
@@ -447,6 +449,25 @@ fn bench(
     cfg.threads = threads.unwrap_or(cfg.threads).max(1);
     if profile {
         print!("{}", dlbook::bench::profile_text(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "backbone" {
+        // Chapter 6's pre-trained network, from scratch and in candle.
+        use dlbook::bench::backbone::{run, BackboneConfig};
+        let mut bb = if quick {
+            BackboneConfig::quick()
+        } else {
+            BackboneConfig::full()
+        };
+        bb.runs = runs.unwrap_or(bb.runs).max(1);
+        bb.threads = threads.unwrap_or(bb.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch06"),
+        };
+        for p in run(&bb, dir, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if name == "depthwise" {

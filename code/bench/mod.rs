@@ -29,6 +29,7 @@ use crate::models::count::{count, seed_cnn_spec};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::Named;
 
+pub mod backbone;
 pub mod candle;
 pub mod depthwise;
 mod measure;

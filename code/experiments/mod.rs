@@ -93,6 +93,7 @@ registry! {
 pub const TIMINGS: &[(&str, &str)] = &[
     ("ch05", "throughput"),
     ("ch05", "throughput_baseline"),
+    ("ch06", "backbone"),
     ("ch06", "depthwise"),
 ];
 

@@ -182,3 +182,17 @@ fn unreadable_image_is_an_error() {
     assert!(e.contains("broken.png"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The quick backbone benchmark measures both implementations at every case (the
+/// timings themselves are never asserted).
+#[test]
+fn the_backbone_benchmark_times_both_networks() {
+    use dlbook::bench::backbone::{run, BackboneConfig};
+    let cfg = BackboneConfig::quick();
+    let r = run(&cfg, &data(), "backbone").unwrap();
+    let t = r.table("backbone").unwrap();
+    assert_eq!(t.rows.len(), 2 * cfg.cases.len());
+    for row in &t.rows {
+        assert!(row[1].number().unwrap() > 0.0, "{row:?}");
+    }
+}
