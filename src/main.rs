@@ -77,7 +77,8 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// File stem of the report (`depthwise`: chapter 6's depthwise convolution;
-        /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle).
+        /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle;
+        /// `detector_speed`: chapter 7's detector).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -466,6 +467,25 @@ fn bench(
             None => dlbook::book::generated_dir(&book_root()?).join("ch06"),
         };
         for p in run(&bb, dir, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "detector_speed" {
+        // Chapter 7's detector: training throughput and one-canvas latency.
+        use dlbook::bench::detector::{run, DetectorBenchConfig};
+        let mut db = if quick {
+            DetectorBenchConfig::quick()
+        } else {
+            DetectorBenchConfig::full()
+        };
+        db.runs = runs.unwrap_or(db.runs).max(1);
+        db.threads = threads.unwrap_or(db.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch07"),
+        };
+        for p in run(&db, dir, name)?.write_to(&out)? {
             println!("wrote {}", p.display());
         }
         return Ok(ExitCode::SUCCESS);

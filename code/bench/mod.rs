@@ -32,6 +32,7 @@ use crate::nn::Named;
 pub mod backbone;
 pub mod candle;
 pub mod depthwise;
+pub mod detector;
 mod measure;
 pub mod peak;
 mod tables;

@@ -95,6 +95,7 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch05", "throughput_baseline"),
     ("ch06", "backbone"),
     ("ch06", "depthwise"),
+    ("ch07", "detector_speed"),
 ];
 
 /// Which preset to run.

@@ -623,3 +623,21 @@ fn the_thin_one_is_the_hardest_digit() {
         .unwrap();
     assert_eq!(worst, 1, "{ap50:?}");
 }
+
+/// The quick speed benchmark measures training and inference (the timings themselves are
+/// never asserted).
+#[test]
+fn the_detector_benchmark_times_training_and_inference() {
+    use dlbook::bench::detector::{run, DetectorBenchConfig};
+    let r = run(
+        &DetectorBenchConfig::quick(),
+        &dlbook::data::DataDir::resolve(None),
+        "detector_speed",
+    )
+    .unwrap();
+    let t = r.table("speed").unwrap();
+    assert_eq!(t.rows.len(), 2);
+    for row in &t.rows {
+        assert!(row[1].number().unwrap() > 0.0, "{row:?}");
+    }
+}
