@@ -5,16 +5,14 @@
 //! the runs, with the load average before and after; written to
 //! `generated/ch06/backbone.{json,md}` and never asserted by tests.
 
-use std::time::Instant;
-
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::load_average;
-use super::tables::summary_row as row;
+use super::tables::{summary_row as row, summary_table};
+use super::{load_average, time_runs};
 use crate::data::DataDir;
 use crate::models::candle_efficientnet::CandleEfficientNet;
 use crate::models::efficientnet::{
@@ -23,7 +21,7 @@ use crate::models::efficientnet::{
 use crate::nn::gradcheck::normal;
 use crate::nn::{Layer, Mode};
 use crate::progress;
-use crate::report::{col, Format, Report, Table};
+use crate::report::Report;
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,22 +58,6 @@ impl BackboneConfig {
     }
 }
 
-/// Images per second of `runs` timed calls of `f` on `batch` images (after a warm-up).
-fn images_per_s(
-    runs: usize,
-    batch: usize,
-    mut f: impl FnMut() -> Result<()>,
-) -> Result<Vec<f64>> {
-    f()?;
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f()?;
-            Ok(batch as f64 / t.elapsed().as_secs_f64())
-        })
-        .collect()
-}
-
 /// Runs the benchmark; the report is named `name`.
 pub fn run(cfg: &BackboneConfig, dir: &DataDir, name: &str) -> Result<Report> {
     let load_before = load_average();
@@ -91,13 +73,12 @@ pub fn run(cfg: &BackboneConfig, dir: &DataDir, name: &str) -> Result<Report> {
         let x = normal(&[batch, 3, side, side], &mut rng);
         spinner.set_message(format!("from scratch, {side} px, batch {batch}"));
         // The network lives on the benchmark's pool (a `Layer` stays on its thread).
-        let ours = pool.install(|| {
+        let ours = pool.install(|| -> Result<Vec<f64>> {
             let mut net = efficientnet_lite0(CLASSES, 0);
             load_imagenet(&mut net, &state, true)?;
-            images_per_s(cfg.runs, batch, || {
+            Ok(time_runs(cfg.runs, || {
                 net.forward(&x, Mode::Eval);
-                Ok(())
-            })
+            }))
         })?;
         spinner.set_message(format!("candle, {side} px, batch {batch}"));
         let t = Tensor::from_vec(
@@ -105,10 +86,19 @@ pub fn run(cfg: &BackboneConfig, dir: &DataDir, name: &str) -> Result<Report> {
             x.shape(),
             &Device::Cpu,
         )?;
-        let theirs = images_per_s(cfg.runs, batch, || {
-            twin.forward(&t)?;
-            Ok(())
-        })?;
+        let mut err = None;
+        let theirs = time_runs(cfg.runs, || {
+            if let Err(e) = twin.forward(&t) {
+                err = Some(e);
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let per_s = |secs: Vec<f64>| -> Vec<f64> {
+            secs.iter().map(|s| batch as f64 / s).collect()
+        };
+        let (ours, theirs) = (per_s(ours), per_s(theirs));
         rows.push(row(
             &format!("from scratch, {side} x {side}, batch {batch}"),
             &ours,
@@ -127,25 +117,15 @@ pub fn run(cfg: &BackboneConfig, dir: &DataDir, name: &str) -> Result<Report> {
         "EfficientNet-Lite0 forward: from scratch and candle",
     );
     rep.config = serde_json::to_value(cfg)?;
-    rep.tables.push(Table {
-        name: "backbone".into(),
-        caption: format!(
-            "EfficientNet-Lite0 with the ImageNet weights, inference (logits of random \
-             images), images per second: median, min and max over {} runs, {} threads for \
-             the from-scratch network, candle on its own thread pool. Load average \
-             {load_before:.1} before, {:.1} after.",
-            cfg.runs,
-            cfg.threads,
-            load_average()
-        ),
-        columns: vec![
-            col("measurement", Format::Int),
-            col("median", Format::Fixed(1)),
-            col("min", Format::Fixed(1)),
-            col("max", Format::Fixed(1)),
-            col("unit", Format::Int),
-        ],
-        rows,
-    });
+    let caption = format!(
+        "EfficientNet-Lite0 with the ImageNet weights, inference (logits of random \
+         images), images per second: median, min and max over {} runs, {} threads for \
+         the from-scratch network, candle on its own thread pool. Load average \
+         {load_before:.1} before, {:.1} after.",
+        cfg.runs,
+        cfg.threads,
+        load_average()
+    );
+    rep.tables.push(summary_table("backbone", caption, 1, rows));
     Ok(rep)
 }

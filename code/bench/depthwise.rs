@@ -6,8 +6,6 @@
 //! batch: median, min and max over the runs, with the load average before and after.
 //! Timings go to `generated/ch06/depthwise.{json,md}` and are never asserted by tests.
 
-use std::time::Instant;
-
 use anyhow::Result;
 use candle_core::{DType, Var};
 use ndarray::ArrayD;
@@ -15,8 +13,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::load_average;
-use super::tables::summary_row as row;
+use super::tables::{summary_row as row, summary_table};
+use super::{load_average, time_runs};
 use crate::cnn::candle_twin::grouped_conv;
 use crate::cnn::depthwise::{grouped_conv2d_im2col, grouped_conv2d_im2col_backward};
 use crate::cnn::GroupedConv2d;
@@ -24,7 +22,7 @@ use crate::nn::candle_twin::to_tensor;
 use crate::nn::gradcheck::normal;
 use crate::nn::{Layer, Mode};
 use crate::progress;
-use crate::report::{col, Format, Report, Table};
+use crate::report::Report;
 
 /// The depthwise convolution to time, and how often.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,16 +77,9 @@ impl DepthwiseConfig {
     }
 }
 
-/// Milliseconds of `runs` calls of `f`, after one warm-up call.
-fn time_ms(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
-    f();
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            1e3 * t.elapsed().as_secs_f64()
-        })
-        .collect()
+/// Milliseconds of each of `runs` timed calls of `f` (after a warm-up).
+fn time_ms(runs: usize, f: impl FnMut()) -> Vec<f64> {
+    time_runs(runs, f).into_iter().map(|t| 1e3 * t).collect()
 }
 
 /// Times the three implementations and returns the report `name` (chapter `ch06`).
@@ -185,24 +176,15 @@ pub fn run(cfg: &DepthwiseConfig, name: &str) -> Result<Report> {
         row("im2col + GEMM per group, forward", &gmacs(&fwd_i), "GMAC/s"),
         row("candle conv2d, forward", &gmacs(&fwd_c), "GMAC/s"),
     ];
-    rep.tables.push(Table {
-        name: "depthwise".into(),
-        caption: format!(
-            "Depthwise convolution ({shape}, stride 1), {} threads for the from-scratch \
+    let caption = format!(
+        "Depthwise convolution ({shape}, stride 1), {} threads for the from-scratch \
              layers: median, min and max over {} runs. Load average {load_before:.1} \
              before, {:.1} after.",
-            cfg.threads,
-            cfg.runs,
-            load_average()
-        ),
-        columns: vec![
-            col("measurement", Format::Int),
-            col("median", Format::Fixed(2)),
-            col("min", Format::Fixed(2)),
-            col("max", Format::Fixed(2)),
-            col("unit", Format::Int),
-        ],
-        rows,
-    });
+        cfg.threads,
+        cfg.runs,
+        load_average()
+    );
+    rep.tables
+        .push(summary_table("depthwise", caption, 2, rows));
     Ok(rep)
 }

@@ -5,14 +5,12 @@
 //! after; written to `generated/ch07/detector_speed.{json,md}` and never asserted by
 //! tests.
 
-use std::time::Instant;
-
 use anyhow::Result;
 use ndarray::{Axis, Ix3};
 use serde::{Deserialize, Serialize};
 
-use super::load_average;
-use super::tables::summary_row as row;
+use super::tables::{summary_row as row, summary_table};
+use super::{load_average, time_runs};
 use crate::data::{DataDir, Dataset, Split};
 use crate::detect::anchors::{all_anchors, dataset, MatchThresholds};
 use crate::detect::canvas::{make_canvases, CanvasConfig};
@@ -22,7 +20,7 @@ use crate::detect::ssd::{Ssd, SsdConfig};
 use crate::nn::{Layer, Mode, Module};
 use crate::optim::{Adam, Optimizer};
 use crate::progress;
-use crate::report::{col, Format, Report, Table};
+use crate::report::Report;
 use crate::train::Loss;
 
 /// What to measure.
@@ -64,17 +62,6 @@ impl DetectorBenchConfig {
     }
 }
 
-fn timed(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
-    f();
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect()
-}
-
 /// Runs the benchmark on canvases built from MNIST test digits; the report is named
 /// `name`.
 pub fn run(cfg: &DetectorBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
@@ -99,7 +86,7 @@ pub fn run(cfg: &DetectorBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
         let mut model = Ssd::new(&ssd_cfg, 0);
         let mut opt = Adam::new(1e-3);
         spinner.set_message("detector, training steps");
-        let train_s = timed(cfg.runs, || {
+        let train_s = time_runs(cfg.runs, || {
             for _ in 0..cfg.steps {
                 model.zero_grad();
                 let y = model.forward(&data.x, Mode::Train);
@@ -114,7 +101,7 @@ pub fn run(cfg: &DetectorBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
             .index_axis(Axis(0), 0)
             .insert_axis(Axis(0))
             .to_owned();
-        let infer_s = timed(cfg.runs, || {
+        let infer_s = time_runs(cfg.runs, || {
             for _ in 0..cfg.inferences {
                 let y = model.forward(&one, Mode::Eval);
                 let y = y.into_dimensionality::<Ix3>().expect("(1, anchors, K + 5)");
@@ -141,9 +128,7 @@ pub fn run(cfg: &DetectorBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
     let mut rep =
         Report::new("ch07", name, "The detector's training and inference speed");
     rep.config = serde_json::to_value(cfg)?;
-    rep.tables.push(Table {
-        name: "speed".into(),
-        caption: format!(
+    let caption = format!(
             "The detector of section 7.2 ({}x{} canvases, {} anchors), {} threads: training \
              (batch {}, forward, multibox loss, backward, Adam) and inference on one canvas \
              (forward, decoding, score threshold, NMS); median, min and max over {} runs. \
@@ -155,18 +140,11 @@ pub fn run(cfg: &DetectorBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
             cfg.batch_size,
             cfg.runs,
             load_average()
-        ),
-        columns: vec![
-            col("measurement", Format::Int),
-            col("median", Format::Fixed(2)),
-            col("min", Format::Fixed(2)),
-            col("max", Format::Fixed(2)),
-            col("unit", Format::Int),
-        ],
-        rows: vec![
-            row("training", &per_s, "canvases/s"),
-            row("inference, one canvas", &latency, "ms"),
-        ],
-    });
+        );
+    let rows = vec![
+        row("training", &per_s, "canvases/s"),
+        row("inference, one canvas", &latency, "ms"),
+    ];
+    rep.tables.push(summary_table("speed", caption, 2, rows));
     Ok(rep)
 }

@@ -40,6 +40,19 @@ pub fn train_step(
     loss
 }
 
+/// Seconds of each of `runs` timed calls of `f`, after one untimed warm-up call (which
+/// fills caches and grows buffers).
+pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
 /// The median, minimum and maximum of `v` (which must not be empty).
 pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
     assert!(!v.is_empty(), "median_min_max: no values");

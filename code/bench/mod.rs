@@ -39,8 +39,8 @@ mod tables;
 
 pub use measure::{
     layer_gemm, load_average, median_min_max, process_cpu_seconds, profile, profile_text,
-    synthetic_batch, thread_cpu_seconds, time_inference, time_sgemm, time_training,
-    train_step, Clock,
+    synthetic_batch, thread_cpu_seconds, time_inference, time_runs, time_sgemm,
+    time_training, train_step, Clock,
 };
 pub use tables::{run, REFERENCE};
 

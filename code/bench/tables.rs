@@ -42,6 +42,28 @@ pub(super) fn summary_row(what: &str, v: &[f64], unit: &str) -> Vec<Value> {
     ]
 }
 
+/// A table of [`summary_row`]s: measurement, median, min, max (with `decimals` digits)
+/// and unit.
+pub(super) fn summary_table(
+    name: &str,
+    caption: String,
+    decimals: u8,
+    rows: Vec<Vec<Value>>,
+) -> crate::report::Table {
+    crate::report::Table {
+        name: name.into(),
+        caption,
+        columns: vec![
+            col("measurement", Format::Int),
+            col("median", Format::Fixed(decimals)),
+            col("min", Format::Fixed(decimals)),
+            col("max", Format::Fixed(decimals)),
+            col("unit", Format::Int),
+        ],
+        rows,
+    }
+}
+
 /// Figures reported for this model on this machine kind (2 threads, batch 128, a quiet
 /// machine) by other implementations: context for ours, not measured here.
 pub const REFERENCE: [(&str, f64, &str); 4] = [

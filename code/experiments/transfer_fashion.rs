@@ -39,7 +39,7 @@ use crate::optim::Adam;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 use crate::train::{accuracy_on, train_with, ClassifierLoss, ParamGroups, TrainSpec};
 use crate::transfer::{
-    backbone_input, feature_set, run_frozen, split_before, EvalMode, Standardize,
+    backbone_input, feature_rows, run_frozen, split_before, EvalMode, Standardize,
 };
 
 /// Experiment `transfer_fashion`, registered in [`super::all`].
@@ -224,11 +224,13 @@ fn linear_probe(
     idx: &[usize],
     seed: u64,
 ) -> f64 {
-    let train_rows = feature_set(&f.0, &c.pool_labels, idx, None);
-    let st = Standardize::fit(&train_rows.flat().to_owned());
-    let train = feature_set(&f.0, &c.pool_labels, idx, Some(&st));
+    let x = feature_rows(&f.0, idx);
+    let st = Standardize::fit(&x);
+    let labels = idx.iter().map(|&i| c.pool_labels[i]).collect();
+    let train = Dataset::classes(st.apply(&x).into_dyn(), labels);
     let all: Vec<usize> = (0..c.test_labels.len()).collect();
-    let test = feature_set(&f.1, &c.test_labels, &all, Some(&st));
+    let x_test = st.apply(&feature_rows(&f.1, &all));
+    let test = Dataset::classes(x_test.into_dyn(), c.test_labels.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut head = Linear::new(f.0.shape()[1], 10, Init::Xavier, &mut rng);
     let mut opt = Adam::adamw(cfg.head_lr, cfg.head_weight_decay);
@@ -419,7 +421,7 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     }
     bar.finish_and_clear();
     curve_outputs(cfg, &acc, r);
-    strategy_table(cfg, dir, &state, &c, r)?;
+    strategy_table(cfg, &state, &c, r)?;
     Ok(())
 }
 
@@ -498,7 +500,6 @@ fn curve_outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
 /// The fine-tuning strategies and the resolution row at `cfg.strategy_size`.
 fn strategy_table(
     cfg: &Config,
-    dir: &DataDir,
     state: &[PthTensor],
     c: &Cache,
     r: &mut Report,
@@ -570,7 +571,6 @@ fn strategy_table(
         r,
         "strategy_large_input",
     );
-    let _ = dir;
     r.tables.push(Table {
         name: "strategies".into(),
         caption: format!(

@@ -20,7 +20,6 @@
 use ndarray::{concatenate, Array2, ArrayD, Axis, Ix2};
 
 use crate::data::image::resize;
-use crate::data::Dataset;
 use crate::nn::{Layer, Mode, Module, Named, Param};
 use crate::progress;
 
@@ -155,21 +154,10 @@ impl Standardize {
     }
 }
 
-/// The rows `idx` of features `f` `(n, d)` with their labels, standardised by `st`.
-pub fn feature_set(
-    f: &ArrayD<f32>,
-    labels: &[usize],
-    idx: &[usize],
-    st: Option<&Standardize>,
-) -> Dataset {
-    let f2 = f
-        .view()
+/// The rows `idx` of features `f` `(n, d)`.
+pub fn feature_rows(f: &ArrayD<f32>, idx: &[usize]) -> Array2<f32> {
+    f.view()
         .into_dimensionality::<Ix2>()
-        .expect("features are (n, d)");
-    let rows = f2.select(Axis(0), idx);
-    let rows = match st {
-        Some(s) => s.apply(&rows),
-        None => rows,
-    };
-    Dataset::classes(rows.into_dyn(), idx.iter().map(|&i| labels[i]).collect())
+        .expect("features are (n, d)")
+        .select(Axis(0), idx)
 }
