@@ -3,8 +3,9 @@
 //! (gray, RGB, RGBA, upscaled, one JPEG per class). The classifier's validation accuracy,
 //! per-class recall and confusion matrix are what the command prints and saves.
 //!
-//! The backbone is [`RandomConv`] (randomly initialised convolutions): the run shows the
-//! pipeline and its output in seconds, and is the no-pre-training baseline.
+//! The backbone is EfficientNet-Lite0 with its ImageNet weights, the command's default;
+//! the same folder, split and head on [`RandomConv`]'s features (randomly initialised
+//! convolutions) is the no-pre-training baseline.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use serde::Serialize;
 use super::{Experiment, Preset};
 use crate::data::folder::ImageFolder;
 use crate::data::{self, DataDir, Split};
-use crate::transfer::folder::{train, FolderConfig, RandomConv};
+use crate::transfer::folder::{backbone_named, train, FolderConfig};
 
 /// Experiment `folder_digits`, registered in [`super::all`].
 pub struct FolderDigits;
@@ -42,20 +43,24 @@ pub struct Config {
     pub per_class: usize,
     /// The backbone's input size.
     pub input_size: usize,
-    /// The seed of the backbone's weights.
-    pub backbone_seed: u64,
+    /// The backbone, by the name `dlbook train folder --backbone` takes.
+    pub backbone: String,
+    /// The baseline backbone, trained on the same split for comparison.
+    pub baseline: String,
     /// How the head is trained (`dlbook train folder`'s defaults).
     pub head: FolderConfig,
 }
 
 impl Preset for Config {
-    /// Five digits, 100 images each, at 64 pixels.
+    /// Five digits, 100 images each, at 64 pixels; EfficientNet-Lite0 against random
+    /// convolutions.
     fn full() -> Self {
         Config {
             digits: vec![0, 1, 3, 5, 8],
             per_class: 100,
             input_size: 64,
-            backbone_seed: 0,
+            backbone: "efficientnet-lite0".into(),
+            baseline: "random-conv-0".into(),
             head: FolderConfig::default(),
         }
     }
@@ -89,7 +94,8 @@ pub fn write_digit_folder(
         for (j, i) in idx.take(per_class).enumerate() {
             let g = GrayImage::from_raw(28, 28, set.images.image(i).to_vec())
                 .context("a 28x28 image")?;
-            let path = |ext: &str| class_dir.join(format!("{}_{j:03}.{ext}", digit_name(d)));
+            let path =
+                |ext: &str| class_dir.join(format!("{}_{j:03}.{ext}", digit_name(d)));
             let saved = match j % 4 {
                 _ if j == 0 => g.save(path("jpg")),
                 0 => g.save(path("png")),
@@ -108,7 +114,9 @@ pub fn write_digit_folder(
                     .save(path("png"))
                 }
             };
-            saved.with_context(|| format!("writing image {j} of {}", class_dir.display()))?;
+            saved.with_context(|| {
+                format!("writing image {j} of {}", class_dir.display())
+            })?;
         }
     }
     Ok(root.to_path_buf())
@@ -123,12 +131,11 @@ impl TempFolder {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!(
-            "dlbook-folder-digits-{}-{n}",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir()
+            .join(format!("dlbook-folder-digits-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        std::fs::create_dir_all(&p)
+            .with_context(|| format!("creating {}", p.display()))?;
         Ok(TempFolder(p))
     }
 }
@@ -141,10 +148,16 @@ impl Drop for TempFolder {
 
 fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let tmp = TempFolder::new()?;
-    let root = write_digit_folder(dir, &tmp.0.join("digits"), &cfg.digits, cfg.per_class)?;
+    let root =
+        write_digit_folder(dir, &tmp.0.join("digits"), &cfg.digits, cfg.per_class)?;
     let folder = ImageFolder::scan(&root)?;
-    let mut backbone = RandomConv::new(cfg.input_size, cfg.backbone_seed);
-    let trained = train(&folder, &mut backbone, &cfg.head)?;
+    let mut baseline = backbone_named(dir, &cfg.baseline, cfg.input_size)?;
+    let baseline_accuracy = train(&folder, baseline.as_mut(), &cfg.head)?
+        .classifier
+        .meta
+        .val_accuracy;
+    let mut backbone = backbone_named(dir, &cfg.backbone, cfg.input_size)?;
+    let trained = train(&folder, backbone.as_mut(), &cfg.head)?;
     let (ti, tl) = data::mnist_files(Split::Test);
     r.data = vec![data::data_ref(ti), data::data_ref(tl)];
     let out = trained.report();
@@ -152,6 +165,11 @@ fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     r.fact(
         "chance",
         1.0 / cfg.digits.len() as f64,
+        crate::report::Format::Percent(1),
+    );
+    r.fact(
+        "baseline_val_accuracy",
+        baseline_accuracy,
         crate::report::Format::Percent(1),
     );
     r.tables = out.tables;

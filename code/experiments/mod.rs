@@ -79,6 +79,7 @@ registry! {
     folder_digits::FolderDigits,
     pretrained_photos::PretrainedPhotos,
     transfer_fashion::TransferFashion,
+    transfer_full::TransferFull,
     // Week 7: object detection.
     detection_metrics::DetectionMetrics,
     detector::Detector,

@@ -198,12 +198,31 @@ struct Cache {
     test: Dataset,
 }
 
+impl Cache {
+    /// The labels of the pool and of the test images.
+    fn labels(&self) -> (&[usize], &[usize]) {
+        (&self.pool_labels, &self.test_labels)
+    }
+}
+
+/// The `n` training images seed `seed` draws from the pool (the same for every method).
+pub(crate) fn draw(cfg: &Config, n: usize, seed: u64) -> Vec<usize> {
+    shuffled_order(cfg.pool, &mut ChaCha8Rng::seed_from_u64(seed))[..n].to_vec()
+}
+
 /// The steps of a run as epochs over `n` examples (at least one).
 fn epochs(cfg: &Config, n: usize) -> usize {
     (cfg.steps * cfg.batch_size).div_ceil(n).max(1)
 }
 
-fn spec(cfg: &Config, n: usize, seed: u64, groups: ParamGroups) -> TrainSpec<'static> {
+/// The training of every run: `cfg.steps` steps of `cfg.batch_size` (as whole epochs
+/// over `n` examples), quiet.
+pub(crate) fn spec(
+    cfg: &Config,
+    n: usize,
+    seed: u64,
+    groups: ParamGroups,
+) -> TrainSpec<'static> {
     TrainSpec {
         n_epochs: epochs(cfg, n),
         batch_size: cfg.batch_size,
@@ -215,22 +234,23 @@ fn spec(cfg: &Config, n: usize, seed: u64, groups: ParamGroups) -> TrainSpec<'st
 }
 
 // ANCHOR: linear_probe
-/// A linear softmax classifier on the frozen features `f` of the training rows `idx`
-/// (standardised with their own mean and spread); its test accuracy.
-fn linear_probe(
+/// A linear softmax classifier on the frozen features `f` (of the pool, of the test
+/// images) of the training rows `idx` (standardised with their own mean and spread);
+/// its test accuracy.
+pub(crate) fn linear_probe(
     cfg: &Config,
     f: &(ArrayD<f32>, ArrayD<f32>),
-    c: &Cache,
+    (pool_labels, test_labels): (&[usize], &[usize]),
     idx: &[usize],
     seed: u64,
 ) -> f64 {
     let x = feature_rows(&f.0, idx);
     let st = Standardize::fit(&x);
-    let labels = idx.iter().map(|&i| c.pool_labels[i]).collect();
+    let labels = idx.iter().map(|&i| pool_labels[i]).collect();
     let train = Dataset::classes(st.apply(&x).into_dyn(), labels);
-    let all: Vec<usize> = (0..c.test_labels.len()).collect();
+    let all: Vec<usize> = (0..test_labels.len()).collect();
     let x_test = st.apply(&feature_rows(&f.1, &all));
-    let test = Dataset::classes(x_test.into_dyn(), c.test_labels.clone());
+    let test = Dataset::classes(x_test.into_dyn(), test_labels.to_vec());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut head = Linear::new(f.0.shape()[1], 10, Init::Xavier, &mut rng);
     let mut opt = Adam::adamw(cfg.head_lr, cfg.head_weight_decay);
@@ -249,12 +269,13 @@ fn linear_probe(
 
 // ANCHOR: fine_tune
 /// Fine-tunes the back of the ImageNet network (from [`TUNE_FROM`] on, with a new
-/// 10-class classifier) by strategy `s` on the cached front outputs of rows `idx`; its
-/// test accuracy.
-fn fine_tune(
+/// 10-class classifier) by strategy `s` on the cached front outputs `front` (of the
+/// pool, of the test images) of rows `idx`; its test accuracy.
+pub(crate) fn fine_tune(
     cfg: &Config,
     state: &[PthTensor],
-    c: &Cache,
+    front: &(ArrayD<f32>, ArrayD<f32>),
+    (pool_labels, test_labels): (&[usize], &[usize]),
     idx: &[usize],
     s: &Strategy,
     seed: u64,
@@ -284,10 +305,10 @@ fn fine_tune(
         },
     };
     let train = Dataset::classes(
-        c.front.0.select(ndarray::Axis(0), idx),
-        idx.iter().map(|&i| c.pool_labels[i]).collect(),
+        front.0.select(ndarray::Axis(0), idx),
+        idx.iter().map(|&i| pool_labels[i]).collect(),
     );
-    let test = Dataset::classes(c.front.1.clone(), c.test_labels.clone());
+    let test = Dataset::classes(front.1.clone(), test_labels.to_vec());
     let mut opt = Adam::new(cfg.tune_lr);
     let spec = spec(cfg, idx.len(), seed, groups);
     train_with(
@@ -409,12 +430,19 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     );
     for (k, &n) in cfg.sizes.iter().enumerate() {
         for &seed in &cfg.seeds {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let idx: Vec<usize> = shuffled_order(cfg.pool, &mut rng)[..n].to_vec();
-            acc[0][k].push(linear_probe(cfg, &c.imagenet, &c, &idx, seed));
-            acc[1][k].push(fine_tune(cfg, &state, &c, &idx, tuned, seed)?);
-            acc[2][k].push(linear_probe(cfg, &c.random, &c, &idx, seed));
-            acc[3][k].push(linear_probe(cfg, &c.mnist_cnn, &c, &idx, seed));
+            let idx = draw(cfg, n, seed);
+            acc[0][k].push(linear_probe(cfg, &c.imagenet, c.labels(), &idx, seed));
+            acc[1][k].push(fine_tune(
+                cfg,
+                &state,
+                &c.front,
+                c.labels(),
+                &idx,
+                tuned,
+                seed,
+            )?);
+            acc[2][k].push(linear_probe(cfg, &c.random, c.labels(), &idx, seed));
+            acc[3][k].push(linear_probe(cfg, &c.mnist_cnn, c.labels(), &idx, seed));
             acc[4][k].push(cnn_from_scratch(cfg, &c, &idx, seed));
             bar.inc(1);
         }
@@ -511,18 +539,13 @@ fn strategy_table(
         r.fact(key, m, Format::Percent(1));
         rows.push(vec![Value::Text(name.to_string()), Value::Seeds(accs)]);
     };
-    let draws: Vec<Vec<usize>> = cfg
-        .seeds
-        .iter()
-        .map(|&seed| {
-            shuffled_order(cfg.pool, &mut ChaCha8Rng::seed_from_u64(seed))[..n].to_vec()
-        })
-        .collect();
+    let draws: Vec<Vec<usize>> =
+        cfg.seeds.iter().map(|&seed| draw(cfg, n, seed)).collect();
     let probe: Vec<f64> = cfg
         .seeds
         .iter()
         .zip(&draws)
-        .map(|(&s, idx)| linear_probe(cfg, &c.imagenet, c, idx, s))
+        .map(|(&s, idx)| linear_probe(cfg, &c.imagenet, c.labels(), idx, s))
         .collect();
     push(
         &format!("frozen + linear, {0}x{0} input", cfg.resolution),
@@ -535,7 +558,7 @@ fn strategy_table(
             .seeds
             .iter()
             .zip(&draws)
-            .map(|(&seed, idx)| fine_tune(cfg, state, c, idx, s, seed))
+            .map(|(&seed, idx)| fine_tune(cfg, state, &c.front, c.labels(), idx, s, seed))
             .collect::<Result<Vec<_>>>()?;
         push(&s.name, accs, r, &format!("strategy_{k}"));
     }
@@ -563,7 +586,7 @@ fn strategy_table(
         .seeds
         .iter()
         .zip(&draws)
-        .map(|(&s, idx)| linear_probe(cfg, &large, c, idx, s))
+        .map(|(&s, idx)| linear_probe(cfg, &large, c.labels(), idx, s))
         .collect();
     push(
         &format!("frozen + linear, {0}x{0} input", cfg.large_resolution),

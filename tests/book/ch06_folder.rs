@@ -512,11 +512,30 @@ pub fn digits_accuracy() -> (f64, f64) {
 // ANCHOR_END: usage_digits_accuracy
 
 #[test]
-fn random_features_classify_the_digit_folder_well_above_chance() {
+fn imagenet_features_classify_the_digit_folder_well_above_chance() {
+    let r = digits_run();
+    assert_eq!(
+        r.config["backbone"],
+        serde_json::json!(EfficientNetLite0::NAME)
+    );
     let (acc, chance) = digits_accuracy();
     assert!(
         acc >= 0.8 && acc >= 3.0 * chance,
         "accuracy {acc}, chance {chance}"
+    );
+}
+
+/// Within 5 points (five of the 100 validation images) of the random convolutions, or
+/// below them.
+#[test]
+fn imagenet_features_are_no_better_than_random_ones_on_digits() {
+    let r = digits_run();
+    let (acc, _) = digits_accuracy();
+    let baseline = r.get_fact("baseline_val_accuracy").unwrap();
+    assert_eq!(r.get_fact("n_val").unwrap(), 100.0);
+    assert!(
+        baseline >= 0.8 && acc <= baseline + 0.05,
+        "ImageNet {acc}, random convolutions {baseline}"
     );
 }
 

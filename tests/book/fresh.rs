@@ -72,6 +72,7 @@ fresh! {
     folder_digits,
     pretrained_photos,
     transfer_fashion,
+    transfer_full,
     detection_metrics,
     detector,
     detector_ablation,
