@@ -21,6 +21,7 @@ use dlbook::nn::gradcheck::{
 use dlbook::nn::{Embedding, Init, Layer, Linear, Mode, Module, Named};
 use dlbook::rnn::candle_twin::{self, candle_nn_varmap, CandleWeights, Cell};
 use dlbook::rnn::{Gru, Lstm, Rnn, Weights};
+use dlbook::train::{clip_grad_norm, grad_norm, ParamGroups};
 use ndarray::{s, Array2, ArrayD, Axis, Ix2, Slice};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -813,4 +814,42 @@ fn stacked_three_ways() -> (f64, f64, f64) {
 #[test]
 fn stacked_recurrent_layers_agree_three_ways() {
     assert_three_ways("lstm + gru + head", stacked_three_ways());
+}
+
+// ANCHOR: clipping
+/// An LSTM's BPTT gradient before and after clipping its global norm to a tenth of
+/// itself: `(norm before, norm after, threshold, largest relative change of direction)`.
+fn clipped_lstm_gradient() -> (f64, f64, f64, f64) {
+    let (mut layer, x, _, r) = case::<Lstm>(STEPS, 110);
+    let _ = layer.forward(&x, Mode::Train);
+    let _ = layer.backward(&(r * 10.0));
+    let groups = ParamGroups::default();
+    let before = param_grads(&mut layer);
+    let threshold = (grad_norm(&mut layer, &groups) / 10.0) as f32;
+    let norm = clip_grad_norm(&mut layer, &groups, threshold);
+    let after = param_grads(&mut layer);
+    let k = f64::from(threshold) / norm;
+    let mut turned = 0.0f64;
+    for ((_, a), (_, b)) in before.params.iter().zip(&after.params) {
+        turned = turned.max(rel_error(&a.mapv(|v| v * k), b));
+    }
+    (
+        norm,
+        grad_norm(&mut layer, &groups),
+        f64::from(threshold),
+        turned,
+    )
+}
+// ANCHOR_END: clipping
+
+#[test]
+fn clipping_bounds_the_norm_and_keeps_the_direction() {
+    let (before, after, threshold, turned) = clipped_lstm_gradient();
+    eprintln!("norm {before} -> {after} (threshold {threshold}), direction {turned:e}");
+    assert!(before > threshold);
+    assert!(
+        (after - threshold).abs() < 1e-5 * threshold,
+        "{after} vs {threshold}"
+    );
+    assert!(turned < 1e-6, "direction changed by {turned:e}");
 }
