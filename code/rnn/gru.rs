@@ -11,9 +11,8 @@
 use ndarray::{s, Array2, ArrayD, Axis, Ix1};
 use rand::Rng;
 
-use super::{batch_major, sigmoid, time_major, StateSlot, Weights};
+use super::{batch_major, sigmoid, time_major, time_major_like, StateSlot, Weights};
 use crate::gemm::sgemm;
-use crate::nn::{Layer, Mode, Module, Param};
 
 /// A GRU layer over a batch of sequences, returning every step's hidden state.
 ///
@@ -27,7 +26,8 @@ pub struct Gru {
     /// `weight_ih (3h, d_in)`, `weight_hh (3h, h)`, `bias_ih (3h)`, `bias_hh (3h)`.
     pub weights: Weights,
     /// When true, the final state of a `forward` is the initial state of the next,
-    /// carried as a value (truncated BPTT); [`Module::reset_state`] goes back to zeros.
+    /// carried as a value (truncated BPTT);
+    /// [`reset_state`](crate::nn::Module::reset_state) goes back to zeros.
     pub carry_state: bool,
     state: StateSlot,
     cache: Option<Cache>,
@@ -122,7 +122,7 @@ impl Gru {
     }
 
     /// BPTT over the steps of the last forward pass; `dx` only when `need_dx`.
-    fn backward_impl(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
+    fn backward_seq(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
         let h = self.hidden();
         let Cache {
             x,
@@ -136,11 +136,7 @@ impl Gru {
             .as_ref()
             .expect("Gru::backward called before forward");
         let (b, t) = (*b, *t);
-        let (dy, db, dt) = time_major(dy, h, "Gru::backward"); // (t b, h)
-        assert!(
-            (db, dt) == (b, t),
-            "Gru::backward: dy is ({db}, {dt}, {h}), the output was ({b}, {t}, {h})"
-        );
+        let dy = time_major_like(dy, (b, t, h), "Gru::backward"); // (t b, h)
         let w_hh = self.weights.w_hh();
         let mut da_ih = Array2::<f32>::zeros((t * b, 3 * h));
         let mut da_hh = Array2::<f32>::zeros((t * b, 3 * h));
@@ -172,19 +168,11 @@ impl Gru {
     }
 }
 
-impl Module for Gru {
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        self.weights.visit(prefix, f);
-    }
-
-    fn reset_state(&mut self) {
-        self.state.reset();
-    }
-}
-
 // ANCHOR: gru_layer
-impl Layer for Gru {
-    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+impl Gru {
+    /// The forward pass of [`Layer::forward`](crate::nn::Layer::forward): every step's
+    /// state, caching what BPTT needs.
+    fn forward_seq(&mut self, x: &ArrayD<f32>) -> ArrayD<f32> {
         let h = self.hidden();
         let (x, b, t) = time_major(x, self.weights.d_in(), "Gru::forward"); // (t b, d_in)
         let h0 = self.state.start(1, b, h, "Gru::forward").remove(0);
@@ -231,13 +219,7 @@ impl Layer for Gru {
         });
         y
     }
-
-    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        self.backward_impl(dy, true).expect("dx was asked for")
-    }
-
-    fn backward_params(&mut self, dy: ArrayD<f32>) {
-        self.backward_impl(&dy, false);
-    }
 }
 // ANCHOR_END: gru_layer
+
+super::recurrent_layer!(Gru);

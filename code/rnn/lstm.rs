@@ -13,9 +13,8 @@
 use ndarray::{s, Array2, ArrayD, Axis};
 use rand::Rng;
 
-use super::{batch_major, sigmoid, time_major, StateSlot, Weights};
+use super::{batch_major, sigmoid, time_major, time_major_like, StateSlot, Weights};
 use crate::gemm::sgemm;
-use crate::nn::{Layer, Mode, Module, Param};
 
 /// An LSTM layer over a batch of sequences, returning every step's hidden state.
 ///
@@ -29,7 +28,8 @@ pub struct Lstm {
     /// `weight_ih (4h, d_in)`, `weight_hh (4h, h)`, `bias_ih (4h)`, `bias_hh (4h)`.
     pub weights: Weights,
     /// When true, the final state of a `forward` is the initial state of the next,
-    /// carried as a value (truncated BPTT); [`Module::reset_state`] goes back to zeros.
+    /// carried as a value (truncated BPTT);
+    /// [`reset_state`](crate::nn::Module::reset_state) goes back to zeros.
     pub carry_state: bool,
     state: StateSlot,
     cache: Option<Cache>,
@@ -158,7 +158,7 @@ impl Lstm {
     }
 
     /// BPTT over the steps of the last forward pass; `dx` only when `need_dx`.
-    fn backward_impl(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
+    fn backward_seq(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
         let h = self.hidden();
         let Cache {
             x,
@@ -173,11 +173,7 @@ impl Lstm {
             .as_ref()
             .expect("Lstm::backward called before forward");
         let (b, t) = (*b, *t);
-        let (dy, db, dt) = time_major(dy, h, "Lstm::backward"); // (t b, h)
-        assert!(
-            (db, dt) == (b, t),
-            "Lstm::backward: dy is ({db}, {dt}, {h}), the output was ({b}, {t}, {h})"
-        );
+        let dy = time_major_like(dy, (b, t, h), "Lstm::backward"); // (t b, h)
         let w_hh = self.weights.w_hh();
         let mut da = Array2::<f32>::zeros((t * b, 4 * h)); // dL/da_s of every step
         let mut dh = Array2::<f32>::zeros((b, h)); // dL/dh_s, from step s + 1 and y_s
@@ -208,19 +204,11 @@ impl Lstm {
     }
 }
 
-impl Module for Lstm {
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        self.weights.visit(prefix, f);
-    }
-
-    fn reset_state(&mut self) {
-        self.state.reset();
-    }
-}
-
 // ANCHOR: lstm_layer
-impl Layer for Lstm {
-    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+impl Lstm {
+    /// The forward pass of [`Layer::forward`](crate::nn::Layer::forward): every step's
+    /// state, caching what BPTT needs.
+    fn forward_seq(&mut self, x: &ArrayD<f32>) -> ArrayD<f32> {
         let h = self.hidden();
         let (x, b, t) = time_major(x, self.weights.d_in(), "Lstm::forward"); // (t b, d_in)
         let mut init = self.state.start(2, b, h, "Lstm::forward");
@@ -266,13 +254,7 @@ impl Layer for Lstm {
         });
         y
     }
-
-    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        self.backward_impl(dy, true).expect("dx was asked for")
-    }
-
-    fn backward_params(&mut self, dy: ArrayD<f32>) {
-        self.backward_impl(&dy, false);
-    }
 }
 // ANCHOR_END: lstm_layer
+
+super::recurrent_layer!(Lstm);

@@ -126,6 +126,46 @@ use rand_distr::{Distribution, Uniform};
 use crate::gemm::sgemm;
 use crate::nn::{join, Param};
 
+/// `Module` and `Layer` for a recurrent layer type with a field `weights`, a field
+/// `state` and the methods `forward_seq` and `backward_seq`: the plumbing the three
+/// layers share. `reset_state` clears the carried state; a first layer skips `dx`.
+macro_rules! recurrent_layer {
+    ($t:ty) => {
+        impl $crate::nn::Module for $t {
+            fn visit_params(
+                &mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, &mut $crate::nn::Param),
+            ) {
+                self.weights.visit(prefix, f);
+            }
+
+            fn reset_state(&mut self) {
+                self.state.reset();
+            }
+        }
+
+        impl $crate::nn::Layer for $t {
+            fn forward(
+                &mut self,
+                x: &ndarray::ArrayD<f32>,
+                _mode: $crate::nn::Mode,
+            ) -> ndarray::ArrayD<f32> {
+                self.forward_seq(x)
+            }
+
+            fn backward(&mut self, dy: &ndarray::ArrayD<f32>) -> ndarray::ArrayD<f32> {
+                self.backward_seq(dy, true).expect("dx was asked for")
+            }
+
+            fn backward_params(&mut self, dy: ndarray::ArrayD<f32>) {
+                self.backward_seq(&dy, false);
+            }
+        }
+    };
+}
+pub(crate) use recurrent_layer;
+
 pub mod candle_twin;
 pub mod gru;
 pub mod lstm;
@@ -297,6 +337,20 @@ pub(crate) fn time_major(
         b,
         t,
     )
+}
+
+/// [`time_major`] for a gradient `dy` that must have the output's shape `(b, t, d)`.
+pub(crate) fn time_major_like(
+    dy: &ArrayD<f32>,
+    (b, t, d): (usize, usize, usize),
+    who: &str,
+) -> Array2<f32> {
+    let (m, db, dt) = time_major(dy, d, who);
+    assert!(
+        (db, dt) == (b, t),
+        "{who}: dy is ({db}, {dt}, {d}), the output was ({b}, {t}, {d})"
+    );
+    m
 }
 
 /// Time-major rows `(t b, d)` back to a batch-first sequence `(b, t, d)`.

@@ -6,9 +6,8 @@
 use ndarray::{s, Array2, ArrayD, Axis, Zip};
 use rand::Rng;
 
-use super::{batch_major, time_major, StateSlot, Weights};
+use super::{batch_major, time_major, time_major_like, StateSlot, Weights};
 use crate::gemm::sgemm;
-use crate::nn::{Layer, Mode, Module, Param};
 
 /// A vanilla RNN layer over a batch of sequences, returning every step's hidden state.
 ///
@@ -22,7 +21,8 @@ pub struct Rnn {
     /// `weight_ih (h, d_in)`, `weight_hh (h, h)`, `bias_ih (h)`, `bias_hh (h)`.
     pub weights: Weights,
     /// When true, the final state of a `forward` is the initial state of the next,
-    /// carried as a value (truncated BPTT); [`Module::reset_state`] goes back to zeros.
+    /// carried as a value (truncated BPTT);
+    /// [`reset_state`](crate::nn::Module::reset_state) goes back to zeros.
     pub carry_state: bool,
     state: StateSlot,
     cache: Option<Cache>,
@@ -72,18 +72,14 @@ impl Rnn {
     }
 
     /// BPTT over the steps of the last forward pass; `dx` only when `need_dx`.
-    fn backward_impl(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
+    fn backward_seq(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
         let h = self.hidden();
         let Cache { x, hs, b, t } = self
             .cache
             .as_ref()
             .expect("Rnn::backward called before forward");
         let (b, t) = (*b, *t);
-        let (dy, db, dt) = time_major(dy, h, "Rnn::backward"); // (t b, h)
-        assert!(
-            (db, dt) == (b, t),
-            "Rnn::backward: dy is ({db}, {dt}, {h}), the output was ({b}, {t}, {h})"
-        );
+        let dy = time_major_like(dy, (b, t, h), "Rnn::backward"); // (t b, h)
         let w_hh = self.weights.w_hh();
         let mut da = Array2::zeros((t * b, h)); // dL/da_s of every step
         let mut dh = Array2::zeros((b, h)); // dL/dh_s, from step s + 1 and then y_s
@@ -105,19 +101,11 @@ impl Rnn {
     }
 }
 
-impl Module for Rnn {
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        self.weights.visit(prefix, f);
-    }
-
-    fn reset_state(&mut self) {
-        self.state.reset();
-    }
-}
-
 // ANCHOR: rnn_layer
-impl Layer for Rnn {
-    fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+impl Rnn {
+    /// The forward pass of [`Layer::forward`](crate::nn::Layer::forward): every step's
+    /// state, caching what BPTT needs.
+    fn forward_seq(&mut self, x: &ArrayD<f32>) -> ArrayD<f32> {
         let h = self.hidden();
         let (x, b, t) = time_major(x, self.weights.d_in(), "Rnn::forward"); // (t b, d_in)
         let h0 = self.state.start(1, b, h, "Rnn::forward").remove(0);
@@ -138,13 +126,7 @@ impl Layer for Rnn {
         self.cache = Some(Cache { x, hs, b, t });
         y
     }
-
-    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        self.backward_impl(dy, true).expect("dx was asked for")
-    }
-
-    fn backward_params(&mut self, dy: ArrayD<f32>) {
-        self.backward_impl(&dy, false);
-    }
 }
 // ANCHOR_END: rnn_layer
+
+super::recurrent_layer!(Rnn);

@@ -81,27 +81,35 @@ fn m2(a: &ArrayD<f32>) -> Array2<f32> {
         .expect("a (b, h) state")
 }
 
-impl Recurrent for Rnn {
-    const CELL: Cell = Cell::Rnn;
-    fn build(d_in: usize, hidden: usize, rng: &mut ChaCha8Rng) -> Self {
-        Rnn::new(d_in, hidden, rng)
-    }
-    fn weights(&self) -> &Weights {
-        &self.weights
-    }
-    fn set_carry(&mut self, carry: bool) {
-        self.carry_state = carry;
-    }
-    fn set_init(&mut self, init: &[ArrayD<f32>]) {
-        self.set_initial_state(m2(&init[0]));
-    }
-    fn init_grads(&self) -> Vec<ArrayD<f32>> {
-        vec![self.dh0().expect("backward ran").clone().into_dyn()]
-    }
-    fn last(&self) -> Vec<ArrayD<f32>> {
-        vec![self.final_state().expect("forward ran").clone().into_dyn()]
-    }
+/// `Recurrent` for a layer with one state, `h`.
+macro_rules! one_state {
+    ($t:ident, $cell:expr) => {
+        impl Recurrent for $t {
+            const CELL: Cell = $cell;
+            fn build(d_in: usize, hidden: usize, rng: &mut ChaCha8Rng) -> Self {
+                $t::new(d_in, hidden, rng)
+            }
+            fn weights(&self) -> &Weights {
+                &self.weights
+            }
+            fn set_carry(&mut self, carry: bool) {
+                self.carry_state = carry;
+            }
+            fn set_init(&mut self, init: &[ArrayD<f32>]) {
+                self.set_initial_state(m2(&init[0]));
+            }
+            fn init_grads(&self) -> Vec<ArrayD<f32>> {
+                vec![self.dh0().expect("backward ran").clone().into_dyn()]
+            }
+            fn last(&self) -> Vec<ArrayD<f32>> {
+                vec![self.final_state().expect("forward ran").clone().into_dyn()]
+            }
+        }
+    };
 }
+
+one_state!(Rnn, Cell::Rnn);
+one_state!(Gru, Cell::Gru);
 
 impl Recurrent for Lstm {
     const CELL: Cell = Cell::Lstm;
@@ -127,28 +135,6 @@ impl Recurrent for Lstm {
     fn last(&self) -> Vec<ArrayD<f32>> {
         let (h, c) = self.final_state().expect("forward ran");
         vec![h.clone().into_dyn(), c.clone().into_dyn()]
-    }
-}
-
-impl Recurrent for Gru {
-    const CELL: Cell = Cell::Gru;
-    fn build(d_in: usize, hidden: usize, rng: &mut ChaCha8Rng) -> Self {
-        Gru::new(d_in, hidden, rng)
-    }
-    fn weights(&self) -> &Weights {
-        &self.weights
-    }
-    fn set_carry(&mut self, carry: bool) {
-        self.carry_state = carry;
-    }
-    fn set_init(&mut self, init: &[ArrayD<f32>]) {
-        self.set_initial_state(m2(&init[0]));
-    }
-    fn init_grads(&self) -> Vec<ArrayD<f32>> {
-        vec![self.dh0().expect("backward ran").clone().into_dyn()]
-    }
-    fn last(&self) -> Vec<ArrayD<f32>> {
-        vec![self.final_state().expect("forward ran").clone().into_dyn()]
     }
 }
 
