@@ -10,7 +10,8 @@
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
 //! | 4 | CNN fundamentals | [`cnn`] |
 //! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`](mod@bench), [`gemm`] |
-//! | 6-13 | (being written) | |
+//! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT), [`nn::Embedding`] |
+//! | 6, 7, 9-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
 //! (the one training loop: any layer stack, loss and optimizer on a dataset, with
@@ -42,5 +43,6 @@ pub mod nn;
 pub mod optim;
 pub mod progress;
 pub mod report;
+pub mod rnn;
 pub mod train;
 pub mod transfer;

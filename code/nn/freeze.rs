@@ -21,6 +21,10 @@ pub struct Frozen(pub Box<dyn Layer>);
 
 impl Module for Frozen {
     fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+
+    fn reset_state(&mut self) {
+        self.0.reset_state();
+    }
 }
 
 impl Layer for Frozen {

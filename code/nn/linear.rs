@@ -17,7 +17,7 @@
 //! such as tanh; **He** uses $\sigma_W^2 = 2 / d_\text{in}$, which compensates for ReLU
 //! zeroing half of its inputs.
 
-use ndarray::{Array1, Array2, ArrayD, Axis, Ix2};
+use ndarray::{Array, Array1, Array2, ArrayD, Axis, CowArray, Dimension, Ix2};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
@@ -60,9 +60,12 @@ impl Init {
 
 /// A fully connected layer $y = x W^\top + b$.
 ///
+/// Any leading axes are batch axes: a sequence `(b, t, d_in)` is treated as `b t` rows,
+/// so a per-step readout can follow a recurrent layer with no reshape.
+///
 /// # Shapes
-/// - input `x`: `(n, d_in)`
-/// - output `y`: `(n, d_out)`
+/// - input `x`: `(n, d_in)`, or `(n, ..., d_in)`
+/// - output `y`: `(n, d_out)`, or `(n, ..., d_out)` (the input's leading axes)
 /// - `weight`: `(d_out, d_in)`, `bias`: `(d_out,)`
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -70,7 +73,8 @@ pub struct Linear {
     pub weight: Param,
     /// Bias, `(d_out,)`.
     pub bias: Param,
-    x: Option<Array2<f32>>,
+    /// The input of the last forward pass as rows, `(n, d_in)`, and its leading axes.
+    x: Option<(Array2<f32>, Vec<usize>)>,
 }
 
 impl Linear {
@@ -132,6 +136,44 @@ pub(crate) fn as_matrix<'a>(
     }
 }
 
+/// `x` `(n, ..., d)` as rows `(n ...,  d)` (a copy), and its leading axes `[n, ...]`.
+/// A matrix is copied as it is.
+fn rows(x: &ArrayD<f32>, d: usize, who: &str) -> (Array2<f32>, Vec<usize>) {
+    if x.ndim() == 2 {
+        return (as_matrix(x, d, who).to_owned(), vec![x.shape()[0]]);
+    }
+    assert!(
+        x.ndim() > 2 && x.shape()[x.ndim() - 1] == d,
+        "{who}: expected shape (n, ..., {d}), got {:?}",
+        x.shape()
+    );
+    let lead = x.shape()[..x.ndim() - 1].to_vec();
+    let n = lead.iter().product::<usize>();
+    let m = x.as_standard_layout().into_owned();
+    (m.into_shape_with_order((n, d)).expect("sizes match"), lead)
+}
+
+/// `dy` `(n, ..., d)` as rows `(n ..., d)` without a copy when it is a matrix or in
+/// standard layout, and its leading axes.
+fn row_view<'a>(
+    dy: &'a ArrayD<f32>,
+    d: usize,
+    who: &str,
+) -> (CowArray<'a, f32, Ix2>, Vec<usize>) {
+    if dy.ndim() == 2 {
+        return (as_matrix(dy, d, who).into(), vec![dy.shape()[0]]);
+    }
+    let (m, lead) = rows(dy, d, who);
+    (m.into(), lead)
+}
+
+/// Rows `(n ..., d)` back to `(n, ..., d)` with the leading axes `lead`.
+fn unrows<D: Dimension>(m: Array<f32, D>, lead: &[usize]) -> ArrayD<f32> {
+    let mut shape = lead.to_vec();
+    shape.push(m.shape()[1]);
+    m.into_shape_with_order(shape).expect("sizes match")
+}
+
 impl Module for Linear {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         f(&super::join(prefix, "weight"), &mut self.weight);
@@ -142,22 +184,23 @@ impl Module for Linear {
 // ANCHOR: linear_layer
 impl Layer for Linear {
     fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
-        let x = as_matrix(x, self.d_in(), "Linear::forward").to_owned(); // (n, d_in)
+        let (x, lead) = rows(x, self.d_in(), "Linear::forward"); // (n ..., d_in)
         let b = self.bias.value.view().insert_axis(Axis(0)); // (1, d_out)
-        let y = x.dot(&self.w().t()) + b; // (n, d_out)
-        self.x = Some(x);
-        y.into_dyn()
+        let y = x.dot(&self.w().t()) + b; // (n ..., d_out)
+        let y = unrows(y, &lead); // (n, ..., d_out)
+        self.x = Some((x, lead));
+        y
     }
 
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
-        let x = self
+        let (x, lead) = self
             .x
             .as_ref()
             .expect("Linear::backward called before forward");
-        let dy = as_matrix(dy, self.d_out(), "Linear::backward"); // (n, d_out)
+        let (dy, dy_lead) = row_view(dy, self.d_out(), "Linear::backward"); // (n ..., d_out)
         assert_eq!(
-            dy.nrows(),
-            x.nrows(),
+            &dy_lead,
+            lead,
             "Linear::backward: dy {:?} vs x {:?}",
             dy.shape(),
             x.shape()
@@ -165,7 +208,7 @@ impl Layer for Linear {
         let dw = dy.t().dot(x); // (d_out, d_in)
         self.weight.grad += &dw.into_dyn();
         self.bias.grad += &dy.sum_axis(Axis(0)).into_dyn();
-        dy.dot(&self.w()).into_dyn() // (n, d_in)
+        unrows(dy.dot(&self.w()), lead) // (n, ..., d_in)
     }
 }
 // ANCHOR_END: linear_layer

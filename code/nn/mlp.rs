@@ -59,6 +59,12 @@ impl Module for Sequential {
             layer.visit_rngs(&join(prefix, &format!("layers.{i}")), f);
         }
     }
+
+    fn reset_state(&mut self) {
+        for layer in &mut self.layers {
+            layer.reset_state();
+        }
+    }
 }
 
 // ANCHOR: sequential

@@ -71,6 +71,14 @@ pub trait Module {
     /// their layers; layers without randomness keep this default, which visits nothing.
     fn visit_rngs(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut ChaCha8Rng)) {}
 
+    /// Forgets the state a recurrent layer carries from one `forward` to the next (the
+    /// last hidden state, when it trains on consecutive chunks of one long sequence), so
+    /// the next `forward` starts a new sequence: at the start of an epoch, before
+    /// validation. Carried state is state of the run, not of the model: it is neither a
+    /// parameter nor a buffer, and no checkpoint holds it. Containers forward it to their
+    /// layers; layers without carried state keep this default, which does nothing.
+    fn reset_state(&mut self) {}
+
     /// Zeroes every parameter gradient.
     fn zero_grad(&mut self) {
         self.visit_params("", &mut |_, p| p.zero_grad());
@@ -125,6 +133,7 @@ pub trait Layer: Module {
 
 pub mod activation;
 pub mod candle_twin;
+pub mod embedding;
 pub mod freeze;
 pub mod gradcheck;
 pub mod linear;
@@ -133,6 +142,7 @@ pub mod mlp;
 pub mod perceptron;
 
 pub use activation::{Activation, ActivationLayer, Softmax};
+pub use embedding::Embedding;
 pub use linear::{Init, Linear};
 pub use loss::{bce_with_logits, mse, softmax_cross_entropy};
 pub use mlp::{sgd_step, Mlp, Sequential};

@@ -114,6 +114,12 @@ impl Module for Named {
             layer.visit_rngs(&join(prefix, name), f);
         }
     }
+
+    fn reset_state(&mut self) {
+        for (_, layer) in &mut self.layers {
+            layer.reset_state();
+        }
+    }
 }
 
 // ANCHOR: named_layer

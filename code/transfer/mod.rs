@@ -116,6 +116,10 @@ impl Module for EvalMode {
     ) {
         self.0.visit_buffers(prefix, f);
     }
+
+    fn reset_state(&mut self) {
+        self.0.reset_state();
+    }
 }
 
 impl Layer for EvalMode {
