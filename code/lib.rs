@@ -42,5 +42,6 @@ pub mod nn;
 pub mod optim;
 pub mod progress;
 pub mod report;
+pub mod seq;
 pub mod train;
 pub mod transfer;
