@@ -422,3 +422,132 @@ fn the_report_matches_a_direct_evaluation() {
         assert!((report_mase(named, "naive") - nv.mase).abs() < 1e-5 * nv.mase);
     }
 }
+
+const RULES: [&str; 3] = ["naive", "seasonal naive", "drift"];
+const AR: [&str; 2] = ["linear AR, recursive", "linear AR, direct"];
+
+#[test]
+fn the_linear_ar_beats_every_rule_on_every_series() {
+    for named in Named::ALL {
+        let best_rule = RULES
+            .iter()
+            .map(|m| report_mase(named, m))
+            .fold(f64::INFINITY, f64::min);
+        for m in AR {
+            let q = report_mase(named, m);
+            assert!(
+                q < best_rule && q < 1.0,
+                "{named:?} {m}: {q} vs {best_rule}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_rule_reaches_mase_one_on_the_tail() {
+    for named in Named::ALL {
+        for m in RULES {
+            let q = report_mase(named, m);
+            assert!(q > 1.0, "{named:?} {m}: MASE {q}");
+        }
+    }
+}
+
+#[test]
+fn the_best_rule_depends_on_the_series() {
+    let best = |named| {
+        RULES
+            .into_iter()
+            .min_by(|a, b| report_mase(named, a).total_cmp(&report_mase(named, b)))
+            .unwrap()
+    };
+    assert_eq!(best(Named::AirPassengers), "seasonal naive");
+    assert_eq!(best(Named::Sunspots), "seasonal naive");
+    assert_eq!(best(Named::Co2), "drift");
+}
+
+#[test]
+fn neither_strategy_wins_everywhere() {
+    let rec_wins = |named| report_mase(named, AR[0]) < report_mase(named, AR[1]);
+    assert!(rec_wins(Named::AirPassengers));
+    assert!(rec_wins(Named::Sunspots));
+    assert!(!rec_wins(Named::Co2));
+}
+
+#[test]
+fn the_log_does_not_decide_the_ar_on_air_passengers() {
+    let air = Named::AirPassengers;
+    let d_rec =
+        report_mase(air, AR[0]) - report_mase(air, "linear AR, recursive, no log");
+    let d_dir = report_mase(air, AR[1]) - report_mase(air, "linear AR, direct, no log");
+    // The log helps one strategy and hurts the other, by less than 0.1 either way.
+    assert!(d_rec < 0.0 && d_dir > 0.0, "{d_rec} {d_dir}");
+    assert!(d_rec.abs() < 0.1 && d_dir.abs() < 0.1, "{d_rec} {d_dir}");
+}
+
+#[test]
+fn air_passengers_swing_grows_with_its_level() {
+    let f = |name: &str| report().get_fact(name).unwrap();
+    let level = f("air_level_last") / f("air_level_first");
+    let range = f("air_range_last") / f("air_range_first");
+    let log_range = f("air_log_range_last") / f("air_log_range_first");
+    // The raw swing grows at least as fast as the level: multiplicative seasonality.
+    assert!(
+        range >= level && level > 2.0,
+        "range x{range}, level x{level}"
+    );
+    // On the log scale most of that growth is gone.
+    assert!(
+        log_range < 1.5 && log_range < range / 2.0,
+        "log range x{log_range}"
+    );
+}
+
+#[test]
+fn choices_do_not_depend_on_the_tail() {
+    use dlbook::experiments::forecast_baselines::{
+        evaluate_series, Config, SeriesConfig,
+    };
+    use dlbook::experiments::Preset;
+    let cfg = Config::full();
+    for named in Named::ALL {
+        let s = SeriesConfig::of(named);
+        let ts = load(&dir(), named).unwrap();
+        let mut changed = ts.clone();
+        let n = ts.values.len();
+        changed.values[n - s.horizon..]
+            .iter_mut()
+            .for_each(|v| *v = 3.0 * *v + 1.0);
+        let (a, b) = (
+            evaluate_series(&cfg, &s, &ts).unwrap(),
+            evaluate_series(&cfg, &s, &changed).unwrap(),
+        );
+        for (ra, rb) in a.iter().zip(&b) {
+            assert_eq!(ra.chosen, rb.chosen, "{named:?} {}", ra.method);
+            assert_eq!(
+                ra.eval.forecast, rb.eval.forecast,
+                "{named:?} {}",
+                ra.method
+            );
+            assert_ne!(ra.eval.mae, rb.eval.mae);
+        }
+    }
+}
+
+#[test]
+fn the_direct_sunspot_model_chose_a_stronger_penalty() {
+    let t = report().table("sunspots").unwrap();
+    let lambda = |method: &str| -> f64 {
+        let row = t.rows.iter().find(|r| r[0] == Value::from(method)).unwrap();
+        match &row[2] {
+            Value::Text(s) => s.parse().unwrap(),
+            v => panic!("λ of {method} is {v:?}"),
+        }
+    };
+    assert!(
+        lambda(AR[1]) > lambda(AR[0]),
+        "{} {}",
+        lambda(AR[1]),
+        lambda(AR[0])
+    );
+}
