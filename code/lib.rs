@@ -10,8 +10,11 @@
 //! | 3 | Optimization and regularization | [`optim`], [`nn`] (dropout, batch and layer norm, penalties), [`augment`] |
 //! | 4 | CNN fundamentals | [`cnn`] |
 //! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`](mod@bench), [`gemm`] |
+//! | 6 | Transfer learning | [`transfer`], [`models`] (EfficientNet-Lite0, MBConv, `.pth` reading), [`cnn`] (depthwise convolution, padding) |
+//! | 7 | Object detection | [`detect`] |
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT), [`nn::Embedding`] |
-//! | 6, 7, 9-13 | (being written) | |
+//! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines) |
+//! | 10-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
 //! (the one training loop: any layer stack, loss and optimizer on a dataset, with
@@ -44,5 +47,6 @@ pub mod optim;
 pub mod progress;
 pub mod report;
 pub mod rnn;
+pub mod seq;
 pub mod train;
 pub mod transfer;

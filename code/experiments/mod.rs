@@ -84,6 +84,8 @@ registry! {
     detection_metrics::DetectionMetrics,
     detector::Detector,
     detector_ablation::DetectorAblation,
+    // Week 9: sequence applications.
+    forecast_baselines::ForecastBaselines,
     // The data appendix.
     datasets::Datasets,
 }

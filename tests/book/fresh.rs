@@ -76,6 +76,7 @@ fresh! {
     detection_metrics,
     detector,
     detector_ablation,
+    forecast_baselines,
     datasets,
 }
 
