@@ -168,10 +168,12 @@ pub(crate) use recurrent_layer;
 
 pub mod candle_twin;
 pub mod gru;
+pub mod last_step;
 pub mod lstm;
 pub mod vanilla;
 
 pub use gru::Gru;
+pub use last_step::LastStep;
 pub use lstm::Lstm;
 pub use vanilla::Rnn;
 
