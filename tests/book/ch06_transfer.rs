@@ -204,3 +204,118 @@ fn batch_norm_statistics_choice_is_within_the_spread() {
     let ((ma, sa), (mb, sb)) = (Value::mean_std(&seeds(2)), Value::mean_std(&seeds(3)));
     assert!((ma - mb).abs() < sa.max(sb), "{ma} ± {sa} vs {mb} ± {sb}");
 }
+
+// The second experiment: the whole network trained, and the curve at 64 x 64.
+
+fn whole() -> &'static Report {
+    static R: OnceLock<Report> = OnceLock::new();
+    R.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        experiments::committed(root, "transfer_full").unwrap()
+    })
+}
+
+/// Per-seed accuracies of `transfer_full`'s method `m` at size column `k`.
+fn whole_curve(m: usize, k: usize) -> Vec<f64> {
+    match &whole().table("curve").unwrap().rows[m][k + 1] {
+        Value::Seeds(s) => s.clone(),
+        v => panic!("cell {v:?}"),
+    }
+}
+
+/// Rows of `transfer_full`'s table.
+const WHOLE_IMAGENET: usize = 0;
+const WHOLE_RANDOM: usize = 1;
+const LARGE_FROZEN: usize = 2;
+const LARGE_TUNED: usize = 3;
+
+/// The quick preset trains every method of `transfer_full`.
+#[test]
+fn quick_run_trains_the_whole_network() {
+    let r = experiments::quick("transfer_full", &DataDir::resolve(None)).unwrap();
+    let curve = r.table("curve").unwrap();
+    assert_eq!(curve.rows.len(), 4);
+    for row in &curve.rows {
+        for cell in &row[1..] {
+            assert!((0.0..=1.0).contains(&cell.number().unwrap()), "{row:?}");
+        }
+    }
+}
+
+/// The two experiments share their draws, seeds and budget: where they measure the same
+/// thing (frozen features at 64 x 64, N = strategy size) they give the same accuracies.
+#[test]
+fn the_two_experiments_agree_where_they_overlap() {
+    assert_eq!(whole().config["curve"], full().config);
+    let n = full().config["strategy_size"].as_u64().unwrap();
+    let k = full().config["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s.as_u64() == Some(n))
+        .unwrap();
+    let t = full().table("strategies").unwrap();
+    let large = t.rows.last().unwrap();
+    assert_eq!(large[1], Value::Seeds(whole_curve(LARGE_FROZEN, k)));
+}
+
+/// With the whole network trained, the ImageNet initialisation beats the random one at
+/// every size and on every seed, by a margin that shrinks as the labels grow.
+#[test]
+fn imagenet_init_beats_random_init_by_less_as_labels_grow() {
+    let mut gaps = vec![];
+    for k in 0..sizes() {
+        let (a, b) = (whole_curve(WHOLE_IMAGENET, k), whole_curve(WHOLE_RANDOM, k));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x > y),
+            "size {k}: {a:?} vs {b:?}"
+        );
+        gaps.push(mean(&a) - mean(&b));
+    }
+    assert!(gaps.windows(2).all(|w| w[0] > w[1]), "gaps {gaps:?}");
+}
+
+/// With 100 images, fine-tuning every layer is worse than fine-tuning the last two
+/// stages, by more than the sum of the two spreads.
+#[test]
+fn fine_tuning_everything_loses_to_the_last_stages_with_few_labels() {
+    let ((ma, sa), (mb, sb)) = (
+        Value::mean_std(&whole_curve(WHOLE_IMAGENET, 0)),
+        Value::mean_std(&curve(IMAGENET_TUNED, 0)),
+    );
+    assert!(mb - ma > sa + sb, "{ma} ± {sa} vs {mb} ± {sb}");
+}
+
+/// At 64 x 64 the frozen features beat the 32 x 32 ones at every size and on every seed.
+#[test]
+fn a_larger_input_lifts_frozen_features_at_every_size() {
+    for k in 0..sizes() {
+        let (a, b) = (whole_curve(LARGE_FROZEN, k), curve(IMAGENET_FROZEN, k));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x > y),
+            "size {k}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+/// At 64 x 64, the ImageNet network with its last two stages fine-tuned is at least as
+/// good as the small CNN trained from scratch at every size (means), where at 32 x 32 it
+/// lost from 1,000 images on.
+#[test]
+fn at_64_pixels_the_pretrained_network_catches_up_with_the_small_cnn() {
+    for k in 0..sizes() {
+        let (a, b) = (mean(&whole_curve(LARGE_TUNED, k)), mean(&curve(CNN_SCRATCH, k)));
+        assert!(a >= b, "size {k}: {a} vs {b}");
+    }
+}
+
+/// With the most labels, fine-tuning every layer beats the other ImageNet rows at 32 x 32
+/// (frozen features, the last two stages fine-tuned; means).
+#[test]
+fn with_many_labels_fine_tuning_everything_is_the_best_at_32_pixels() {
+    let k = sizes() - 1;
+    let all = mean(&whole_curve(WHOLE_IMAGENET, k));
+    for m in [IMAGENET_FROZEN, IMAGENET_TUNED] {
+        assert!(all > mean(&curve(m, k)), "row {m}");
+    }
+}
