@@ -455,36 +455,18 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
 
 /// The learning-curve table, facts and figure.
 fn curve_outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
-    let mut columns = vec![col("method", Format::Int)];
-    for n in &cfg.sizes {
-        columns.push(col(&format!("N = {n}"), Format::Percent(1)));
-    }
-    let rows = METHODS
-        .iter()
-        .zip(acc)
-        .map(|(name, per_size)| {
-            let mut row = vec![Value::Text(name.to_string())];
-            row.extend(per_size.iter().map(|s| Value::Seeds(s.clone())));
-            row
-        })
-        .collect();
-    r.tables.push(Table {
-        name: "curve".into(),
-        caption: format!(
-            "Test accuracy on {} Fashion-MNIST test images after learning from N labelled \
-             training images (mean ± std over seeds {:?}; a seed draws the N images from \
-             the first {} and initialises the new layers). Inputs {r_}x{r_} for \
-             EfficientNet-Lite0; {} optimizer steps of batch {} for every method.",
-            cfg.n_test,
-            cfg.seeds,
-            cfg.pool,
-            cfg.steps,
-            cfg.batch_size,
-            r_ = cfg.resolution
-        ),
-        columns,
-        rows,
-    });
+    let caption = format!(
+        "Test accuracy on {} Fashion-MNIST test images after learning from N labelled \
+         training images (mean ± std over seeds {:?}; a seed draws the N images from \
+         the first {} and initialises the new layers). Inputs {r_}x{r_} for \
+         EfficientNet-Lite0; {} optimizer steps of batch {} for every method.",
+        cfg.n_test,
+        cfg.seeds,
+        cfg.pool,
+        cfg.steps,
+        cfg.batch_size,
+        r_ = cfg.resolution
+    );
     let keys = [
         "imagenet_linear",
         "imagenet_tuned",
@@ -492,37 +474,88 @@ fn curve_outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
         "mnist_linear",
         "cnn_scratch",
     ];
-    for (key, per_size) in keys.iter().zip(acc) {
-        for (n, s) in cfg.sizes.iter().zip(per_size) {
-            let (m, _) = Value::mean_std(s);
-            r.fact(&format!("{key}_{n}"), m, Format::Percent(1));
+    let names: Vec<String> = METHODS.iter().map(|m| m.to_string()).collect();
+    let curve = Curve {
+        sizes: &cfg.sizes,
+        names: &names,
+        keys: &keys,
+        acc,
+    };
+    curve.report(
+        caption,
+        "Fashion-MNIST: test accuracy against labelled training images",
+        r,
+    );
+}
+
+/// Accuracies per method, size and seed, and what to call them.
+pub(crate) struct Curve<'a> {
+    /// The sizes N (the columns).
+    pub sizes: &'a [usize],
+    /// Each method's name (the rows, the figure's series).
+    pub names: &'a [String],
+    /// Each method's fact key: facts `<key>_<N>` hold the means.
+    pub keys: &'a [&'a str],
+    /// `acc[method][size]`: one accuracy per seed.
+    pub acc: &'a [Vec<Vec<f64>>],
+}
+
+impl Curve<'_> {
+    /// The table `curve` (mean ± std per cell), the facts and the figure `curve`.
+    pub(crate) fn report(&self, caption: String, title: &str, r: &mut Report) {
+        let mut columns = vec![col("method", Format::Int)];
+        for n in self.sizes {
+            columns.push(col(&format!("N = {n}"), Format::Percent(1)));
         }
-    }
-    let series = METHODS
-        .iter()
-        .zip(acc)
-        .map(|(name, per_size)| {
-            let (y, band): (Vec<f64>, Vec<f64>) =
-                per_size.iter().map(|s| Value::mean_std(s)).unzip();
-            Series {
-                name: name.to_string(),
-                x: cfg.sizes.iter().map(|&n| n as f64).collect(),
-                y,
-                band: Some(band),
+        let rows = self
+            .names
+            .iter()
+            .zip(self.acc)
+            .map(|(name, per_size)| {
+                let mut row = vec![Value::Text(name.clone())];
+                row.extend(per_size.iter().map(|s| Value::Seeds(s.clone())));
+                row
+            })
+            .collect();
+        r.tables.push(Table {
+            name: "curve".into(),
+            caption,
+            columns,
+            rows,
+        });
+        for (key, per_size) in self.keys.iter().zip(self.acc) {
+            for (n, s) in self.sizes.iter().zip(per_size) {
+                let (m, _) = Value::mean_std(s);
+                r.fact(&format!("{key}_{n}"), m, Format::Percent(1));
             }
-        })
-        .collect();
-    r.figures.push(Figure {
-        name: "curve".into(),
-        title: "Fashion-MNIST: test accuracy against labelled training images".into(),
-        plot: Plot::Lines {
-            x_label: "labelled training images N".into(),
-            y_label: "test accuracy".into(),
-            x_scale: Scale::Log,
-            y_scale: Scale::Linear,
-            series,
-        },
-    });
+        }
+        let series = self
+            .names
+            .iter()
+            .zip(self.acc)
+            .map(|(name, per_size)| {
+                let (y, band): (Vec<f64>, Vec<f64>) =
+                    per_size.iter().map(|s| Value::mean_std(s)).unzip();
+                Series {
+                    name: name.clone(),
+                    x: self.sizes.iter().map(|&n| n as f64).collect(),
+                    y,
+                    band: Some(band),
+                }
+            })
+            .collect();
+        r.figures.push(Figure {
+            name: "curve".into(),
+            title: title.into(),
+            plot: Plot::Lines {
+                x_label: "labelled training images N".into(),
+                y_label: "test accuracy".into(),
+                x_scale: Scale::Log,
+                y_scale: Scale::Linear,
+                series,
+            },
+        });
+    }
 }
 
 /// The fine-tuning strategies and the resolution row at `cfg.strategy_size`.

@@ -29,7 +29,7 @@ use crate::models::efficientnet::{
 };
 use crate::models::pth::PthTensor;
 use crate::optim::Adam;
-use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::Report;
 use crate::train::{accuracy_on, train_with, ClassifierLoss, ParamGroups};
 use crate::transfer::{backbone_input, run_frozen, split_before};
 
@@ -228,62 +228,25 @@ fn method_name(cfg: &Config, k: usize) -> String {
 /// The table, the facts and the figure.
 fn outputs(cfg: &Config, acc: &[Vec<Vec<f64>>], r: &mut Report) {
     let c = &cfg.curve;
-    let mut columns = vec![col("method", Format::Int)];
-    for n in &c.sizes {
-        columns.push(col(&format!("N = {n}"), Format::Percent(1)));
-    }
-    let rows = acc
-        .iter()
-        .enumerate()
-        .map(|(k, per_size)| {
-            let mut row = vec![Value::Text(method_name(cfg, k))];
-            row.extend(per_size.iter().map(|s| Value::Seeds(s.clone())));
-            row
-        })
-        .collect();
-    r.tables.push(Table {
-        name: "curve".into(),
-        caption: format!(
-            "Test accuracy on {} Fashion-MNIST test images after learning from N labelled \
-             training images: the same draws, seeds {:?}, {} steps of batch {} and rates \
-             as the table above. Full fine-tuning trains the pre-trained layers at {} times \
-             the classifier's rate η = {}.",
-            c.n_test, c.seeds, c.steps, c.batch_size, cfg.pretrained_lr_scale, c.tune_lr
-        ),
-        columns,
-        rows,
-    });
-    for (key, per_size) in KEYS.iter().zip(acc) {
-        for (n, s) in c.sizes.iter().zip(per_size) {
-            let (m, _) = Value::mean_std(s);
-            r.fact(&format!("{key}_{n}"), m, Format::Percent(1));
-        }
-    }
-    let series = acc
-        .iter()
-        .enumerate()
-        .map(|(k, per_size)| {
-            let (y, band): (Vec<f64>, Vec<f64>) =
-                per_size.iter().map(|s| Value::mean_std(s)).unzip();
-            Series {
-                name: method_name(cfg, k),
-                x: c.sizes.iter().map(|&n| n as f64).collect(),
-                y,
-                band: Some(band),
-            }
-        })
-        .collect();
-    r.figures.push(Figure {
-        name: "curve".into(),
-        title: "Fashion-MNIST: full fine-tuning, random init, larger input".into(),
-        plot: Plot::Lines {
-            x_label: "labelled training images N".into(),
-            y_label: "test accuracy".into(),
-            x_scale: Scale::Log,
-            y_scale: Scale::Linear,
-            series,
-        },
-    });
+    let caption = format!(
+        "Test accuracy on {} Fashion-MNIST test images after learning from N labelled \
+         training images: the same draws, seeds {:?}, {} steps of batch {} and rates \
+         as the table above. Full fine-tuning trains the pre-trained layers at {} times \
+         the classifier's rate η = {}.",
+        c.n_test, c.seeds, c.steps, c.batch_size, cfg.pretrained_lr_scale, c.tune_lr
+    );
+    let names: Vec<String> = (0..METHODS.len()).map(|k| method_name(cfg, k)).collect();
+    let curve = tf::Curve {
+        sizes: &c.sizes,
+        names: &names,
+        keys: &KEYS,
+        acc,
+    };
+    curve.report(
+        caption,
+        "Fashion-MNIST: full fine-tuning, random init, larger input",
+        r,
+    );
 }
 
 #[cfg(test)]

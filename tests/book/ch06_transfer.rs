@@ -304,7 +304,10 @@ fn a_larger_input_lifts_frozen_features_at_every_size() {
 #[test]
 fn at_64_pixels_the_pretrained_network_catches_up_with_the_small_cnn() {
     for k in 0..sizes() {
-        let (a, b) = (mean(&whole_curve(LARGE_TUNED, k)), mean(&curve(CNN_SCRATCH, k)));
+        let (a, b) = (
+            mean(&whole_curve(LARGE_TUNED, k)),
+            mean(&curve(CNN_SCRATCH, k)),
+        );
         assert!(a >= b, "size {k}: {a} vs {b}");
     }
 }
