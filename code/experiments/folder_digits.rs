@@ -4,7 +4,7 @@
 //! per-class recall and confusion matrix are what the command prints and saves.
 //!
 //! The backbone is EfficientNet-Lite0 with its ImageNet weights, the command's default;
-//! the same folder, split and head on [`RandomConv`]'s features (randomly initialised
+//! the same folder, split and head on [`RandomConv`](crate::transfer::folder::RandomConv)'s features (randomly initialised
 //! convolutions) is the no-pre-training baseline.
 
 use std::path::{Path, PathBuf};
