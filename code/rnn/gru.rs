@@ -9,7 +9,6 @@
 //! product carries $b_{hh}$.
 
 use ndarray::{s, Array2, ArrayD, Axis, Ix1};
-use rand::Rng;
 
 use super::{batch_major, sigmoid, time_major, time_major_like, StateSlot, Weights};
 use crate::gemm::sgemm;
@@ -89,38 +88,9 @@ fn cell_backward(
 }
 // ANCHOR_END: gru_cell
 
+one_state_layer!(Gru, 3);
+
 impl Gru {
-    /// A `d_in -> hidden` layer with PyTorch's initialization, drawn from `rng`.
-    pub fn new(d_in: usize, hidden: usize, rng: &mut impl Rng) -> Self {
-        Gru {
-            weights: Weights::new(d_in, hidden, 3, rng),
-            carry_state: false,
-            state: StateSlot::default(),
-            cache: None,
-        }
-    }
-
-    /// The hidden width `h`.
-    pub fn hidden(&self) -> usize {
-        self.weights.hidden()
-    }
-
-    /// Sets the initial state `h0` `(b, h)` of the next forward passes (every one
-    /// without `carry_state`, the next one with it).
-    pub fn set_initial_state(&mut self, h0: Array2<f32>) {
-        self.state.set(vec![h0]);
-    }
-
-    /// The final state $h_T$ of the last forward pass, `(b, h)`.
-    pub fn final_state(&self) -> Option<&Array2<f32>> {
-        self.state.last(0)
-    }
-
-    /// $\partial L / \partial h_0$ from the last backward pass, `(b, h)`.
-    pub fn dh0(&self) -> Option<&Array2<f32>> {
-        self.state.grad(0)
-    }
-
     /// BPTT over the steps of the last forward pass; `dx` only when `need_dx`.
     fn backward_seq(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
         let h = self.hidden();

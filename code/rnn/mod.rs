@@ -166,6 +166,45 @@ macro_rules! recurrent_layer {
 }
 pub(crate) use recurrent_layer;
 
+/// The constructor and state accessors of a recurrent layer type with one state
+/// ($h$ only: the RNN and the GRU) and `$gates` gates; the LSTM, with two, has its own.
+macro_rules! one_state_layer {
+    ($t:ident, $gates:expr) => {
+        impl $t {
+            /// A `d_in -> hidden` layer with PyTorch's initialization, drawn from `rng`.
+            pub fn new(d_in: usize, hidden: usize, rng: &mut impl rand::Rng) -> Self {
+                $t {
+                    weights: $crate::rnn::Weights::new(d_in, hidden, $gates, rng),
+                    carry_state: false,
+                    state: $crate::rnn::StateSlot::default(),
+                    cache: None,
+                }
+            }
+
+            /// The hidden width `h`.
+            pub fn hidden(&self) -> usize {
+                self.weights.hidden()
+            }
+
+            /// Sets the initial state `h0` `(b, h)` of the next forward passes (every
+            /// one without `carry_state`, the next one with it).
+            pub fn set_initial_state(&mut self, h0: ndarray::Array2<f32>) {
+                self.state.set(vec![h0]);
+            }
+
+            /// The final state $h_T$ of the last forward pass, `(b, h)`.
+            pub fn final_state(&self) -> Option<&ndarray::Array2<f32>> {
+                self.state.last(0)
+            }
+
+            /// $\partial L / \partial h_0$ from the last backward pass, `(b, h)`.
+            pub fn dh0(&self) -> Option<&ndarray::Array2<f32>> {
+                self.state.grad(0)
+            }
+        }
+    };
+}
+
 pub mod candle_twin;
 pub mod gru;
 pub mod last_step;
