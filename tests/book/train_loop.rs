@@ -503,3 +503,57 @@ fn the_loop_augments_colour_images_of_any_size() {
         .count();
     assert!(shifted > 0, "no image of the batch was shifted");
 }
+
+/// Records what the loop asks of it, in order: `reset`, `train` or `eval` (a forward
+/// pass in that mode); three logits per example, the first three features.
+struct EventRecorder(Vec<&'static str>);
+
+impl Module for EventRecorder {
+    fn visit_params(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut dlbook::nn::Param)) {
+    }
+
+    fn reset_state(&mut self) {
+        self.0.push("reset");
+    }
+}
+
+impl dlbook::nn::Layer for EventRecorder {
+    fn forward(&mut self, x: &ArrayD<f32>, mode: dlbook::nn::Mode) -> ArrayD<f32> {
+        self.0.push(match mode {
+            dlbook::nn::Mode::Train => "train",
+            dlbook::nn::Mode::Eval => "eval",
+        });
+        x.slice_axis(ndarray::Axis(1), ndarray::Slice::from(0..3))
+            .to_owned()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        dy.clone()
+    }
+}
+
+/// A recurrent model's carried state never crosses an epoch or reaches an evaluation:
+/// the loop calls `reset_state` at the start of every epoch and before every
+/// evaluation, and nowhere else.
+#[test]
+fn the_loop_resets_carried_state_per_epoch_and_before_evaluation() {
+    let (train, val) = (blobs(8, 1), blobs(4, 2));
+    let mut model = EventRecorder(vec![]);
+    let spec = TrainSpec {
+        n_epochs: 2,
+        batch_size: 4,
+        ..TrainSpec::default()
+    };
+    fit(
+        &mut model,
+        &mut Sgd::new(0.1),
+        &ClassifierLoss::CrossEntropy,
+        &train,
+        Some(&val),
+        &spec,
+        &mut [],
+    )
+    .unwrap();
+    let epoch = ["reset", "train", "train", "reset", "eval"];
+    assert_eq!(model.0, [epoch, epoch].concat());
+}
