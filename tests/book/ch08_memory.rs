@@ -479,3 +479,16 @@ fn width_and_the_gru_at_equal_parameters() {
     assert!(half < base && base < double, "{half} {base} {double}");
     assert!(mean(&ablation("GRU, width", ACC)) > base);
 }
+
+/// The quick benchmark run times every layer both ways (the timings themselves are
+/// never asserted).
+#[test]
+fn the_rnn_cells_benchmark_times_both_implementations() {
+    use dlbook::bench::rnn_cells::{run, RnnCellsConfig};
+    let r = run(&RnnCellsConfig::quick(), "rnn_cells").unwrap();
+    let t = &r.tables[0];
+    assert_eq!(t.rows.len(), 6);
+    for row in &t.rows {
+        assert!(row[1].number().unwrap() > 0.0, "{:?}", row[0]);
+    }
+}
