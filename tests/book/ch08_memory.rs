@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 
 use dlbook::data::{DataDir, Targets};
 use dlbook::experiments;
-use dlbook::experiments::Preset;
 use dlbook::experiments::adding_ablation::{
     gru_width_matching_lstm, NO_FORGET_GATE_BIAS,
 };
+use dlbook::experiments::Preset;
 use dlbook::nn::gradcheck::finite_diff;
 use dlbook::nn::{Layer, Mode, Module};
 use dlbook::report::{Report, Value};
@@ -491,4 +491,64 @@ fn the_rnn_cells_benchmark_times_both_implementations() {
     for row in &t.rows {
         assert!(row[1].number().unwrap() > 0.0, "{:?}", row[0]);
     }
+}
+
+/// `n` examples of 4 features, labels in `0..3`.
+fn blobs(n: usize) -> dlbook::data::Dataset {
+    let x = ArrayD::from_shape_fn(vec![n, 4], |i| (i[0] * 4 + i[1]) as f32 / 10.0);
+    dlbook::data::Dataset::classes(x, (0..n).map(|i| i % 3).collect())
+}
+
+/// Records what the loop asks of it, in order: `reset`, `train` or `eval` (a forward
+/// pass in that mode); three logits per example, the first three features.
+struct EventRecorder(Vec<&'static str>);
+
+impl Module for EventRecorder {
+    fn visit_params(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut dlbook::nn::Param)) {
+    }
+
+    fn reset_state(&mut self) {
+        self.0.push("reset");
+    }
+}
+
+impl dlbook::nn::Layer for EventRecorder {
+    fn forward(&mut self, x: &ArrayD<f32>, mode: dlbook::nn::Mode) -> ArrayD<f32> {
+        self.0.push(match mode {
+            dlbook::nn::Mode::Train => "train",
+            dlbook::nn::Mode::Eval => "eval",
+        });
+        x.slice_axis(ndarray::Axis(1), ndarray::Slice::from(0..3))
+            .to_owned()
+    }
+
+    fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
+        dy.clone()
+    }
+}
+
+/// A recurrent model's carried state never crosses an epoch or reaches an evaluation:
+/// the loop calls `reset_state` at the start of every epoch and before every
+/// evaluation, and nowhere else.
+#[test]
+fn the_loop_resets_carried_state_per_epoch_and_before_evaluation() {
+    let (train, val) = (blobs(8), blobs(4));
+    let mut model = EventRecorder(vec![]);
+    let spec = dlbook::train::TrainSpec {
+        n_epochs: 2,
+        batch_size: 4,
+        ..dlbook::train::TrainSpec::default()
+    };
+    dlbook::train::fit(
+        &mut model,
+        &mut dlbook::optim::Sgd::new(0.1),
+        &dlbook::train::ClassifierLoss::CrossEntropy,
+        &train,
+        Some(&val),
+        &spec,
+        &mut [],
+    )
+    .unwrap();
+    let epoch = ["reset", "train", "train", "reset", "eval"];
+    assert_eq!(model.0, [epoch, epoch].concat());
 }
