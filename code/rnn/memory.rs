@@ -143,7 +143,9 @@ impl CellSpec {
     /// A label for tables and legends.
     pub fn name(self) -> String {
         match self {
-            CellSpec::Rnn { recurrent_scale } if recurrent_scale == 1.0 => "RNN".into(),
+            CellSpec::Rnn {
+                recurrent_scale: 1.0,
+            } => "RNN".into(),
             CellSpec::Rnn { recurrent_scale } => format!("RNN, W_hh x {recurrent_scale}"),
             CellSpec::Lstm { forget_bias: None } => "LSTM".into(),
             CellSpec::Lstm {

@@ -136,20 +136,16 @@ fn grad_by_lag_is_the_gradient_at_lag_k() {
                 .map(|&p| f64::from(p))
                 .sum()
         });
-        for k in 0..6 {
+        assert_eq!(by_lag.len(), 6);
+        for (k, &got) in by_lag.iter().enumerate() {
             let step = fd.index_axis(Axis(1), 5 - k);
             let want = step
                 .outer_iter()
                 .map(|r| r.iter().map(|g| g * g).sum::<f64>().sqrt())
                 .sum::<f64>()
                 / 2.0;
-            let e = (by_lag[k] - want).abs() / want.max(1e-12);
-            assert!(
-                e < 1e-2,
-                "{}: lag {k}: {} vs {want}",
-                cell.name(),
-                by_lag[k]
-            );
+            let e = (got - want).abs() / want.max(1e-12);
+            assert!(e < 1e-2, "{}: lag {k}: {got} vs {want}", cell.name());
         }
     }
 }
