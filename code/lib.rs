@@ -12,7 +12,7 @@
 //! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`](mod@bench), [`gemm`] |
 //! | 6 | Transfer learning | [`transfer`], [`models`] (EfficientNet-Lite0, MBConv, `.pth` reading), [`cnn`] (depthwise convolution, padding) |
 //! | 7 | Object detection | [`detect`] |
-//! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT), [`nn::Embedding`] |
+//! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT, the adding problem), [`nn::Embedding`] |
 //! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines) |
 //! | 10-13 | (being written) | |
 //!

@@ -78,7 +78,8 @@ enum Command {
         threads: Option<usize>,
         /// File stem of the report (`depthwise`: chapter 6's depthwise convolution;
         /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle;
-        /// `detector_speed`: chapter 7's detector).
+        /// `detector_speed`: chapter 7's detector; `rnn_cells`: chapter 8's recurrent
+        /// layers, from scratch and in candle).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -486,6 +487,25 @@ fn bench(
             None => dlbook::book::generated_dir(&book_root()?).join("ch07"),
         };
         for p in run(&db, dir, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "rnn_cells" {
+        // Chapter 8's recurrent layers, from scratch and the candle twin.
+        use dlbook::bench::rnn_cells::{run, RnnCellsConfig};
+        let mut rc = if quick {
+            RnnCellsConfig::quick()
+        } else {
+            RnnCellsConfig::full()
+        };
+        rc.runs = runs.unwrap_or(rc.runs).max(1);
+        rc.threads = threads.unwrap_or(rc.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch08"),
+        };
+        for p in run(&rc, name)?.write_to(&out)? {
             println!("wrote {}", p.display());
         }
         return Ok(ExitCode::SUCCESS);

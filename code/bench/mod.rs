@@ -35,6 +35,7 @@ pub mod depthwise;
 pub mod detector;
 mod measure;
 pub mod peak;
+pub mod rnn_cells;
 mod tables;
 
 pub use measure::{

@@ -84,6 +84,10 @@ registry! {
     detection_metrics::DetectionMetrics,
     detector::Detector,
     detector_ablation::DetectorAblation,
+    // Week 8: recurrent networks.
+    gradient_through_time::GradientThroughTime,
+    adding_problem::AddingProblem,
+    adding_ablation::AddingAblation,
     // Week 9: sequence applications.
     forecast_baselines::ForecastBaselines,
     // The data appendix.
@@ -99,6 +103,7 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch06", "backbone"),
     ("ch06", "depthwise"),
     ("ch07", "detector_speed"),
+    ("ch08", "rnn_cells"),
 ];
 
 /// Which preset to run.

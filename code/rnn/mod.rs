@@ -209,6 +209,7 @@ pub mod candle_twin;
 pub mod gru;
 pub mod last_step;
 pub mod lstm;
+pub mod memory;
 pub mod vanilla;
 
 pub use gru::Gru;

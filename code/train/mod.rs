@@ -6,7 +6,9 @@
 //! backward (parameter gradients only: nobody needs the gradient of the data), an optional
 //! weight penalty, optional gradient clipping, one optimizer step on the trainable
 //! parameters. After every epoch the model is evaluated in [`Mode::Eval`] on the
-//! validation set, if there is one.
+//! validation set, if there is one. A recurrent layer's carried state
+//! ([`Module::reset_state`]) is cleared at the start of every epoch and before every
+//! evaluation.
 //!
 //! What the loop offers besides (each off by default, so the plain loop stays plain):
 //!
@@ -180,8 +182,11 @@ pub struct Summary {
     pub best_epoch: Option<usize>,
 }
 
-/// Metrics of `model` on `data` in evaluation mode, in batches of 1,000.
+/// Metrics of `model` on `data` in evaluation mode, in batches of 1,000. A recurrent
+/// model starts from a fresh state ([`Module::reset_state`]): the state the last
+/// training batch left belongs to other sequences.
 pub fn evaluate(model: &mut dyn Layer, data: &Dataset, loss: &dyn Loss) -> Metrics {
+    model.reset_state();
     let n = data.len();
     let (mut hits, mut total) = (0.0, 0.0);
     for start in (0..n).step_by(1000) {
@@ -323,6 +328,8 @@ pub fn fit_from(
     });
     let mut ending = Ending::Completed;
     'epochs: while state.epoch < spec.n_epochs {
+        // An epoch reads its sequences afresh: no state carried over from the last one.
+        model.reset_state();
         if spec.shuffle == Shuffle::Fresh {
             state.order = (0..train.len()).collect();
         }

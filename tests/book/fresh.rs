@@ -76,6 +76,9 @@ fresh! {
     detection_metrics,
     detector,
     detector_ablation,
+    gradient_through_time,
+    adding_problem,
+    adding_ablation,
     forecast_baselines,
     datasets,
 }

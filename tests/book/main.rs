@@ -26,6 +26,7 @@ mod ch06_transfer;
 mod ch07_ap;
 mod ch07_boxes;
 mod ch07_detector;
+mod ch08_memory;
 mod ch08_rnn;
 mod ch09_forecast;
 mod data_dataset;
