@@ -86,6 +86,8 @@ registry! {
     detector_ablation::DetectorAblation,
     // Week 9: sequence applications.
     forecast_baselines::ForecastBaselines,
+    forecast_lstm::ForecastLstm,
+    sequence_mnist::SequenceMnist,
     // The data appendix.
     datasets::Datasets,
 }

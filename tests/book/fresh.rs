@@ -77,6 +77,8 @@ fresh! {
     detector,
     detector_ablation,
     forecast_baselines,
+    forecast_lstm,
+    sequence_mnist,
     datasets,
 }
 
