@@ -2,7 +2,7 @@
 //! series of `forecast_baselines`, by both strategies, against the baselines.
 //!
 //! Same series, same held-out tails, same scaling (fitted on the training part only,
-//! through a log for AirPassengers) as [`forecast_baselines`](super::forecast_baselines).
+//! through a log for AirPassengers) as [`forecast_baselines`].
 //! Each network reads a window of two periods and predicts the change from the window's
 //! last value ([`Recurrent`]): one step (recursive) or the whole tail (direct). It is
 //! trained by the book's loop with Adam, gradient clipping and early stopping on the last
