@@ -394,7 +394,13 @@ fn report() -> &'static Report {
 
 /// The MASE of `method` on `series` in the report's MASE table.
 fn report_mase(series: Named, method: &str) -> f64 {
-    let t = report().table("mase").unwrap();
+    mase_in(report(), series, method)
+}
+
+/// The MASE (the mean over seeds, for a network) of `method` on `series` in the MASE
+/// table of `r`.
+fn mase_in(r: &Report, series: Named, method: &str) -> f64 {
+    let t = r.table("mase").unwrap();
     let j = t
         .columns
         .iter()
@@ -565,18 +571,7 @@ fn lstm_report() -> &'static Report {
 
 /// The mean MASE of `method` on `series` in `forecast_lstm`'s MASE table.
 fn lstm_mase(series: Named, method: &str) -> f64 {
-    let t = lstm_report().table("mase").unwrap();
-    let j = t
-        .columns
-        .iter()
-        .position(|c| c.header == series.name())
-        .unwrap();
-    let row = t
-        .rows
-        .iter()
-        .find(|r| r[0] == Value::from(method))
-        .unwrap_or_else(|| panic!("no row {method}"));
-    row[j].number().unwrap()
+    mase_in(lstm_report(), series, method)
 }
 
 const NETS: [&str; 4] = [
