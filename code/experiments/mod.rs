@@ -90,6 +90,8 @@ registry! {
     adding_ablation::AddingAblation,
     // Week 9: sequence applications.
     forecast_baselines::ForecastBaselines,
+    forecast_lstm::ForecastLstm,
+    sequence_mnist::SequenceMnist,
     // The data appendix.
     datasets::Datasets,
 }

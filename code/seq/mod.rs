@@ -34,21 +34,31 @@
 //! ([`Naive`], [`SeasonalNaive`], [`Drift`]), a window model under a strategy
 //! ([`Windowed`]), and the same wrapped in a scaler ([`Scaled`]). A neural window model
 //! plugs in by implementing [`WindowModel`] (its windows as a `data::Dataset` come from
-//! [`Windows::to_dataset`]).
+//! [`Windows::to_dataset`]): [`Recurrent`], an LSTM or GRU, does.
+//!
+//! **Sequence classification** ([`rows_as_sequence`], [`reorder`], [`order_blind_net`]):
+//! an image read row by row by a recurrent network, against a model blind to the order
+//! of its rows.
 
 mod baselines;
+mod classify;
 mod forecast;
 mod metrics;
+mod neural;
 mod scale;
 mod series;
 mod window;
 
 pub use baselines::{linear_ar, Drift, Naive, Ridge, RidgeFit, SeasonalNaive};
+pub use classify::{
+    accuracy_by_step, order_blind_net, reorder, rows_as_sequence, MeanOverSteps, RowOrder,
+};
 pub use forecast::{
     choose_by_validation, evaluate, validation_mae, Evaluation, Forecast, Forecaster,
     Scaled, ScaledFit, Strategy, WindowModel, WindowPredict, Windowed, WindowedFit,
 };
 pub use metrics::{mae, mase, rmse, seasonal_naive_mae};
+pub use neural::{recurrent_net, Cell, Recurrent, RecurrentFit, SquaredError};
 pub use scale::{Scaler, Transform};
 pub use series::{load, split_tail, Named, TimeSeries};
 pub use window::{windows, Windows};

@@ -394,7 +394,13 @@ fn report() -> &'static Report {
 
 /// The MASE of `method` on `series` in the report's MASE table.
 fn report_mase(series: Named, method: &str) -> f64 {
-    let t = report().table("mase").unwrap();
+    mase_in(report(), series, method)
+}
+
+/// The MASE (the mean over seeds, for a network) of `method` on `series` in the MASE
+/// table of `r`.
+fn mase_in(r: &Report, series: Named, method: &str) -> f64 {
+    let t = r.table("mase").unwrap();
     let j = t
         .columns
         .iter()
@@ -550,4 +556,169 @@ fn the_direct_sunspot_model_chose_a_stronger_penalty() {
         lambda(AR[1]),
         lambda(AR[0])
     );
+}
+
+// --- The recurrent forecasters (experiment `forecast_lstm`) ---
+
+/// The committed full results of `forecast_lstm`, read once.
+fn lstm_report() -> &'static Report {
+    static R: std::sync::OnceLock<Report> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        experiments::committed(root, "forecast_lstm").unwrap()
+    })
+}
+
+/// The mean MASE of `method` on `series` in `forecast_lstm`'s MASE table.
+fn lstm_mase(series: Named, method: &str) -> f64 {
+    mase_in(lstm_report(), series, method)
+}
+
+const NETS: [&str; 4] = [
+    "LSTM, recursive",
+    "LSTM, direct",
+    "GRU, recursive",
+    "GRU, direct",
+];
+
+// ANCHOR: lstm_forecaster
+/// An LSTM forecaster of AirPassengers by `strategy`, with the quick preset's small
+/// network and budget, fitted on `train` and forecasting `horizon` steps.
+fn lstm_forecast(train: &[f64], strategy: Strategy, horizon: usize) -> Vec<f64> {
+    use dlbook::experiments::forecast_lstm::Config;
+    use dlbook::experiments::Preset;
+    let model = Config::quick().model; // an LSTM of 8 units, a few epochs
+    let f = model.forecaster(24, strategy, Transform::Log);
+    f.fit(train).unwrap().forecast(train, horizon).unwrap()
+}
+// ANCHOR_END: lstm_forecaster
+
+#[test]
+fn the_neural_forecasters_never_see_the_tail() {
+    let y = series(Named::AirPassengers);
+    let (train, _) = split_tail(&y, 24).unwrap();
+    for strategy in [Strategy::Recursive, Strategy::Direct { horizon: 24 }] {
+        let a = lstm_forecast(train, strategy, 24);
+        // The whole series with its tail tripled: the training part is the same, so
+        // the same seed gives the same forecast, bit for bit.
+        let mut changed = y.clone();
+        let n = changed.len();
+        changed[n - 24..].iter_mut().for_each(|v| *v *= 3.0);
+        let (train2, _) = split_tail(&changed, 24).unwrap();
+        assert_eq!(a, lstm_forecast(train2, strategy, 24), "{strategy:?}");
+        assert!(a.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn a_neural_forecaster_with_too_few_windows_is_a_clear_error() {
+    use dlbook::experiments::Preset;
+    use dlbook::seq::{Cell, Recurrent, WindowModel};
+    let model = Recurrent {
+        cell: Cell::Gru,
+        ..dlbook::experiments::forecast_lstm::Config::quick().model
+    };
+    // 30 values, windows of 12 and 12 targets: 7 windows, of which 1 validates and 11
+    // more would have to be dropped.
+    let w = windows(&(0..30).map(f64::from).collect::<Vec<_>>(), 12, 12).unwrap();
+    let e = format!("{:#}", model.fit_windows(&w).unwrap_err());
+    assert!(e.contains("leave none for training"), "{e}");
+}
+
+fn best_ar(named: Named) -> f64 {
+    AR.iter()
+        .map(|m| lstm_mase(named, m))
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn no_network_beats_the_linear_ar_on_the_monthly_series() {
+    for named in [Named::AirPassengers, Named::Co2] {
+        for m in NETS {
+            let (q, ar) = (lstm_mase(named, m), best_ar(named));
+            assert!(q > ar, "{named:?} {m}: {q} vs the AR's {ar}");
+        }
+    }
+    // On sunspots too, the LSTM stays above the autoregression.
+    for m in &NETS[..2] {
+        let (q, ar) = (lstm_mase(Named::Sunspots, m), best_ar(Named::Sunspots));
+        assert!(q > ar, "sunspots {m}: {q} vs the AR's {ar}");
+    }
+}
+
+#[test]
+fn the_recursive_gru_is_the_best_method_on_sunspots() {
+    let t = lstm_report().table("mase").unwrap();
+    let gru = lstm_mase(Named::Sunspots, "GRU, recursive");
+    for row in &t.rows {
+        let Value::Text(m) = &row[0] else { panic!() };
+        if m != "GRU, recursive" {
+            let q = lstm_mase(Named::Sunspots, m);
+            assert!(gru < q, "GRU {gru} vs {m} {q}");
+        }
+    }
+    // Its spread over the seeds is larger than its lead over the autoregression.
+    let j = t
+        .columns
+        .iter()
+        .position(|c| c.header == "sunspots")
+        .unwrap();
+    let row = t
+        .rows
+        .iter()
+        .find(|r| r[0] == Value::from("GRU, recursive"))
+        .unwrap();
+    let Value::Seeds(v) = &row[j] else {
+        panic!("{:?}", row[j])
+    };
+    let (_, sd) = Value::mean_std(v);
+    assert!(sd > best_ar(Named::Sunspots) - gru, "std {sd}");
+}
+
+#[test]
+fn the_lstm_does_not_beat_seasonal_naive_on_air_passengers() {
+    let sn = lstm_mase(Named::AirPassengers, "seasonal naive");
+    for m in ["LSTM, recursive", "LSTM, direct", "GRU, direct"] {
+        let q = lstm_mase(Named::AirPassengers, m);
+        assert!(q > sn, "{m}: {q} vs seasonal naive {sn}");
+    }
+}
+
+#[test]
+fn recursive_networks_beat_seasonal_naive_on_sunspots() {
+    let sn = lstm_mase(Named::Sunspots, "seasonal naive");
+    for m in ["LSTM, recursive", "GRU, recursive"] {
+        let q = lstm_mase(Named::Sunspots, m);
+        assert!(q < sn, "{m}: {q} vs seasonal naive {sn}");
+    }
+}
+
+#[test]
+fn changes_beat_levels_on_the_trending_series() {
+    for named in [Named::AirPassengers, Named::Co2] {
+        for s in ["recursive", "direct"] {
+            let (c, l) = (
+                lstm_mase(named, &format!("LSTM, {s}")),
+                lstm_mase(named, &format!("LSTM, {s}, levels")),
+            );
+            assert!(c < l, "{named:?} {s}: changes {c}, levels {l}");
+        }
+    }
+    // Sunspots have no trend, and there the recursive model on levels does better.
+    let (c, l) = (
+        lstm_mase(Named::Sunspots, "LSTM, recursive"),
+        lstm_mase(Named::Sunspots, "LSTM, recursive, levels"),
+    );
+    assert!(l < c, "sunspots: changes {c}, levels {l}");
+}
+
+#[test]
+fn the_baselines_agree_with_their_own_experiment() {
+    // forecast_lstm recomputes the baselines with forecast_baselines' code: same rows.
+    for named in Named::ALL {
+        for m in ["naive", "seasonal naive", AR[0], AR[1]] {
+            let (a, b) = (lstm_mase(named, m), report_mase(named, m));
+            assert!((a - b).abs() < 1e-5 * b, "{named:?} {m}: {a} vs {b}");
+        }
+    }
 }

@@ -80,6 +80,8 @@ fresh! {
     adding_problem,
     adding_ablation,
     forecast_baselines,
+    forecast_lstm,
+    sequence_mnist,
     datasets,
 }
 

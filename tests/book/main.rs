@@ -28,6 +28,7 @@ mod ch07_boxes;
 mod ch07_detector;
 mod ch08_memory;
 mod ch08_rnn;
+mod ch09_classify;
 mod ch09_forecast;
 mod data_dataset;
 mod data_io;
