@@ -11,7 +11,8 @@
 //! | 4 | CNN fundamentals | [`cnn`] |
 //! | 5 | CNN architectures and the MNIST classifier | [`models`], [`cnn`]; making it fast: [`bench`](mod@bench), [`gemm`] |
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT), [`nn::Embedding`] |
-//! | 6, 7, 9-13 | (being written) | |
+//! | 9 | Sequence applications | [`seq`] (character-level text generation) |
+//! | 6, 7, 10-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
 //! (the one training loop: any layer stack, loss and optimizer on a dataset, with
@@ -44,5 +45,6 @@ pub mod optim;
 pub mod progress;
 pub mod report;
 pub mod rnn;
+pub mod seq;
 pub mod train;
 pub mod transfer;

@@ -83,6 +83,8 @@ registry! {
     detection_metrics::DetectionMetrics,
     detector::Detector,
     detector_ablation::DetectorAblation,
+    // Week 9: sequence applications.
+    char_lstm::CharLstmExperiment,
     // The data appendix.
     datasets::Datasets,
 }
@@ -96,6 +98,8 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch06", "backbone"),
     ("ch06", "depthwise"),
     ("ch07", "detector_speed"),
+    ("ch09", "char_lstm"),
+    ("ch09", "char_lstm_budget"),
 ];
 
 /// Which preset to run.

@@ -10,11 +10,16 @@
 //! `bias_ih` to the value given and that of `bias_hh` to zero, so the gate's total bias
 //! is exactly that value.
 
-use ndarray::{s, Array2, ArrayD, Axis};
+use ndarray::{s, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
+use rayon::prelude::*;
 
-use super::{batch_major, sigmoid, time_major, StateSlot, Weights};
+use super::{
+    batch_major, profile, sigmoid, sigmoid_fast, tanh_fast, time_major, StateSlot,
+    Weights,
+};
 use crate::gemm::sgemm;
+use crate::gemm::sgemm_serial;
 use crate::nn::{Layer, Mode, Module, Param};
 
 /// An LSTM layer over a batch of sequences, returning every step's hidden state.
@@ -31,6 +36,11 @@ pub struct Lstm {
     /// When true, the final state of a `forward` is the initial state of the next,
     /// carried as a value (truncated BPTT); [`Module::reset_state`] goes back to zeros.
     pub carry_state: bool,
+    /// When true, the gates use [`sigmoid_fast`] and [`tanh_fast`] (vectorised, within
+    /// a few units in the last place of the exact functions) and each step's work is
+    /// split by rows of the batch over the threads: the training path of the character
+    /// model. False (the default) computes exactly [`cell`] with `f32::tanh`.
+    pub fast_gates: bool,
     state: StateSlot,
     cache: Option<Cache>,
 }
@@ -98,12 +108,96 @@ fn cell_backward(
 }
 // ANCHOR_END: lstm_cell
 
+// ANCHOR: lstm_cell_fast
+/// [`cell`] for `rows` sequences at once, with the fast activations, written as one
+/// loop per operation over contiguous slices so that each compiles to vector
+/// instructions. `gates` `(rows, 4h)`; `c_prev`, `c`, `tc`, `h` `(rows, h)`.
+#[inline(always)]
+fn cells_fast(
+    n: usize,
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+) {
+    for ((((g, cp), c), tc), h) in gates
+        .chunks_exact_mut(4 * n)
+        .zip(c_prev.chunks_exact(n))
+        .zip(c.chunks_exact_mut(n))
+        .zip(tc.chunks_exact_mut(n))
+        .zip(h.chunks_exact_mut(n))
+    {
+        let (ifg, go) = g.split_at_mut(3 * n);
+        let (gif, gg) = ifg.split_at_mut(2 * n);
+        gif.iter_mut().for_each(|v| *v = sigmoid_fast(*v));
+        gg.iter_mut().for_each(|v| *v = tanh_fast(*v));
+        go.iter_mut().for_each(|v| *v = sigmoid_fast(*v));
+        let (gi, gf) = gif.split_at(n);
+        for j in 0..n {
+            c[j] = gf[j] * cp[j] + gi[j] * gg[j];
+        }
+        for j in 0..n {
+            tc[j] = tanh_fast(c[j]);
+            h[j] = go[j] * tc[j];
+        }
+    }
+}
+
+/// [`cells_fast`] compiled for AVX2 (eight lanes) when the CPU has it; the same
+/// operations in the same order, so the same bits.
+fn cells_fast_dispatch(
+    n: usize,
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(
+            n: usize,
+            g: &mut [f32],
+            cp: &[f32],
+            c: &mut [f32],
+            tc: &mut [f32],
+            h: &mut [f32],
+        ) {
+            cells_fast(n, g, cp, c, tc, h)
+        }
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2(n, gates, c_prev, c, tc, h) };
+    }
+    cells_fast(n, gates, c_prev, c, tc, h)
+}
+// ANCHOR_END: lstm_cell_fast
+
+/// Rows per block when a step's batch of `b` rows is split over the threads: one
+/// block per thread, at least 8 rows each.
+fn block_rows(b: usize) -> usize {
+    let blocks = rayon::current_num_threads().min(b / 8).max(1);
+    b.div_ceil(blocks)
+}
+
+/// `(rows, cols)` row-major matrix view of a slice.
+fn mat(s: &[f32], cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((s.len() / cols, cols), s).expect("whole rows")
+}
+
+/// The mutable counterpart of [`mat`].
+fn mat_mut(s: &mut [f32], cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((s.len() / cols, cols), s).expect("whole rows")
+}
+
 impl Lstm {
     /// A `d_in -> hidden` layer with PyTorch's initialization, drawn from `rng`.
     pub fn new(d_in: usize, hidden: usize, rng: &mut impl Rng) -> Self {
         Lstm {
             weights: Weights::new(d_in, hidden, 4, rng),
             carry_state: false,
+            fast_gates: false,
             state: StateSlot::default(),
             cache: None,
         }
@@ -157,6 +251,118 @@ impl Lstm {
         self.state.grad(1)
     }
 
+    /// The time loop of the forward pass with [`Lstm::fast_gates`]: at each step, every
+    /// block of rows of the batch does its own recurrent product and its own cells,
+    /// in parallel.
+    fn steps_fast(
+        &self,
+        gates: &mut Array2<f32>,
+        hs: &mut Array2<f32>,
+        cs: &mut Array2<f32>,
+        tc: &mut Array2<f32>,
+        b: usize,
+        t: usize,
+    ) {
+        let h = self.hidden();
+        let w_t = self.weights.w_hh().reversed_axes(); // (h, 4h)
+        let rows = block_rows(b);
+        let gates = gates.as_slice_mut().expect("standard layout");
+        let (hs, cs) = (
+            hs.as_slice_mut().expect("standard layout"),
+            cs.as_slice_mut().expect("standard layout"),
+        );
+        let tc = tc.as_slice_mut().expect("standard layout");
+        for step in 0..t {
+            let g_s = &mut gates[step * b * 4 * h..(step + 1) * b * 4 * h];
+            let (h_done, h_rest) = hs.split_at_mut((step + 1) * b * h);
+            let (c_done, c_rest) = cs.split_at_mut((step + 1) * b * h);
+            let h_prev = &h_done[step * b * h..];
+            let c_prev = &c_done[step * b * h..];
+            let tc_s = &mut tc[step * b * h..(step + 1) * b * h];
+            profile::time("recurrent GEMM + gates, forward", || {
+                g_s.par_chunks_mut(rows * 4 * h)
+                    .zip(h_prev.par_chunks(rows * h))
+                    .zip(c_prev.par_chunks(rows * h))
+                    .zip(c_rest[..b * h].par_chunks_mut(rows * h))
+                    .zip(tc_s.par_chunks_mut(rows * h))
+                    .zip(h_rest[..b * h].par_chunks_mut(rows * h))
+                    .for_each(|(((((g, hp), cp), c), tc), hn)| {
+                        let mut gm = mat_mut(g, 4 * h);
+                        sgemm_serial(1.0, &mat(hp, h), &w_t, 1.0, &mut gm);
+                        cells_fast_dispatch(h, g, cp, c, tc, hn);
+                    });
+            });
+        }
+    }
+
+    /// The time loop of BPTT with [`Lstm::fast_gates`]: at each step, every block of
+    /// rows does its own cell gradients and its own product with $W_{hh}$, in
+    /// parallel. Leaves $\bar h_0$ and $\bar c_0$ in `dh` and `dc`.
+    #[allow(clippy::too_many_arguments)]
+    fn steps_back_fast(
+        w_hh: &ArrayView2<f32>,
+        dy: &Array2<f32>,
+        gates: ArrayView2<f32>,
+        cs: ArrayView2<f32>,
+        tc: ArrayView2<f32>,
+        da: &mut Array2<f32>,
+        dh: &mut Array2<f32>,
+        dc: &mut Array2<f32>,
+        b: usize,
+        t: usize,
+    ) {
+        let h = dh.ncols();
+        let rows = block_rows(b);
+        fn sl(a: ArrayView2<'_, f32>) -> &[f32] {
+            a.to_slice().expect("standard layout")
+        }
+        let (gates, cs, tc) = (sl(gates), sl(cs), sl(tc));
+        let dy = dy.as_slice().expect("standard layout");
+        let da = da.as_slice_mut().expect("standard layout");
+        let dh = dh.as_slice_mut().expect("standard layout");
+        let dc = dc.as_slice_mut().expect("standard layout");
+        for step in (0..t).rev() {
+            let (r4, r1) = (
+                step * b * 4 * h..(step + 1) * b * 4 * h,
+                step * b * h..(step + 1) * b * h,
+            );
+            let da_s = &mut da[r4.clone()];
+            let (g_s, c_prev, tc_s, dy_s) =
+                (&gates[r4], &cs[r1.clone()], &tc[r1.clone()], &dy[r1]);
+            profile::time("gates + recurrent GEMM, backward", || {
+                da_s.par_chunks_mut(rows * 4 * h)
+                    .zip(g_s.par_chunks(rows * 4 * h))
+                    .zip(c_prev.par_chunks(rows * h))
+                    .zip(tc_s.par_chunks(rows * h))
+                    .zip(dy_s.par_chunks(rows * h))
+                    .zip(dh.par_chunks_mut(rows * h))
+                    .zip(dc.par_chunks_mut(rows * h))
+                    .for_each(|((((((da, g), cp), tc), dy), dh), dc)| {
+                        dh.iter_mut().zip(dy).for_each(|(a, b)| *a += b);
+                        for (k, da_row) in da.chunks_exact_mut(4 * h).enumerate() {
+                            let r = k * h..(k + 1) * h;
+                            cell_backward(
+                                &g[4 * h * k..4 * h * (k + 1)],
+                                &cp[r.clone()],
+                                &tc[r.clone()],
+                                &dh[r.clone()],
+                                &mut dc[r],
+                                da_row,
+                            );
+                        }
+                        // dL/dh_{s-1} of these rows.
+                        sgemm_serial(
+                            1.0,
+                            &mat(da, 4 * h),
+                            w_hh,
+                            0.0,
+                            &mut mat_mut(dh, h),
+                        );
+                    });
+            });
+        }
+    }
+
     /// BPTT over the steps of the last forward pass; `dx` only when `need_dx`.
     fn backward_impl(&mut self, dy: &ArrayD<f32>, need_dx: bool) -> Option<ArrayD<f32>> {
         let h = self.hidden();
@@ -173,7 +379,9 @@ impl Lstm {
             .as_ref()
             .expect("Lstm::backward called before forward");
         let (b, t) = (*b, *t);
-        let (dy, db, dt) = time_major(dy, h, "Lstm::backward"); // (t b, h)
+        let (dy, db, dt) = profile::time("LSTM layout copies", || {
+            time_major(dy, h, "Lstm::backward") // (t b, h)
+        });
         assert!(
             (db, dt) == (b, t),
             "Lstm::backward: dy is ({db}, {dt}, {h}), the output was ({b}, {t}, {h})"
@@ -182,29 +390,43 @@ impl Lstm {
         let mut da = Array2::<f32>::zeros((t * b, 4 * h)); // dL/da_s of every step
         let mut dh = Array2::<f32>::zeros((b, h)); // dL/dh_s, from step s + 1 and y_s
         let mut dc = Array2::<f32>::zeros((b, h)); // dL/dc_s, from step s + 1
-        for step in (0..t).rev() {
+        if self.fast_gates {
+            let (gates, cs, tc) = (gates.view(), cs.view(), tc.view());
+            Self::steps_back_fast(
+                &w_hh, &dy, gates, cs, tc, &mut da, &mut dh, &mut dc, b, t,
+            );
+        }
+        for step in (0..t).rev().filter(|_| !self.fast_gates) {
             let rows = step * b..(step + 1) * b;
             dh += &dy.slice(s![rows.clone(), ..]);
             let mut da_s = da.slice_mut(s![rows.clone(), ..]);
             let g_s = gates.slice(s![rows.clone(), ..]);
             let tc_s = tc.slice(s![rows.clone(), ..]);
             let c_prev = cs.slice(s![rows, ..]);
-            for (k, mut da_row) in da_s.rows_mut().into_iter().enumerate() {
-                cell_backward(
-                    g_s.row(k).as_slice().expect("contiguous"),
-                    c_prev.row(k).as_slice().expect("contiguous"),
-                    tc_s.row(k).as_slice().expect("contiguous"),
-                    dh.row(k).as_slice().expect("contiguous"),
-                    dc.row_mut(k).into_slice().expect("contiguous"),
-                    da_row.as_slice_mut().expect("contiguous"),
-                );
-            }
-            sgemm(1.0, &da_s.view(), &w_hh, 0.0, &mut dh.view_mut()); // dL/dh_{s-1}
+            profile::time("gates backward (element-wise)", || {
+                for (k, mut da_row) in da_s.rows_mut().into_iter().enumerate() {
+                    cell_backward(
+                        g_s.row(k).as_slice().expect("contiguous"),
+                        c_prev.row(k).as_slice().expect("contiguous"),
+                        tc_s.row(k).as_slice().expect("contiguous"),
+                        dh.row(k).as_slice().expect("contiguous"),
+                        dc.row_mut(k).into_slice().expect("contiguous"),
+                        da_row.as_slice_mut().expect("contiguous"),
+                    );
+                }
+            });
+            profile::time("recurrent GEMM, backward", || {
+                sgemm(1.0, &da_s.view(), &w_hh, 0.0, &mut dh.view_mut()); // dL/dh_{s-1}
+            });
         }
         self.state.grad = Some(vec![dh, dc]);
         let h_prev = hs.slice(s![..t * b, ..]); // h_0 .. h_{T-1}
-        let dx = self.weights.accumulate(x, &h_prev, &da, &da, need_dx);
-        dx.map(|m| batch_major(m.view(), b, t))
+        let dx = profile::time("weight- and input-gradient GEMMs", || {
+            self.weights.accumulate(x, &h_prev, &da, &da, need_dx)
+        });
+        profile::time("LSTM layout copies", || {
+            dx.map(|m| batch_major(m.view(), b, t))
+        })
     }
 }
 
@@ -222,7 +444,9 @@ impl Module for Lstm {
 impl Layer for Lstm {
     fn forward(&mut self, x: &ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
         let h = self.hidden();
-        let (x, b, t) = time_major(x, self.weights.d_in(), "Lstm::forward"); // (t b, d_in)
+        let (x, b, t) = profile::time("LSTM layout copies", || {
+            time_major(x, self.weights.d_in(), "Lstm::forward") // (t b, d_in)
+        });
         let mut init = self.state.start(2, b, h, "Lstm::forward");
         let (mut hs, mut cs) = (
             Array2::zeros(((t + 1) * b, h)),
@@ -230,31 +454,42 @@ impl Layer for Lstm {
         );
         cs.slice_mut(s![..b, ..]).assign(&init.pop().expect("c0"));
         hs.slice_mut(s![..b, ..]).assign(&init.pop().expect("h0"));
-        let mut gates = self.weights.project(&x, true); // x W_ih^T + b_ih + b_hh, (t b, 4h)
+        let mut gates = profile::time("input projection GEMM", || {
+            self.weights.project(&x, true) // x W_ih^T + b_ih + b_hh, (t b, 4h)
+        });
         let mut tc = Array2::zeros((t * b, h));
-        for step in 0..t {
+        if self.fast_gates {
+            self.steps_fast(&mut gates, &mut hs, &mut cs, &mut tc, b, t);
+        }
+        for step in (0..t).filter(|_| !self.fast_gates) {
             let rows = step * b..(step + 1) * b;
             let mut g_s = gates.slice_mut(s![rows.clone(), ..]);
             let (h_done, mut h_rest) = hs.view_mut().split_at(Axis(0), (step + 1) * b);
-            self.weights
-                .recur(&h_done.slice(s![step * b.., ..]), &mut g_s);
+            profile::time("recurrent GEMM, forward", || {
+                self.weights
+                    .recur(&h_done.slice(s![step * b.., ..]), &mut g_s)
+            });
             let (c_done, mut c_rest) = cs.view_mut().split_at(Axis(0), (step + 1) * b);
             let c_prev = c_done.slice(s![step * b.., ..]);
             let mut tc_s = tc.slice_mut(s![rows, ..]);
-            for k in 0..b {
-                cell(
-                    g_s.row_mut(k).into_slice().expect("contiguous"),
-                    c_prev.row(k).to_slice().expect("contiguous"),
-                    c_rest.row_mut(k).into_slice().expect("contiguous"),
-                    tc_s.row_mut(k).into_slice().expect("contiguous"),
-                    h_rest.row_mut(k).into_slice().expect("contiguous"),
-                );
-            }
+            profile::time("gates (element-wise)", || {
+                for k in 0..b {
+                    cell(
+                        g_s.row_mut(k).into_slice().expect("contiguous"),
+                        c_prev.row(k).to_slice().expect("contiguous"),
+                        c_rest.row_mut(k).into_slice().expect("contiguous"),
+                        tc_s.row_mut(k).into_slice().expect("contiguous"),
+                        h_rest.row_mut(k).into_slice().expect("contiguous"),
+                    );
+                }
+            });
         }
         let last = |m: &Array2<f32>| m.slice(s![t * b.., ..]).to_owned();
         self.state
             .finish(vec![last(&hs), last(&cs)], self.carry_state);
-        let y = batch_major(hs.slice(s![b.., ..]), b, t); // (b, t, h)
+        let y = profile::time("LSTM layout copies", || {
+            batch_major(hs.slice(s![b.., ..]), b, t) // (b, t, h)
+        });
         self.cache = Some(Cache {
             x,
             hs,

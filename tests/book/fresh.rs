@@ -75,6 +75,7 @@ fresh! {
     detection_metrics,
     detector,
     detector_ablation,
+    char_lstm,
     datasets,
 }
 

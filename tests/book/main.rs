@@ -27,6 +27,7 @@ mod ch07_ap;
 mod ch07_boxes;
 mod ch07_detector;
 mod ch08_rnn;
+mod ch09_text;
 mod data_dataset;
 mod data_io;
 mod fresh;

@@ -1,0 +1,3 @@
+//! Sequence applications of the recurrent layers.
+
+pub mod text;
