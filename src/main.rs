@@ -78,9 +78,9 @@ enum Command {
         threads: Option<usize>,
         /// File stem of the report (`depthwise`: chapter 6's depthwise convolution;
         /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle;
-        /// `detector_speed`: chapter 7's detector; `char_lstm`: section 9.3's character
-        /// LSTM, from scratch and in candle; `char_lstm_budget`: the same trained for ten
-        /// minutes).
+        /// `detector_speed`: chapter 7's detector; `char_lstm_speed`: section 9.3's
+        /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
+        /// trained for ten minutes).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -492,7 +492,7 @@ fn bench(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if name.starts_with("char_lstm") {
+    if name == "char_lstm_speed" || name == "char_lstm_budget" {
         // Section 9.3's character LSTM: throughput and profile, or the time-budget run.
         use dlbook::bench::char_lstm::{run, run_budget, CharLstmBenchConfig};
         let mut cb = if quick {

@@ -98,7 +98,7 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch06", "backbone"),
     ("ch06", "depthwise"),
     ("ch07", "detector_speed"),
-    ("ch09", "char_lstm"),
+    ("ch09", "char_lstm_speed"),
     ("ch09", "char_lstm_budget"),
 ];
 

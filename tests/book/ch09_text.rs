@@ -408,3 +408,49 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(text.chars().count(), 20);
     assert!(!model.lstm.carry_state);
 }
+
+fn committed(name: &str) -> Report {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    experiments::committed(&root, name).unwrap()
+}
+
+// ANCHOR: flops_per_token
+/// FLOPs per character of a training step of the reference model, and the sum written
+/// out by hand: 6 per multiply-add of the input projection, the recurrent product and
+/// the read-out.
+fn flops_per_token() -> (f64, f64) {
+    let cfg = CharLstmConfig {
+        vocab_size: 65,
+        d_embed: 64,
+        hidden: 256,
+    };
+    let by_hand = 6.0 * (64.0 * 1024.0 + 256.0 * 1024.0 + 256.0 * 65.0);
+    (cfg.train_flops_per_char(), by_hand)
+}
+// ANCHOR_END: flops_per_token
+
+#[test]
+fn flops_per_token_counts_the_three_products() {
+    let (counted, by_hand) = flops_per_token();
+    assert_eq!(counted, by_hand);
+    assert!((2.0e6..2.1e6).contains(&counted), "{counted}");
+}
+
+#[test]
+fn every_seed_beats_the_uniform_guess_by_far() {
+    let r = committed("char_lstm");
+    let ln_v = r.get_fact("ln_vocab").unwrap();
+    let finals = match &r.facts["final_val_loss"].value {
+        dlbook::report::Value::Seeds(v) => v.clone(),
+        v => panic!("final_val_loss is {v:?}"),
+    };
+    let trigram_nats = committed("information")
+        .get_fact("trigram_heldout_bits")
+        .unwrap()
+        * std::f64::consts::LN_2;
+    assert_eq!(finals.len(), 3);
+    for l in finals {
+        assert!(l < ln_v - 2.0, "{l} vs ln V = {ln_v}");
+        assert!(l < trigram_nats, "{l} vs the trigram's {trigram_nats}");
+    }
+}
