@@ -39,7 +39,7 @@ pub struct Lstm {
     /// When true, the gates use [`sigmoid_fast`] and [`tanh_fast`] (vectorised, within
     /// a few units in the last place of the exact functions) and each step's work is
     /// split by rows of the batch over the threads: the training path of the character
-    /// model. False (the default) computes exactly [`cell`] with `f32::tanh`.
+    /// model. False (the default) computes the exact cell, with `f32::tanh` and `exp`.
     pub fast_gates: bool,
     state: StateSlot,
     cache: Option<Cache>,
