@@ -13,7 +13,7 @@
 //! | 6 | Transfer learning | [`transfer`], [`models`] (EfficientNet-Lite0, MBConv, `.pth` reading), [`cnn`] (depthwise convolution, padding) |
 //! | 7 | Object detection | [`detect`] |
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT, the adding problem), [`nn::Embedding`] |
-//! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines) |
+//! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines; recurrent forecasters; sequence classification; character-level text generation) |
 //! | 10-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]

@@ -79,7 +79,9 @@ enum Command {
         /// File stem of the report (`depthwise`: chapter 6's depthwise convolution;
         /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle;
         /// `detector_speed`: chapter 7's detector; `rnn_cells`: chapter 8's recurrent
-        /// layers, from scratch and in candle).
+        /// layers, from scratch and in candle; `char_lstm_speed`: section 9.3's
+        /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
+        /// trained for ten minutes).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -506,6 +508,30 @@ fn bench(
             None => dlbook::book::generated_dir(&book_root()?).join("ch08"),
         };
         for p in run(&rc, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "char_lstm_speed" || name == "char_lstm_budget" {
+        // Section 9.3's character LSTM: throughput and profile, or the time-budget run.
+        use dlbook::bench::char_lstm::{run, run_budget, CharLstmBenchConfig};
+        let mut cb = if quick {
+            CharLstmBenchConfig::quick()
+        } else {
+            CharLstmBenchConfig::full()
+        };
+        cb.runs = runs.unwrap_or(cb.runs).max(1);
+        cb.threads = threads.unwrap_or(cb.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch09"),
+        };
+        let report = if name == "char_lstm_budget" {
+            run_budget(&cb, dir, name)?
+        } else {
+            run(&cb, dir, name)?
+        };
+        for p in report.write_to(&out)? {
             println!("wrote {}", p.display());
         }
         return Ok(ExitCode::SUCCESS);

@@ -31,6 +31,7 @@ use crate::nn::Named;
 
 pub mod backbone;
 pub mod candle;
+pub mod char_lstm;
 pub mod depthwise;
 pub mod detector;
 mod measure;

@@ -92,6 +92,7 @@ registry! {
     forecast_baselines::ForecastBaselines,
     forecast_lstm::ForecastLstm,
     sequence_mnist::SequenceMnist,
+    char_lstm::CharLstmExperiment,
     // The data appendix.
     datasets::Datasets,
 }
@@ -106,6 +107,8 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch06", "depthwise"),
     ("ch07", "detector_speed"),
     ("ch08", "rnn_cells"),
+    ("ch09", "char_lstm_speed"),
+    ("ch09", "char_lstm_budget"),
 ];
 
 /// Which preset to run.

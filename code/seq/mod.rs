@@ -39,6 +39,11 @@
 //! **Sequence classification** ([`rows_as_sequence`], [`reorder`], [`order_blind_net`]):
 //! an image read row by row by a recurrent network, against a model blind to the order
 //! of its rows.
+//!
+//! **Text generation** ([`text`]): a character-level language model on Tiny
+//! Shakespeare, its vocabulary, batches, training and sampling.
+
+pub mod text;
 
 mod baselines;
 mod classify;

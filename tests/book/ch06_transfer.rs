@@ -280,7 +280,10 @@ fn imagenet_init_beats_random_init_by_less_as_labels_grow() {
 /// sum of the two spreads.
 #[test]
 fn fine_tuning_everything_loses_to_the_last_stages_with_few_labels() {
-    assert_eq!(whole().config["pretrained_lr_scale"], serde_json::json!(0.1));
+    assert_eq!(
+        whole().config["pretrained_lr_scale"],
+        serde_json::json!(0.1)
+    );
     assert_eq!(full().config["sizes"][0], serde_json::json!(100));
     let ((ma, sa), (mb, sb)) = (
         Value::mean_std(&whole_curve(WHOLE_IMAGENET, 0)),

@@ -82,6 +82,7 @@ fresh! {
     forecast_baselines,
     forecast_lstm,
     sequence_mnist,
+    char_lstm,
     datasets,
 }
 

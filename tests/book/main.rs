@@ -30,6 +30,7 @@ mod ch08_memory;
 mod ch08_rnn;
 mod ch09_classify;
 mod ch09_forecast;
+mod ch09_text;
 mod data_dataset;
 mod data_io;
 mod fresh;
