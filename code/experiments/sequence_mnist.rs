@@ -112,6 +112,11 @@ impl Config {
             v("LSTM, rows in one fixed random order", lstm, fixed),
             v("LSTM, rows shuffled per image", lstm, shuffled),
             v("order-blind, rows shuffled per image", Model::OrderBlind, shuffled),
+            v(
+                "RNN (no gates), rows in order",
+                Model::Recurrent(Cell::Rnn),
+                RowOrder::Natural,
+            ),
         ]
     }
 }

@@ -33,7 +33,7 @@ use super::{Scaled, Strategy, Transform, WindowModel, WindowPredict, Windowed, W
 use crate::data::{Dataset, Targets};
 use crate::nn::{mse, Init, Layer, Linear, Mode, Named};
 use crate::optim::Adam;
-use crate::rnn::{Gru, LastStep, Lstm};
+use crate::rnn::{Gru, LastStep, Lstm, Rnn};
 use crate::train::{fit, EarlyStopping, Loss, Monitor, Summary, TrainSpec};
 
 /// Which recurrent layer a network uses.
@@ -44,14 +44,17 @@ pub enum Cell {
     Lstm,
     /// The GRU.
     Gru,
+    /// The plain (tanh) RNN, the gateless baseline.
+    Rnn,
 }
 
 impl Cell {
-    /// `LSTM` or `GRU`, for tables.
+    /// `LSTM`, `GRU` or `RNN`, for tables.
     pub fn name(self) -> &'static str {
         match self {
             Cell::Lstm => "LSTM",
             Cell::Gru => "GRU",
+            Cell::Rnn => "RNN",
         }
     }
 
@@ -65,6 +68,7 @@ impl Cell {
         match self {
             Cell::Lstm => Box::new(Lstm::new(d_in, hidden, rng).init_forget_bias(1.0)),
             Cell::Gru => Box::new(Gru::new(d_in, hidden, rng)),
+            Cell::Rnn => Box::new(Rnn::new(d_in, hidden, rng)),
         }
     }
 }

@@ -174,7 +174,7 @@ fn the_order_blind_model_cannot_see_the_order() {
 fn the_quick_preset_runs_every_variant() {
     let r = experiments::quick("sequence_mnist", &dir()).unwrap();
     let t = r.table("accuracy").unwrap();
-    assert_eq!(t.rows.len(), 6);
+    assert_eq!(t.rows.len(), 7);
     for row in &t.rows {
         let acc = row[2].number().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{row:?}");
