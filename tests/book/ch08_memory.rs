@@ -548,3 +548,21 @@ fn the_loop_resets_carried_state_per_epoch_and_before_evaluation() {
     let epoch = ["reset", "train", "train", "reset", "eval"];
     assert_eq!(model.0, [epoch, epoch].concat());
 }
+
+// Section 8.5.3 quotes results of chapter 9's experiments; their checks live with
+// chapter 9's tests and run here under the names of section 8.5's claims.
+
+#[test]
+fn the_gateless_rnn_trails_the_gated_cells_on_rows() {
+    crate::ch09_classify::the_gateless_rnn_trails_the_gated_cells_on_rows_check();
+}
+
+#[test]
+fn no_network_beats_the_linear_ar_on_the_monthly_series() {
+    crate::ch09_forecast::no_network_beats_the_linear_ar_on_the_monthly_series_check();
+}
+
+#[test]
+fn the_gru_forecasts_better_than_the_lstm_on_every_series() {
+    crate::ch09_forecast::the_gru_forecasts_better_than_the_lstm_on_every_series_check();
+}

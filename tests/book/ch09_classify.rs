@@ -209,6 +209,7 @@ const BLIND: usize = 2;
 const FIXED: usize = 3;
 const SHUFFLED: usize = 4;
 const BLIND_SHUFFLED: usize = 5;
+const RNN: usize = 6;
 
 #[test]
 fn the_last_step_accuracy_is_the_networks_own() {
@@ -270,4 +271,25 @@ fn the_lstm_decides_late() {
     }
     // ...while the network that cannot rely on order has already gathered evidence.
     assert!(half(SHUFFLED) > 0.4, "{}", half(SHUFFLED));
+}
+
+/// The gateless RNN reading the rows in order: above the order-blind model, below both
+/// gated cells by more than the sum of the two spreads.
+#[test]
+fn the_gateless_rnn_trails_the_gated_cells_on_rows() {
+    the_gateless_rnn_trails_the_gated_cells_on_rows_check();
+}
+
+/// The check of [`the_gateless_rnn_trails_the_gated_cells_on_rows`], shared with chapter 8's tests.
+pub(crate) fn the_gateless_rnn_trails_the_gated_cells_on_rows_check() {
+    let (rnn, srnn) = Value::mean_std(&accs(RNN));
+    assert!(
+        rnn > mean(BLIND) + 0.1,
+        "RNN {rnn} vs order-blind {}",
+        mean(BLIND)
+    );
+    for k in [LSTM, GRU] {
+        let (m, s) = Value::mean_std(&accs(k));
+        assert!(m - rnn > s + srnn, "{k}: {m} ± {s} vs RNN {rnn} ± {srnn}");
+    }
 }

@@ -570,11 +570,11 @@ fn lstm_report() -> &'static Report {
 }
 
 /// The mean MASE of `method` on `series` in `forecast_lstm`'s MASE table.
-fn lstm_mase(series: Named, method: &str) -> f64 {
+pub(crate) fn lstm_mase(series: Named, method: &str) -> f64 {
     mase_in(lstm_report(), series, method)
 }
 
-const NETS: [&str; 4] = [
+pub(crate) const NETS: [&str; 4] = [
     "LSTM, recursive",
     "LSTM, direct",
     "GRU, recursive",
@@ -633,6 +633,11 @@ fn best_ar(named: Named) -> f64 {
 
 #[test]
 fn no_network_beats_the_linear_ar_on_the_monthly_series() {
+    no_network_beats_the_linear_ar_on_the_monthly_series_check();
+}
+
+/// The check of [`no_network_beats_the_linear_ar_on_the_monthly_series`], shared with chapter 8's tests.
+pub(crate) fn no_network_beats_the_linear_ar_on_the_monthly_series_check() {
     for named in [Named::AirPassengers, Named::Co2] {
         for m in NETS {
             let (q, ar) = (lstm_mase(named, m), best_ar(named));
@@ -720,5 +725,31 @@ fn the_baselines_agree_with_their_own_experiment() {
             let (a, b) = (lstm_mase(named, m), report_mase(named, m));
             assert!((a - b).abs() < 1e-5 * b, "{named:?} {m}: {a} vs {b}");
         }
+    }
+}
+
+/// On every series, the GRU's best row (recursive or direct) has a lower mean MASE than
+/// the LSTM's best row (recursive, direct, or on levels).
+#[test]
+fn the_gru_forecasts_better_than_the_lstm_on_every_series() {
+    the_gru_forecasts_better_than_the_lstm_on_every_series_check();
+}
+
+/// The check of [`the_gru_forecasts_better_than_the_lstm_on_every_series`], shared with chapter 8's tests.
+pub(crate) fn the_gru_forecasts_better_than_the_lstm_on_every_series_check() {
+    let lstm_rows = [
+        NETS[0],
+        NETS[1],
+        "LSTM, recursive, levels",
+        "LSTM, direct, levels",
+    ];
+    for named in [Named::AirPassengers, Named::Co2, Named::Sunspots] {
+        let best = |rows: &[&str]| {
+            rows.iter()
+                .map(|m| lstm_mase(named, m))
+                .fold(f64::INFINITY, f64::min)
+        };
+        let (gru, lstm) = (best(&NETS[2..]), best(&lstm_rows));
+        assert!(gru < lstm, "{named:?}: GRU {gru} vs LSTM {lstm}");
     }
 }

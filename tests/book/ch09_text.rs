@@ -495,3 +495,48 @@ fn the_budget_run_plateaus_while_the_training_loss_falls() {
     let best = r.get_fact("budget_best_val_loss").unwrap();
     assert!(table.rows.iter().all(|row| num(row, 2).unwrap() >= best));
 }
+
+/// The gates figure of the committed run: for each unit shown, the forget gate is below
+/// 0.1 at every space and line break of the passage, and averages above 0.4 over its
+/// letters; the passage has at least two spaces.
+#[test]
+fn some_units_clear_their_cell_at_word_boundaries() {
+    let r = committed("char_lstm");
+    let fig = r
+        .figures
+        .iter()
+        .find(|f| f.name == "gates")
+        .expect("gates figure");
+    let dlbook::report::Plot::Heatmap {
+        row_labels,
+        col_labels,
+        values,
+        ..
+    } = &fig.plot
+    else {
+        panic!("the gates figure is a heatmap");
+    };
+    let boundary = |c: &str| c == "␣" || c == "↵";
+    assert!(col_labels.iter().filter(|c| c.as_str() == "␣").count() >= 2);
+    let mut units = 0;
+    for (label, row) in row_labels.iter().zip(values) {
+        if !label.ends_with(": f") {
+            continue;
+        }
+        units += 1;
+        let (mut letters, mut n) = (0.0, 0);
+        for (c, &v) in col_labels.iter().zip(row) {
+            if boundary(c) {
+                assert!(v < 0.1, "{label} at {c:?}: {v}");
+            } else if c.chars().all(char::is_alphabetic) {
+                (letters, n) = (letters + v, n + 1);
+            }
+        }
+        assert!(
+            letters / n as f64 > 0.4,
+            "{label}: letters {}",
+            letters / n as f64
+        );
+    }
+    assert_eq!(units, 4);
+}
