@@ -14,7 +14,8 @@
 //! | 7 | Object detection | [`detect`] |
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT, the adding problem), [`nn::Embedding`] |
 //! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines; recurrent forecasters; sequence classification; character-level text generation) |
-//! | 10-13 | (being written) | |
+//! | 10 | Attention | [`attn`] (masked softmax, scaled dot-product and multi-head attention, masks, sinusoidal, learned and rotary positions) |
+//! | 11-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
 //! (the one training loop: any layer stack, loss and optimizer on a dataset, with
@@ -28,6 +29,7 @@
 
 #![deny(missing_docs)]
 
+pub mod attn;
 pub mod augment;
 pub mod autograd;
 pub mod bayes;

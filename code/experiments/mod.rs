@@ -93,6 +93,8 @@ registry! {
     forecast_lstm::ForecastLstm,
     sequence_mnist::SequenceMnist,
     char_lstm::CharLstmExperiment,
+    // Week 10: attention.
+    attention_scale::AttentionScale,
     // The data appendix.
     datasets::Datasets,
 }
