@@ -27,17 +27,17 @@ pub fn keep_tensor(keep: &ArrayD<bool>, dtype: DType) -> Result<Tensor> {
 /// masks entries, and a fully masked row is all zeros.
 pub fn masked_softmax(s: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
     let Some(keep) = keep else {
-        return Ok(candle_nn::ops::softmax_last_dim(s).or_else(|_| {
-            // softmax_last_dim has no backward in every version: the plain formula
-            let m = s.max_keepdim(D::Minus1)?.detach();
-            let e = s.broadcast_sub(&m)?.exp()?;
-            e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-        })?);
+        // the max is a constant shift: detached, it changes no gradient
+        let m = s.max_keepdim(D::Minus1)?.detach();
+        let e = s.broadcast_sub(&m)?.exp()?;
+        return Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?);
     };
-    // masked scores pushed far down for the max, then their exponentials zeroed
-    let low = ((keep.affine(-1.0, 1.0)?) * -1e30)?;
-    let m = (s * keep)?.add(&low)?.max_keepdim(D::Minus1)?.detach();
-    let e = (s.broadcast_sub(&m)?.minimum(0.0)?.exp()? * keep)?;
+    // masked scores replaced by -1e30 (finite: autograd never meets 0 * inf); their
+    // exponentials underflow to zero, and are zeroed anyway by the product with `keep`
+    let low = (keep.affine(-1.0, 1.0)? * -1e30)?;
+    let safe = ((s * keep)? + low)?;
+    let m = safe.max_keepdim(D::Minus1)?.detach();
+    let e = (safe.broadcast_sub(&m)?.exp()? * keep)?;
     // a row with no key left: denominator 1 instead of 0, so the row stays zero
     let empty = keep.max_keepdim(D::Minus1)?.affine(-1.0, 1.0)?;
     let denom = (e.sum_keepdim(D::Minus1)? + empty)?;
@@ -233,7 +233,7 @@ pub fn mha_grads(
         .iter()
         .map(|(n, v)| Ok((n.clone(), grad(v)?)))
         .collect::<Result<Vec<_>>>()?;
-    let dmem = mv.as_ref().map(grad).transpose()?;
+    let dmem = mv.as_ref().map(|v| grad(v)).transpose()?;
     Ok((
         Grads {
             dx: grad(&xv)?,

@@ -102,7 +102,7 @@ impl MultiHeadAttention {
                 d / cfg.n_heads
             );
         }
-        let mut lin = || Linear::new(d, d, Init::Xavier, rng);
+        let mut lin = || Linear::new(d, d, Init::Xavier, &mut *rng);
         MultiHeadAttention {
             q: lin(),
             k: lin(),

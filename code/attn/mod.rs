@@ -261,7 +261,11 @@ impl Mask {
 // ANCHOR_END: mask
 
 /// `a` as `(b, heads, t, d)`, panicking with `who` and the shape otherwise.
-fn as4<'a>(a: &'a ArrayD<f32>, who: &str, what: &str) -> ndarray::ArrayView4<'a, f32> {
+fn as4<'a, S: ndarray::Data<Elem = f32>>(
+    a: &'a ndarray::ArrayBase<S, ndarray::IxDyn>,
+    who: &str,
+    what: &str,
+) -> ndarray::ArrayView4<'a, f32> {
     a.view().into_dimensionality::<Ix4>().unwrap_or_else(|_| {
         panic!(
             "{who}: {what} must be (b, heads, t, d), got {:?}",
