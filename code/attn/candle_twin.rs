@@ -233,7 +233,7 @@ pub fn mha_grads(
         .iter()
         .map(|(n, v)| Ok((n.clone(), grad(v)?)))
         .collect::<Result<Vec<_>>>()?;
-    let dmem = mv.as_ref().map(|v| grad(v)).transpose()?;
+    let dmem = mv.as_ref().map(&grad).transpose()?;
     Ok((
         Grads {
             dx: grad(&xv)?,

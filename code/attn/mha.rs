@@ -91,13 +91,13 @@ impl MultiHeadAttention {
     pub fn new(cfg: MhaConfig, rng: &mut impl Rng) -> Self {
         let d = cfg.d_model;
         assert!(
-            cfg.n_heads > 0 && d % cfg.n_heads == 0,
+            cfg.n_heads > 0 && d.is_multiple_of(cfg.n_heads),
             "MultiHeadAttention: d_model {d} not divisible by {} heads",
             cfg.n_heads
         );
         if cfg.rope.is_some() {
             assert!(
-                (d / cfg.n_heads) % 2 == 0,
+                (d / cfg.n_heads).is_multiple_of(2),
                 "MultiHeadAttention: RoPE needs an even d_k, got {}",
                 d / cfg.n_heads
             );

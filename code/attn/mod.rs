@@ -490,7 +490,7 @@ pub fn split_heads(x: &ArrayD<f32>, heads: usize) -> ArrayD<f32> {
         });
     let (b, t, d) = x3.dim();
     assert!(
-        heads > 0 && d % heads == 0,
+        heads > 0 && d.is_multiple_of(heads),
         "split_heads: d = {d} of {:?} not divisible by {heads} heads",
         x.shape()
     );

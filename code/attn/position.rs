@@ -176,7 +176,11 @@ impl Rope {
             panic!("Rope: expected (b, heads, t, d_k), got {:?}", x.shape())
         });
         let (_, _, t, dk) = x4.dim();
-        assert!(dk % 2 == 0, "Rope: d_k of {:?} must be even", x.shape());
+        assert!(
+            dk.is_multiple_of(2),
+            "Rope: d_k of {:?} must be even",
+            x.shape()
+        );
         let sign = if inverse { -1.0 } else { 1.0 };
         // cos and sin of p theta_i, (t, d_k / 2)
         let angles = Array2::from_shape_fn((t, dk / 2), |(p, i)| {
