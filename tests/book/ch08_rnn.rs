@@ -37,19 +37,20 @@ const B: usize = 2;
 const D_IN: usize = 3;
 const HID: usize = 4;
 
-fn f64v(a: &ArrayD<f32>) -> ArrayD<f64> {
+pub(crate) fn f64v(a: &ArrayD<f32>) -> ArrayD<f64> {
     a.mapv(f64::from)
 }
 
 /// $\langle y, r\rangle$ in `f64`.
-fn contract(y: &ArrayD<f32>, r: &ArrayD<f32>) -> f64 {
+pub(crate) fn contract(y: &ArrayD<f32>, r: &ArrayD<f32>) -> f64 {
     y.iter()
         .zip(r)
         .map(|(&a, &b)| f64::from(a) * f64::from(b))
         .sum()
 }
 
-fn assert_three_ways(who: &str, (a, b, c): (f64, f64, f64)) {
+/// The tolerances of every three-way gradient check of chapters 8 to 10.
+pub(crate) fn assert_three_ways(who: &str, (a, b, c): (f64, f64, f64)) {
     eprintln!("{who}: manual-fd {a:e}, manual-candle {b:e}, fd-candle {c:e}");
     assert!(b < 1e-5, "{who}: manual vs candle {b:e}");
     assert!(a < 1e-3, "{who}: manual vs finite differences {a:e}");

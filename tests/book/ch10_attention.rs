@@ -28,24 +28,8 @@ const H: f32 = 1e-2;
 /// Seeds of every three-way check.
 const SEEDS: [u64; 3] = [0, 1, 2];
 
-fn f64v(a: &ArrayD<f32>) -> ArrayD<f64> {
-    a.mapv(f64::from)
-}
-
-/// $\langle y, r\rangle$ in `f64`.
-fn contract(y: &ArrayD<f32>, r: &ArrayD<f32>) -> f64 {
-    y.iter()
-        .zip(r)
-        .map(|(&a, &b)| f64::from(a) * f64::from(b))
-        .sum()
-}
-
-fn assert_three_ways(who: &str, (a, b, c): (f64, f64, f64)) {
-    eprintln!("{who}: manual-fd {a:e}, manual-candle {b:e}, fd-candle {c:e}");
-    assert!(b < 1e-5, "{who}: manual vs candle {b:e}");
-    assert!(a < 1e-3, "{who}: manual vs finite differences {a:e}");
-    assert!(c < 1e-3, "{who}: finite differences vs candle {c:e}");
-}
+// The tolerances and helpers of chapter 8's three-way checks.
+use crate::ch08_rnn::{assert_three_ways, contract, f64v};
 
 /// The three pairwise errors of three gradients of one tensor.
 fn three(
