@@ -93,6 +93,8 @@ registry! {
     forecast_lstm::ForecastLstm,
     sequence_mnist::SequenceMnist,
     char_lstm::CharLstmExperiment,
+    // Week 11: Transformers.
+    minilm_embeddings::MinilmEmbeddings,
     // The data appendix.
     datasets::Datasets,
 }
@@ -109,6 +111,7 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch08", "rnn_cells"),
     ("ch09", "char_lstm_speed"),
     ("ch09", "char_lstm_budget"),
+    ("ch11", "minilm"),
 ];
 
 /// Which preset to run.

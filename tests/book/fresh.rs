@@ -83,6 +83,7 @@ fresh! {
     forecast_lstm,
     sequence_mnist,
     char_lstm,
+    minilm_embeddings,
     datasets,
 }
 

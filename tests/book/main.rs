@@ -31,6 +31,7 @@ mod ch08_rnn;
 mod ch09_classify;
 mod ch09_forecast;
 mod ch09_text;
+mod ch11_bert;
 mod data_dataset;
 mod data_io;
 mod fresh;
