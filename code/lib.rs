@@ -15,7 +15,8 @@
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT, the adding problem), [`nn::Embedding`] |
 //! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines; recurrent forecasters; sequence classification; character-level text generation) |
 //! | 10 | Attention | [`attn`] (masked softmax, scaled dot-product and multi-head attention, masks, sinusoidal, learned and rotary positions) |
-//! | 11-13 | (being written) | |
+//! | 11 | Transformers | [`models::bert`] (BERT's configuration, WordPiece tokenization, all-MiniLM-L6-v2 with candle-transformers, sentence embeddings) |
+//! | 12-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
 //! (the one training loop: any layer stack, loss and optimizer on a dataset, with

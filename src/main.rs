@@ -81,7 +81,7 @@ enum Command {
         /// `detector_speed`: chapter 7's detector; `rnn_cells`: chapter 8's recurrent
         /// layers, from scratch and in candle; `char_lstm_speed`: section 9.3's
         /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
-        /// trained for ten minutes).
+        /// trained for ten minutes; `minilm`: chapter 11's sentence encoder in candle).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -532,6 +532,25 @@ fn bench(
             run(&cb, dir, name)?
         };
         for p in report.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "minilm" {
+        // Chapter 11's pre-trained sentence encoder in candle.
+        use dlbook::bench::minilm::{run, MiniLmBenchConfig};
+        let mut mb = if quick {
+            MiniLmBenchConfig::quick()
+        } else {
+            MiniLmBenchConfig::full()
+        };
+        mb.runs = runs.unwrap_or(mb.runs).max(1);
+        mb.threads = threads.unwrap_or(mb.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch11"),
+        };
+        for p in run(&mb, dir, name)?.write_to(&out)? {
             println!("wrote {}", p.display());
         }
         return Ok(ExitCode::SUCCESS);

