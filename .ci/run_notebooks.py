@@ -5,14 +5,28 @@ lookup resolve as they do for a reader). A notebook passes when no cell raises a
 outputs include at least one table (Markdown or HTML) and one SVG figure. Executed copies
 go to $NOTEBOOK_OUT (default: target-notebooks/), never over the sources, which keep no
 outputs.
+
+With `--jobs N` (or $NOTEBOOK_JOBS) notebooks run N at a time. Compiling a cell is
+mostly one process on one core, so two kernels keep two cores busy. Each kernel needs
+its own evcxr build folder (two kernels in one would overwrite each other's crate): the
+first notebook runs alone and brings the shared build folder up to date (the library is
+rebuilt there once per change), then that folder is copied for each extra worker, into
+a scratch folder beside `notebooks/` (same depth, so `..` still names the book), which
+is deleted at the end.
 """
 import os
+import queue
+import shutil
+import subprocess
 import sys
+import threading
 import time
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+BUILD = "target-evcxr"  # the evcxr tmpdir of notebooks/evcxr.toml
 
 
 def run(path, out_dir):
@@ -45,21 +59,98 @@ def run(path, out_dir):
         missing.append("an SVG figure (image/svg+xml)")
     if missing:
         return "outputs lack " + " and ".join(missing) + f"; got {sorted(mimes)}"
-    print(f"  {path}: ok in {time.time() - t:.0f} s, outputs {sorted(mimes)}")
+    print(f"  {path}: ok in {time.time() - t:.0f} s, outputs {sorted(mimes)}", flush=True)
     return None
 
 
-def main(paths):
+def run_one(path, out_dir):
+    print(f"executing {path}", flush=True)
+    err = run(path, out_dir)
+    if err:
+        print(f"  {path}: FAILED: {err}", flush=True)
+    return err is None
+
+
+def worker_folder(nb_dir, k):
+    """Worker k's copy of the notebook folder's configuration and evcxr build."""
+    folder = os.path.join(os.path.dirname(nb_dir), f"target-nbw{k}")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    shutil.copy(os.path.join(nb_dir, "evcxr.toml"), folder)
+    src = os.path.join(nb_dir, BUILD)
+    if os.path.isdir(src):
+        # `-a` keeps the files' times: with fresh times cargo rebuilds every dependency.
+        subprocess.run(["cp", "-a", "--reflink=auto", src, os.path.join(folder, BUILD)], check=True)
+    return folder
+
+
+def run_parallel(paths, out_dir, jobs):
+    """The first notebook alone, then the rest on `jobs` kernels, each in its own folder."""
+    passed = int(run_one(paths[0], out_dir))
+    rest = paths[1:]
+    jobs = min(jobs, len(rest))
+    if jobs <= 1:
+        return passed + sum(run_one(p, out_dir) for p in rest)
+    nb_dir = os.path.dirname(os.path.abspath(paths[0]))
+    folders = [nb_dir]
+    todo = queue.Queue()
+    for p in rest:
+        todo.put(p)
+    results = []
+    lock = threading.Lock()
+    try:
+        folders += [worker_folder(nb_dir, k) for k in range(1, jobs)]
+
+        def work(folder):
+            while True:
+                try:
+                    p = todo.get_nowait()
+                except queue.Empty:
+                    return
+                target = os.path.join(folder, os.path.basename(p))
+                if os.path.abspath(target) != os.path.abspath(p):
+                    shutil.copy(p, target)
+                # A child process per notebook: kernels and their event loops stay apart,
+                # and its lines arrive whole.
+                r = subprocess.run(
+                    [sys.executable, os.path.abspath(__file__), "--one", target],
+                    env={**os.environ, "NOTEBOOK_OUT": out_dir},
+                    capture_output=True,
+                    text=True,
+                )
+                with lock:
+                    sys.stdout.write(r.stdout.replace(target, p))
+                    sys.stdout.write(r.stderr)
+                    sys.stdout.flush()
+                    results.append(r.returncode == 0)
+
+        threads = [threading.Thread(target=work, args=(f,)) for f in folders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for f in folders[1:]:
+            shutil.rmtree(f, ignore_errors=True)
+    return passed + sum(results)
+
+
+def main(args):
     out_dir = os.environ.get("NOTEBOOK_OUT", "target-notebooks")
-    failed = 0
-    for p in paths:
-        print(f"executing {p}", flush=True)
-        err = run(p, out_dir)
-        if err:
-            failed += 1
-            print(f"  {p}: FAILED: {err}")
-    print(f"notebooks: {len(paths) - failed} passed, {failed} failed")
-    return 1 if failed or not paths else 0
+    if args[:1] == ["--one"]:
+        return 0 if run_one(args[1], out_dir) else 1
+    jobs = int(os.environ.get("NOTEBOOK_JOBS", "1"))
+    if args[:1] == ["--jobs"]:
+        jobs, args = int(args[1]), args[2:]
+    paths = args
+    if not paths:
+        print("notebooks: 0 passed, 0 failed (no notebook given)")
+        return 1
+    passed = run_parallel(paths, out_dir, jobs) if jobs > 1 else sum(
+        run_one(p, out_dir) for p in paths
+    )
+    print(f"notebooks: {passed} passed, {len(paths) - passed} failed")
+    return 0 if passed == len(paths) else 1
 
 
 if __name__ == "__main__":
