@@ -95,6 +95,7 @@ registry! {
     char_lstm::CharLstmExperiment,
     // Week 10: attention.
     attention_scale::AttentionScale,
+    attention_vs_recurrence::AttentionVsRecurrence,
     // The data appendix.
     datasets::Datasets,
 }
@@ -111,6 +112,7 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch08", "rnn_cells"),
     ("ch09", "char_lstm_speed"),
     ("ch09", "char_lstm_budget"),
+    ("ch10", "mha"),
 ];
 
 /// Which preset to run.
