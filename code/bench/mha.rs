@@ -5,7 +5,7 @@
 //! several lengths, forward and forward + backward: from scratch with the (batch, head)
 //! pairs one after another ([`Schedule::Serial`], the "before") and spread over the
 //! threads ([`Schedule::Parallel`], the "after"), and the candle twin
-//! ([`CandleMha`](crate::attn::candle_twin::CandleMha), in `F32`, its autograd doing the
+//! ([`CandleMha`], in `F32`, its autograd doing the
 //! backward pass). Second, one training step (forward, loss, backward, clipping, Adam)
 //! of the attention model, the LSTM and the GRU of the lookup comparison at each
 //! sequence length: attention's work grows as $T^2$, recurrence's as $T$ but in $T$
