@@ -56,6 +56,13 @@ pub struct LookupSpec {
 }
 
 impl LookupSpec {
+    /// The task of section 10.3: 8 keys, 8 values, 4 pairs.
+    pub const BOOK: LookupSpec = LookupSpec {
+        n_keys: 8,
+        n_values: 8,
+        n_pairs: 4,
+    };
+
     /// Features per step: the key's one-hot, the value's one-hot, the query marker.
     pub fn n_features(&self) -> usize {
         self.n_keys + self.n_values + 1
@@ -252,6 +259,13 @@ pub struct AttnSpec {
 }
 
 impl AttnSpec {
+    /// The attention model of section 10.3: width 32, 2 heads, one block.
+    pub const BOOK: AttnSpec = AttnSpec {
+        d_model: 32,
+        n_heads: 2,
+        n_layers: 1,
+    };
+
     /// Parameters of [`attention_model`] for inputs of `d_in` features and `n_out`
     /// classes: the embedding's $d(d_{in} + 1)$, per block two layer norms ($4d$), the
     /// four projections ($4d(d + 1)$) and the MLP ($8d^2 + 5d$), the last layer norm
@@ -326,6 +340,16 @@ impl Layer for SeqNormLayer {
     fn backward(&mut self, dy: &ArrayD<f32>) -> ArrayD<f32> {
         self.0.backward(dy)
     }
+}
+
+/// The recurrent cells of section 10.3: the LSTM with forget bias 1, the GRU.
+pub fn book_cells() -> Vec<CellSpec> {
+    vec![
+        CellSpec::Lstm {
+            forget_bias: Some(1.0),
+        },
+        CellSpec::GRU,
+    ]
 }
 
 /// Parameters of [`recurrent_model`]: the recurrent layer's $G h (d_{in} + h + 2)$ and

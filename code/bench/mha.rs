@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::tables::{summary_row as row, summary_table};
 use super::{load_average, time_runs};
 use crate::attn::candle_twin::CandleMha;
-use crate::attn::lookup::{lookup_step, lookup_task, AttnSpec, LookupModel, LookupSpec};
+use crate::attn::lookup::{
+    book_cells, lookup_step, lookup_task, AttnSpec, LookupModel, LookupSpec,
+};
 use crate::attn::{MhaConfig, MultiHeadAttention, Schedule};
 use crate::nn::candle_twin::to_tensor;
 use crate::nn::gradcheck::normal;
@@ -84,22 +86,9 @@ impl MhaBenchConfig {
             lengths: vec![64, 128, 256],
             d_model: 128,
             n_heads: 4,
-            task: LookupSpec {
-                n_keys: 8,
-                n_values: 8,
-                n_pairs: 4,
-            },
-            attn: AttnSpec {
-                d_model: 32,
-                n_heads: 2,
-                n_layers: 1,
-            },
-            cells: vec![
-                CellSpec::Lstm {
-                    forget_bias: Some(1.0),
-                },
-                CellSpec::GRU,
-            ],
+            task: LookupSpec::BOOK,
+            attn: AttnSpec::BOOK,
+            cells: book_cells(),
             lookup_lengths: vec![16, 32, 64, 128],
             lookup_batch: 32,
             runs: 5,

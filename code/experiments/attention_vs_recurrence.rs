@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::attn::lookup::{
-    attention_weights, lookup_task, step_labels, train_lookup, weight_on_key, AttnSpec,
+    attention_weights, book_cells, lookup_task, step_labels, train_lookup, weight_on_key, AttnSpec,
     Lookup, LookupModel, LookupSpec, LookupTrain, WeightsTap,
 };
 use crate::attn::{MhaConfig, Mask, MultiHeadAttention};
@@ -70,22 +70,9 @@ impl Preset for Config {
     fn full() -> Self {
         Config {
             lengths: vec![16, 32, 64, 128],
-            task: LookupSpec {
-                n_keys: 8,
-                n_values: 8,
-                n_pairs: 4,
-            },
-            attn: AttnSpec {
-                d_model: 32,
-                n_heads: 2,
-                n_layers: 1,
-            },
-            cells: vec![
-                CellSpec::Lstm {
-                    forget_bias: Some(1.0),
-                },
-                CellSpec::GRU,
-            ],
+            task: LookupSpec::BOOK,
+            attn: AttnSpec::BOOK,
+            cells: book_cells(),
             train: LookupTrain {
                 steps: 700,
                 batch_size: 32,
