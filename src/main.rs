@@ -81,7 +81,9 @@ enum Command {
         /// `detector_speed`: chapter 7's detector; `rnn_cells`: chapter 8's recurrent
         /// layers, from scratch and in candle; `char_lstm_speed`: section 9.3's
         /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
-        /// trained for ten minutes; `minilm`: chapter 11's sentence encoder in candle).
+        /// trained for ten minutes; `mha`: chapter 10's multi-head attention, from
+        /// scratch and in candle, and a training step of the lookup models; `minilm`:
+        /// chapter 11's sentence encoder in candle).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -532,6 +534,25 @@ fn bench(
             run(&cb, dir, name)?
         };
         for p in report.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "mha" {
+        // Chapter 10's multi-head attention and the lookup models' training steps.
+        use dlbook::bench::mha::{run, MhaBenchConfig};
+        let mut mb = if quick {
+            MhaBenchConfig::quick()
+        } else {
+            MhaBenchConfig::full()
+        };
+        mb.runs = runs.unwrap_or(mb.runs).max(1);
+        mb.threads = threads.unwrap_or(mb.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch10"),
+        };
+        for p in run(&mb, name)?.write_to(&out)? {
             println!("wrote {}", p.display());
         }
         return Ok(ExitCode::SUCCESS);

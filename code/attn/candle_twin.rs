@@ -307,3 +307,76 @@ pub fn encoding_grads(
     let grad = |v: &Var| to_array(g.get(v).ok_or_else(|| anyhow!("no gradient"))?);
     Ok([grad(&xv)?, grad(&tv)?])
 }
+
+// ANCHOR: candle_block
+/// Layer norm over the last axis in candle ops: $(x - \mu)/\sqrt{\sigma^2 + \epsilon}
+/// \cdot \gamma + \beta$, with the biased variance, as [`LayerNorm`](crate::nn::layernorm::LayerNorm).
+fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let x_hat = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(x_hat.broadcast_mul(gamma)?.broadcast_add(beta)?)
+}
+
+/// Candle's gradients (in `F64`) of $L = \langle \operatorname{block}(x), r\rangle$ for
+/// an [`AttnBlock`](super::lookup::AttnBlock)'s weights: the same pre-norm block
+/// written in candle ops ([`CandleMha`] for the attention), `dx` and the parameters by
+/// their dotted names.
+pub fn block_grads(
+    block: &mut super::lookup::AttnBlock,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+) -> Result<Grads> {
+    let mut vars: Vec<(String, Var)> = vec![];
+    let mut err = None;
+    block.visit_params("", &mut |name, p| match to_tensor(&p.value, DType::F64)
+        .and_then(|t| Ok(Var::from_tensor(&t)?))
+    {
+        Ok(v) => vars.push((name.to_string(), v)),
+        Err(e) => err = Some(e),
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let var = |name: &str| -> Result<&Tensor> {
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_tensor())
+            .ok_or_else(|| anyhow!("block_grads: no parameter {name}"))
+    };
+    let attn = CandleMha {
+        vars: vars
+            .iter()
+            .filter_map(|(n, v)| {
+                n.strip_prefix("attn.").map(|s| (s.to_string(), v.clone()))
+            })
+            .collect(),
+        n_heads: block.attn.n_heads,
+        rope: block.attn.rope,
+        bias: block.attn.has_bias(),
+    };
+    let linear = |x: &Tensor, p: &str| -> Result<Tensor> {
+        Ok(x.broadcast_matmul(&var(&format!("{p}.weight"))?.t()?)?
+            .broadcast_add(var(&format!("{p}.bias"))?)?)
+    };
+    let xv = Var::from_tensor(&to_tensor(x, DType::F64)?)?;
+    let eps = 1e-5;
+    // h = x + MHA(LN1(x)); y = h + fc2(relu(fc1(LN2(h))))
+    let n1 = layer_norm(xv.as_tensor(), var("norm1.gamma")?, var("norm1.beta")?, eps)?;
+    let h = (xv.as_tensor() + attn.forward(&n1, &n1, None)?)?;
+    let n2 = layer_norm(&h, var("norm2.gamma")?, var("norm2.beta")?, eps)?;
+    let m = linear(&linear(&n2, "mlp.fc1")?.relu()?, "mlp.fc2")?;
+    let y = (h + m)?;
+    let loss = (y * to_tensor(r, DType::F64)?)?.sum_all()?;
+    let g = loss.backward()?;
+    let grad = |v: &Var| to_array(g.get(v).ok_or_else(|| anyhow!("no gradient"))?);
+    Ok(Grads {
+        dx: grad(&xv)?,
+        params: vars
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), grad(v)?)))
+            .collect::<Result<Vec<_>>>()?,
+    })
+}
+// ANCHOR_END: candle_block

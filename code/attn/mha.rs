@@ -6,8 +6,8 @@ use ndarray::ArrayD;
 use rand::Rng;
 
 use super::{
-    merge_heads, scaled_dot_product_attention, scaled_dot_product_attention_backward,
-    split_heads, Mask, Rope,
+    merge_heads, scaled_dot_product_attention_backward_with,
+    scaled_dot_product_attention_with, split_heads, Mask, Rope, Schedule,
 };
 use crate::nn::{join, Init, Layer, Linear, Mode, Module, Param};
 
@@ -81,6 +81,9 @@ pub struct MultiHeadAttention {
     pub causal: bool,
     /// Rotary encodings of queries and keys, if any.
     pub rope: Option<Rope>,
+    /// How the (batch, head) pairs of attention are scheduled (parallel unless set;
+    /// the same bits either way).
+    pub schedule: Schedule,
     /// Whether the projections' biases are parameters (otherwise they stay zero).
     bias: bool,
     cache: Option<Cache>,
@@ -111,6 +114,7 @@ impl MultiHeadAttention {
             n_heads: cfg.n_heads,
             causal: cfg.causal,
             rope: cfg.rope,
+            schedule: Schedule::Parallel,
             bias: cfg.bias,
             cache: None,
         }
@@ -205,7 +209,7 @@ impl MultiHeadAttention {
             q = r.rotate(&q, false);
             k = r.rotate(&k, false);
         }
-        let att = scaled_dot_product_attention(&q, &k, &v, mask);
+        let att = scaled_dot_product_attention_with(&q, &k, &v, mask, self.schedule);
         let y = self.o.forward(&merge_heads(&att.out), Mode::Train);
         self.cache = Some(Cache {
             q,
@@ -224,8 +228,14 @@ impl MultiHeadAttention {
             .as_ref()
             .expect("MultiHeadAttention::backward called before forward");
         let d_out = split_heads(&self.o.backward(dy), self.n_heads);
-        let g =
-            scaled_dot_product_attention_backward(&c.q, &c.k, &c.v, &c.weights, &d_out);
+        let g = scaled_dot_product_attention_backward_with(
+            &c.q,
+            &c.k,
+            &c.v,
+            &c.weights,
+            &d_out,
+            self.schedule,
+        );
         let (mut dq, mut dk) = (g.dq, g.dk);
         if let Some(r) = self.rope {
             // the rotation is orthogonal: its backward is the inverse rotation

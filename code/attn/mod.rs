@@ -45,7 +45,9 @@
 //! \bar S = \operatorname{softmax\_backward}(A, \bar A), \qquad
 //! \bar Q = \frac{\bar S K}{\sqrt{d_k}}, \qquad \bar K = \frac{\bar S^\top Q}{\sqrt{d_k}}.$$
 //!
-//! Each is one matrix product per (batch, head) on contiguous slices ([`sgemm`]).
+//! Each is one matrix product per (batch, head) on contiguous slices ([`sgemm`]). The
+//! pairs are independent, so they are spread over the rayon threads ([`Schedule`]); each
+//! is computed by the same code on either schedule, so the bits do not change.
 //!
 //! # Why $1/\sqrt{d_k}$
 //!
@@ -78,11 +80,13 @@
 //! q \cdot R_{p' - p} k$: the score depends on positions only through their offset.
 //! A rotation is orthogonal, so its backward is the inverse rotation, $R_p^\top = R_{-p}$.
 
-use ndarray::{s, Array3, Array4, ArrayD, ArrayView2, Axis, Ix4};
+use ndarray::{s, Array2, Array3, Array4, ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix4};
+use rayon::prelude::*;
 
 use crate::gemm::sgemm;
 
 pub mod candle_twin;
+pub mod lookup;
 pub mod mha;
 pub mod position;
 
@@ -323,8 +327,19 @@ fn check_qkv(q: &ArrayD<f32>, k: &ArrayD<f32>, v: &ArrayD<f32>, mask: Option<&Ma
 }
 
 // ANCHOR: sdpa
+/// How the (batch, head) pairs of attention are scheduled: each pair is independent
+/// work, computed by the same code either way, so both give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// One pair after another on the calling thread.
+    Serial,
+    /// The pairs spread over the rayon threads.
+    #[default]
+    Parallel,
+}
+
 /// Scaled dot-product attention $O = \operatorname{softmax}(Q K^\top / \sqrt{d_k} + M)
-/// V$, per (batch, head).
+/// V$, per (batch, head), the pairs spread over the rayon threads.
 ///
 /// # Shapes
 /// - `q`: `(b, heads, t_q, d_k)`, `k`: `(b, heads, t_k, d_k)`, `v`: `(b, heads, t_k, d_v)`;
@@ -335,6 +350,20 @@ pub fn scaled_dot_product_attention(
     k: &ArrayD<f32>,
     v: &ArrayD<f32>,
     mask: Option<&Mask>,
+) -> Attended {
+    scaled_dot_product_attention_with(q, k, v, mask, Schedule::Parallel)
+}
+
+/// [`scaled_dot_product_attention`] with the (batch, head) pairs scheduled by `schedule`.
+///
+/// # Shapes
+/// - as in [`scaled_dot_product_attention`].
+pub fn scaled_dot_product_attention_with(
+    q: &ArrayD<f32>,
+    k: &ArrayD<f32>,
+    v: &ArrayD<f32>,
+    mask: Option<&Mask>,
+    schedule: Schedule,
 ) -> Attended {
     check_qkv(q, k, v, mask);
     let (q, k, v) = (
@@ -348,36 +377,51 @@ pub fn scaled_dot_product_attention(
     let scale = 1.0 / (d_k as f32).sqrt();
     let mut a = Array4::<f32>::zeros((b, h, t_q, t_k));
     let mut out = Array4::<f32>::zeros((b, h, t_q, d_v));
-    for n in 0..b {
-        for hd in 0..h {
-            let mut s = a.slice_mut(s![n, hd, .., ..]);
-            // S = Q K^T / sqrt(d_k), one product per (batch, head)
-            sgemm(
-                scale,
-                &q4.slice(s![n, hd, .., ..]),
-                &k4.slice(s![n, hd, .., ..]).t(),
-                0.0,
-                &mut s,
+    // One (batch, head) pair: its scores and weights `a_p` (t_q, t_k), its output
+    // `o_p` (t_q, d_v).
+    let pair = |i: usize, a_p: &mut [f32], o_p: &mut [f32]| {
+        let (n, hd) = (i / h, i % h);
+        let mut s = ArrayViewMut2::from_shape((t_q, t_k), a_p).expect("(t_q, t_k)");
+        // S = Q K^T / sqrt(d_k)
+        sgemm(
+            scale,
+            &q4.slice(s![n, hd, .., ..]),
+            &k4.slice(s![n, hd, .., ..]).t(),
+            0.0,
+            &mut s,
+        );
+        if let Some(m) = mask {
+            s.zip_mut_with(&m.keep.slice(s![n, .., ..]), |v, &keep| {
+                if !keep {
+                    *v = f32::NEG_INFINITY
+                }
+            });
+        }
+        s.as_slice_mut()
+            .expect("contiguous")
+            .chunks_mut(t_k.max(1))
+            .for_each(softmax_row);
+        // O = A V
+        let mut o = ArrayViewMut2::from_shape((t_q, d_v), o_p).expect("(t_q, d_v)");
+        sgemm(1.0, &s.view(), &v4.slice(s![n, hd, .., ..]), 0.0, &mut o);
+    };
+    let (a_s, o_s) = (
+        a.as_slice_mut().expect("standard layout"),
+        out.as_slice_mut().expect("standard layout"),
+    );
+    let (a_len, o_len) = (t_q * t_k, t_q * d_v);
+    if schedule == Schedule::Parallel && a_len > 0 && o_len > 0 {
+        a_s.par_chunks_mut(a_len)
+            .zip(o_s.par_chunks_mut(o_len))
+            .enumerate()
+            .for_each(|(i, (a_p, o_p))| pair(i, a_p, o_p));
+    } else {
+        for i in 0..b * h {
+            let (a_p, o_p) = (
+                &mut a_s[i * a_len..(i + 1) * a_len],
+                &mut o_s[i * o_len..(i + 1) * o_len],
             );
-            if let Some(m) = mask {
-                s.zip_mut_with(&m.keep.slice(s![n, .., ..]), |v, &keep| {
-                    if !keep {
-                        *v = f32::NEG_INFINITY
-                    }
-                });
-            }
-            s.as_slice_mut()
-                .expect("contiguous")
-                .chunks_mut(t_k.max(1))
-                .for_each(softmax_row);
-            // O = A V
-            sgemm(
-                1.0,
-                &a.slice(s![n, hd, .., ..]),
-                &v4.slice(s![n, hd, .., ..]),
-                0.0,
-                &mut out.slice_mut(s![n, hd, .., ..]),
-            );
+            pair(i, a_p, o_p);
         }
     }
     Attended {
@@ -397,6 +441,22 @@ pub fn scaled_dot_product_attention_backward(
     v: &ArrayD<f32>,
     weights: &ArrayD<f32>,
     dout: &ArrayD<f32>,
+) -> AttentionGrads {
+    scaled_dot_product_attention_backward_with(q, k, v, weights, dout, Schedule::Parallel)
+}
+
+/// [`scaled_dot_product_attention_backward`] with the (batch, head) pairs scheduled by
+/// `schedule`.
+///
+/// # Shapes
+/// - as in [`scaled_dot_product_attention_backward`].
+pub fn scaled_dot_product_attention_backward_with(
+    q: &ArrayD<f32>,
+    k: &ArrayD<f32>,
+    v: &ArrayD<f32>,
+    weights: &ArrayD<f32>,
+    dout: &ArrayD<f32>,
+    schedule: Schedule,
 ) -> AttentionGrads {
     let who = "scaled_dot_product_attention_backward";
     check_qkv(q, k, v, None);
@@ -429,43 +489,56 @@ pub fn scaled_dot_product_attention_backward(
     let mut dq = Array4::<f32>::zeros((b, h, t_q, d_k));
     let mut dk = Array4::<f32>::zeros((b, h, t_k, d_k));
     let mut dv = Array4::<f32>::zeros((b, h, t_k, d_v));
-    let mut ds = ndarray::Array2::<f32>::zeros((t_q, t_k));
-    for n in 0..b {
-        for hd in 0..h {
-            let an = a4.slice(s![n, hd, .., ..]);
-            let don = do4.slice(s![n, hd, .., ..]);
-            let vn = v4.slice(s![n, hd, .., ..]);
-            // dA = dO V^T, dV = A^T dO
-            sgemm(1.0, &don, &vn.t(), 0.0, &mut ds.view_mut());
-            sgemm(
-                1.0,
-                &an.t(),
-                &don,
-                0.0,
-                &mut dv.slice_mut(s![n, hd, .., ..]),
-            );
-            // dS = softmax backward; the 1/sqrt(d_k) of S folds into the next products
-            let an_std = an.as_standard_layout();
-            softmax_backward_rows(
-                an_std.as_slice().expect("contiguous"),
-                ds.as_slice_mut().expect("contiguous"),
-                t_k.max(1),
-            );
-            let dsv: ArrayView2<f32> = ds.view();
-            // dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k)
-            sgemm(
-                scale,
-                &dsv,
-                &k4.slice(s![n, hd, .., ..]),
-                0.0,
-                &mut dq.slice_mut(s![n, hd, .., ..]),
-            );
-            sgemm(
-                scale,
-                &dsv.t(),
-                &q4.slice(s![n, hd, .., ..]),
-                0.0,
-                &mut dk.slice_mut(s![n, hd, .., ..]),
+    // One (batch, head) pair: its dq (t_q, d_k), dk (t_k, d_k), dv (t_k, d_v).
+    let pair = |i: usize, dq_p: &mut [f32], dk_p: &mut [f32], dv_p: &mut [f32]| {
+        let (n, hd) = (i / h, i % h);
+        let an = a4.slice(s![n, hd, .., ..]);
+        let don = do4.slice(s![n, hd, .., ..]);
+        let vn = v4.slice(s![n, hd, .., ..]);
+        let mut ds = Array2::<f32>::zeros((t_q, t_k));
+        // dA = dO V^T, dV = A^T dO
+        sgemm(1.0, &don, &vn.t(), 0.0, &mut ds.view_mut());
+        let mut dv_n = ArrayViewMut2::from_shape((t_k, d_v), dv_p).expect("(t_k, d_v)");
+        sgemm(1.0, &an.t(), &don, 0.0, &mut dv_n);
+        // dS = softmax backward; the 1/sqrt(d_k) of S folds into the next products
+        let an_std = an.as_standard_layout();
+        softmax_backward_rows(
+            an_std.as_slice().expect("contiguous"),
+            ds.as_slice_mut().expect("contiguous"),
+            t_k.max(1),
+        );
+        let dsv: ArrayView2<f32> = ds.view();
+        // dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k)
+        let mut dq_n = ArrayViewMut2::from_shape((t_q, d_k), dq_p).expect("(t_q, d_k)");
+        sgemm(scale, &dsv, &k4.slice(s![n, hd, .., ..]), 0.0, &mut dq_n);
+        let mut dk_n = ArrayViewMut2::from_shape((t_k, d_k), dk_p).expect("(t_k, d_k)");
+        sgemm(
+            scale,
+            &dsv.t(),
+            &q4.slice(s![n, hd, .., ..]),
+            0.0,
+            &mut dk_n,
+        );
+    };
+    let (dq_s, dk_s, dv_s) = (
+        dq.as_slice_mut().expect("standard layout"),
+        dk.as_slice_mut().expect("standard layout"),
+        dv.as_slice_mut().expect("standard layout"),
+    );
+    let (q_len, k_len, v_len) = (t_q * d_k, t_k * d_k, t_k * d_v);
+    if schedule == Schedule::Parallel && q_len > 0 && k_len > 0 && v_len > 0 {
+        dq_s.par_chunks_mut(q_len)
+            .zip(dk_s.par_chunks_mut(k_len))
+            .zip(dv_s.par_chunks_mut(v_len))
+            .enumerate()
+            .for_each(|(i, ((dq_p, dk_p), dv_p))| pair(i, dq_p, dk_p, dv_p));
+    } else {
+        for i in 0..b * h {
+            pair(
+                i,
+                &mut dq_s[i * q_len..(i + 1) * q_len],
+                &mut dk_s[i * k_len..(i + 1) * k_len],
+                &mut dv_s[i * v_len..(i + 1) * v_len],
             );
         }
     }

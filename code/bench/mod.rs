@@ -35,6 +35,7 @@ pub mod char_lstm;
 pub mod depthwise;
 pub mod detector;
 mod measure;
+pub mod mha;
 pub mod minilm;
 pub mod peak;
 pub mod rnn_cells;

@@ -95,6 +95,7 @@ registry! {
     char_lstm::CharLstmExperiment,
     // Week 10: attention.
     attention_scale::AttentionScale,
+    attention_vs_recurrence::AttentionVsRecurrence,
     // Week 11: Transformers.
     minilm_embeddings::MinilmEmbeddings,
     // The data appendix.
@@ -113,6 +114,7 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch08", "rnn_cells"),
     ("ch09", "char_lstm_speed"),
     ("ch09", "char_lstm_budget"),
+    ("ch10", "mha"),
     ("ch11", "minilm"),
 ];
 

@@ -31,7 +31,8 @@ mod value;
 
 pub use json::{round_sig, write_atomic, write_file_atomic, SIGNIFICANT_DIGITS};
 pub use notebook::{show_markdown, show_svg};
-pub use plot::{boxes, contour, graph, render_figure};
+pub use plot::attention::{attention_figure, write_attention_map};
+pub use plot::{attention, boxes, contour, graph, render_figure};
 pub use value::{Fact, Format, Value};
 
 use json::round_floats;
@@ -173,6 +174,8 @@ pub enum Plot {
     Graph(graph::GraphPlot),
     /// Grey-scale images with boxes drawn over them (detections, ground truth).
     Boxes(boxes::BoxesPlot),
+    /// Attention weights, one panel per head or mask, queries down and keys across.
+    Attention(attention::AttentionPlot),
     /// A grid of grey-scale images (0 = white, 255 = black ink), e.g. digits.
     Images {
         /// Pixels per image row.

@@ -84,6 +84,7 @@ fresh! {
     sequence_mnist,
     char_lstm,
     attention_scale,
+    attention_vs_recurrence,
     minilm_embeddings,
     datasets,
 }

@@ -32,6 +32,7 @@ mod ch09_classify;
 mod ch09_forecast;
 mod ch09_text;
 mod ch10_attention;
+mod ch10_lookup;
 mod ch11_bert;
 mod data_dataset;
 mod data_io;

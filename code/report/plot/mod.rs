@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use super::{Figure, Plot, Scale};
 
+pub mod attention;
 pub mod boxes;
 pub mod contour;
 pub mod graph;
@@ -52,6 +53,7 @@ pub fn render_figure(fig: &Figure) -> Result<String> {
         Plot::Contour(c) => contour::render(&fig.title, c),
         Plot::Graph(g) => graph::render(&fig.title, g),
         Plot::Boxes(b) => boxes::render(&fig.title, b),
+        Plot::Attention(a) => attention::render(&fig.title, a),
         Plot::Images {
             width,
             height,
