@@ -97,6 +97,9 @@ registry! {
     attention_scale::AttentionScale,
     // Week 11: Transformers.
     minilm_embeddings::MinilmEmbeddings,
+    minilm_scratch::MinilmScratch,
+    seq2seq_sort::Seq2SeqSort,
+    ln_placement::LnPlacement,
     // The data appendix.
     datasets::Datasets,
 }

@@ -85,6 +85,9 @@ fresh! {
     char_lstm,
     attention_scale,
     minilm_embeddings,
+    minilm_scratch,
+    seq2seq_sort,
+    ln_placement,
     datasets,
 }
 
