@@ -116,19 +116,20 @@ impl Experiment for LnPlacement {
                 .collect();
             names = by_seed[0].iter().map(|(n, _)| n.clone()).collect();
             for stack in ["encoder", "decoder"] {
-                let (y, band): (Vec<f64>, Vec<f64>) = names
+                // the mean over seeds (a ± band would cross zero on the log axis)
+                let y: Vec<f64> = names
                     .iter()
                     .enumerate()
                     .filter(|(_, n)| n.starts_with(stack))
                     .map(|(b, _)| {
-                        Value::mean_std(&by_seed.iter().map(|s| s[b].1).collect::<Vec<_>>())
+                        Value::mean_std(&by_seed.iter().map(|s| s[b].1).collect::<Vec<_>>()).0
                     })
-                    .unzip();
+                    .collect();
                 series.push(Series {
                     name: format!("{}, {stack}", norm.name()),
                     x: (1..=y.len()).map(|i| i as f64).collect(),
                     y,
-                    band: Some(band),
+                    band: None,
                 });
             }
             per_norm.push(by_seed);
@@ -179,7 +180,7 @@ impl Experiment for LnPlacement {
             title: "Gradient norm per block at initialisation".into(),
             plot: Plot::Lines {
                 x_label: "block (1 = bottom of its stack)".into(),
-                y_label: "gradient norm (mean ± std)".into(),
+                y_label: "gradient norm (mean over seeds)".into(),
                 x_scale: Scale::Linear,
                 y_scale: Scale::Log,
                 series,
@@ -220,9 +221,12 @@ impl Experiment for LnPlacement {
             let windows: Vec<(Vec<f64>, Vec<f64>)> =
                 mine.iter().map(|run| windowed(&run.losses, w)).collect();
             let x = windows[0].0.clone();
-            let (y, band): (Vec<f64>, Vec<f64>) = (0..x.len())
-                .map(|i| Value::mean_std(&windows.iter().map(|(_, y)| y[i]).collect::<Vec<_>>()))
-                .unzip();
+            // the mean over seeds (a ± band would cross zero on the log axis)
+            let y: Vec<f64> = (0..x.len())
+                .map(|i| {
+                    Value::mean_std(&windows.iter().map(|(_, y)| y[i]).collect::<Vec<_>>()).0
+                })
+                .collect();
             let final_loss: Vec<f64> = windows
                 .iter()
                 .map(|(_, y)| y.last().copied().unwrap_or(f64::NAN))
@@ -247,7 +251,7 @@ impl Experiment for LnPlacement {
                 name: variant_name(norm, warm),
                 x,
                 y,
-                band: Some(band),
+                band: None,
             });
         }
         r.fact("warmup", cfg.train.warmup as f64, Format::Int);
@@ -284,7 +288,7 @@ impl Experiment for LnPlacement {
             title: format!("{} + {} blocks: training loss", cfg.n_layers, cfg.n_layers),
             plot: Plot::Lines {
                 x_label: "step".into(),
-                y_label: format!("cross-entropy, mean over {w} steps (± std)"),
+                y_label: format!("cross-entropy, mean over {w} steps and the seeds"),
                 x_scale: Scale::Linear,
                 y_scale: Scale::Log,
                 series: curves,

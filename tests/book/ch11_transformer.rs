@@ -563,3 +563,92 @@ mod seq2seq {
         assert!(!names.iter().any(|n| n.starts_with("enc_ln")));
     }
 }
+
+// --- claims on the committed full runs and the quick runs ---
+
+mod results {
+    use dlbook::data::DataDir;
+    use dlbook::experiments;
+    use dlbook::report::{Report, Value};
+
+    fn committed(name: &str) -> Report {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        experiments::committed(&root, name).unwrap()
+    }
+
+    fn fact(r: &Report, name: &str) -> f64 {
+        r.get_fact(name).unwrap_or_else(|| panic!("no fact {name}"))
+    }
+
+    #[test]
+    fn sorting_generalises_within_training_lengths_only() {
+        let r = committed("seq2seq_sort");
+        for n in [4, 6, 8] {
+            assert!(fact(&r, &format!("greedy_{n}")) > 0.95, "n = {n}");
+        }
+        assert!(fact(&r, "greedy_10") < 0.6);
+        assert!(fact(&r, "greedy_12") < 0.1);
+    }
+
+    #[test]
+    fn beam_and_greedy_agree_on_the_trained_sorter() {
+        let r = committed("seq2seq_sort");
+        for n in [4, 6, 8, 10, 12] {
+            let (g, b) = (
+                fact(&r, &format!("greedy_{n}")),
+                fact(&r, &format!("beam_{n}")),
+            );
+            assert!((g - b).abs() <= 0.02, "n = {n}: greedy {g}, beam {b}");
+        }
+    }
+
+    #[test]
+    fn cross_attention_points_at_the_digit_written() {
+        assert!(fact(&committed("seq2seq_sort"), "map_on_digit") >= 0.5);
+    }
+
+    /// The gradient norms of the blocks in the `grad_norms` table: `(pre-LN, post-LN)`
+    /// of the first and the last block of `stack`.
+    fn ends(r: &Report, stack: &str) -> ((f64, f64), (f64, f64)) {
+        let t = r.table("grad_norms").unwrap();
+        let rows: Vec<&Vec<Value>> = t
+            .rows
+            .iter()
+            .filter(|row| matches!(&row[0], Value::Text(n) if n.starts_with(stack)))
+            .collect();
+        let get = |row: &Vec<Value>| (row[1].number().unwrap(), row[2].number().unwrap());
+        (get(rows[0]), get(rows[rows.len() - 1]))
+    }
+
+    #[test]
+    fn post_ln_gradients_grow_toward_the_output() {
+        let quick = experiments::quick("ln_placement", &DataDir::resolve(None))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        for r in [quick, &committed("ln_placement")] {
+            let ((pre_first, post_first), (pre_last, post_last)) = ends(r, "decoder");
+            assert!(
+                post_last > 2.0 * post_first,
+                "post-LN {post_first} -> {post_last}"
+            );
+            assert!(pre_last < pre_first, "pre-LN {pre_first} -> {pre_last}");
+            assert!(post_last > 2.0 * pre_last);
+            let ((pre_enc_first, _), (pre_enc_last, _)) = ends(r, "encoder");
+            assert!(pre_enc_last < pre_enc_first);
+        }
+    }
+
+    #[test]
+    fn post_ln_trains_worse_and_warm_up_helps_it() {
+        let r = committed("ln_placement");
+        assert!(fact(&r, "pre_nowarmup_loss") < fact(&r, "post_nowarmup_loss"));
+        assert!(fact(&r, "pre_nowarmup_acc") > fact(&r, "post_nowarmup_acc"));
+        assert!(fact(&r, "post_warmup_acc") > fact(&r, "post_nowarmup_acc"));
+    }
+
+    #[test]
+    fn scratch_encoder_agrees_with_candle_in_the_committed_run() {
+        let r = committed("minilm_scratch");
+        assert!(fact(&r, "max_diff_hidden") < 1e-4);
+        assert!(fact(&r, "max_diff_embedding") < 1e-5);
+    }
+}
