@@ -104,6 +104,9 @@ struct Run {
     model: Seq2Seq,
 }
 
+/// Which accuracies of a run: greedy or beam.
+type Pick = fn(&Run) -> &Vec<f64>;
+
 fn run_seed(cfg: &Config, seed: u64) -> Run {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut model = Seq2Seq::new(cfg.model, &mut rng);
@@ -163,7 +166,7 @@ impl Experiment for Seq2SeqSort {
             })
             .collect();
         bar.finish_and_clear();
-        let per_len = |f: &dyn Fn(&Run) -> &Vec<f64>, l: usize| -> Vec<f64> {
+        let per_len = |f: Pick, l: usize| -> Vec<f64> {
             runs.iter().map(|run| f(run)[l]).collect()
         };
         let mut columns = vec![col("decoding", Format::Int)];
@@ -171,9 +174,9 @@ impl Experiment for Seq2SeqSort {
             let mark = if len > cfg.train.max_len { " (longer)" } else { "" };
             columns.push(col(&format!("n = {len}{mark}"), Format::Percent(1)));
         }
-        let decoders: [(&str, &dyn Fn(&Run) -> &Vec<f64>); 2] = [
-            ("greedy", &|run: &Run| &run.greedy),
-            ("beam", &|run: &Run| &run.beam),
+        let decoders: [(&str, Pick); 2] = [
+            ("greedy", |run: &Run| &run.greedy),
+            ("beam", |run: &Run| &run.beam),
         ];
         let mut rows = vec![];
         for (name, f) in decoders {

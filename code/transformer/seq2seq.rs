@@ -427,6 +427,9 @@ impl Seq2Seq {
 }
 // ANCHOR_END: decoding
 
+/// Sources, decoder inputs and targets of a batch, one token list per sequence.
+pub type SortBatch = (Vec<Vec<usize>>, Vec<Vec<usize>>, Vec<Vec<usize>>);
+
 // ANCHOR: sort_task
 /// A batch of the sorting task: `batch` sources of `len` digits drawn uniformly from
 /// `0..vocab_size`, and their sorted versions as decoder inputs (`BOS` first, the last
@@ -436,7 +439,7 @@ pub fn sort_batch(
     len: usize,
     vocab_size: usize,
     rng: &mut impl Rng,
-) -> (Vec<Vec<usize>>, Vec<Vec<usize>>, Vec<Vec<usize>>) {
+) -> SortBatch {
     let src: Vec<Vec<usize>> = (0..batch)
         .map(|_| (0..len).map(|_| rng.random_range(0..vocab_size)).collect())
         .collect();
