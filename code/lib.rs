@@ -53,3 +53,4 @@ pub mod rnn;
 pub mod seq;
 pub mod train;
 pub mod transfer;
+pub mod transformer;

@@ -1,5 +1,6 @@
-//! `dlbook bench --name minilm`: all-MiniLM-L6-v2 in candle (tokenization, the encoder,
-//! mean pooling and normalisation) in sentences per second, on short real sentences at
+//! `dlbook bench --name minilm`: all-MiniLM-L6-v2 in candle and from scratch
+//! ([`ScratchMiniLm`]: tokenization, the encoder, mean pooling and normalisation) in
+//! sentences per second, on short real sentences at
 //! batch 1 and batch 32, on a fixed number of threads. Median, min and max over the
 //! runs, the time to load the model (sha256 checks included), and the load average
 //! before and after; written to `generated/ch11/minilm.{json,md}` and never asserted by
@@ -15,6 +16,7 @@ use crate::experiments::minilm_embeddings::{TOKEN_EXAMPLES, TRIPLES};
 use crate::models::bert::CandleMiniLm;
 use crate::progress;
 use crate::report::Report;
+use crate::transformer::bert::ScratchMiniLm;
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +97,33 @@ pub fn run(cfg: &MiniLmBenchConfig, dir: &DataDir, name: &str) -> Result<Report>
         let per_s: Vec<f64> = secs.iter().map(|s| n as f64 / s).collect();
         rows.push(row(&format!("batch {batch}"), &per_s, "sentences/s"));
     }
+    // the same sentences through the from-scratch encoder (ndarray, one thread of BLAS)
+    spinner.set_message("loading the from-scratch encoder");
+    let mut scratch = ScratchMiniLm::load(dir)?;
+    for &batch in &cfg.batches {
+        let n = cfg.sentences.max(batch).div_ceil(batch) * batch;
+        let text = sentences(n);
+        spinner.set_message(format!("from scratch, batch {batch}"));
+        let mut err = None;
+        let secs = pool.install(|| {
+            time_runs(cfg.runs, || {
+                for chunk in text.chunks(batch) {
+                    if let Err(e) = scratch.embed(chunk) {
+                        err = Some(e);
+                    }
+                }
+            })
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let per_s: Vec<f64> = secs.iter().map(|s| n as f64 / s).collect();
+        rows.push(row(
+            &format!("from scratch, batch {batch}"),
+            &per_s,
+            "sentences/s",
+        ));
+    }
     spinner.finish_and_clear();
     rows.push(row(
         "load (sha256 checks, tokenizer, weights)",
@@ -104,11 +133,12 @@ pub fn run(cfg: &MiniLmBenchConfig, dir: &DataDir, name: &str) -> Result<Report>
     let mut rep = Report::new(
         "ch11",
         name,
-        "all-MiniLM-L6-v2 in candle: sentence embeddings per second",
+        "all-MiniLM-L6-v2 in candle and from scratch: sentence embeddings per second",
     );
     rep.config = serde_json::to_value(cfg)?;
     let caption = format!(
-        "all-MiniLM-L6-v2 in candle on the short English sentences of the section's examples: \
+        "all-MiniLM-L6-v2 in candle (`batch`) and from scratch on this chapter's blocks \
+         (`from scratch, batch`), on the short English sentences of the section's examples: \
          tokenization, the encoder, mean pooling and normalisation, sentences per second: \
          median, min and max over {} runs of {} or more sentences, on {} threads; the \
          load is one measurement. Load average {load_before:.1} before, {:.1} after.",

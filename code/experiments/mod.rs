@@ -98,6 +98,9 @@ registry! {
     attention_vs_recurrence::AttentionVsRecurrence,
     // Week 11: Transformers.
     minilm_embeddings::MinilmEmbeddings,
+    minilm_scratch::MinilmScratch,
+    seq2seq_sort::Seq2SeqSort,
+    ln_placement::LnPlacement,
     // The data appendix.
     datasets::Datasets,
 }

@@ -17,6 +17,12 @@
 //! - **ReLU6** $\min(\max(0, x), 6)$: derivative $1$ for $0 < x < 6$ and $0$ outside
 //!   (again $0$ at the kinks). The cap keeps activations in a fixed range, which is what
 //!   8-bit inference on phones needs (MobileNet, EfficientNet-Lite).
+//! - **GELU** $x\,\Phi(x)$, $\Phi$ the standard normal distribution function,
+//!   $\Phi(x) = \tfrac12\big(1 + \operatorname{erf}(x/\sqrt2)\big)$: the exact form of
+//!   PyTorch's `nn.GELU()` and of BERT. By the product rule its derivative is
+//!   $\Phi(x) + x\,\varphi(x)$ with $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$: smooth, slightly
+//!   negative for $x < -0.75$ or so, and it needs $x$ (the output alone does not tell
+//!   which of two inputs produced it).
 //!
 //! **Softmax** over the last axis, $s_i = e^{z_i} / \sum_k e^{z_k}$, has Jacobian
 //! $\partial s_i/\partial z_j = s_i(\delta_{ij} - s_j)$, so
@@ -47,6 +53,8 @@ pub enum Activation {
     Identity,
     /// $\min(\max(0, x), 6)$.
     Relu6,
+    /// $x\,\Phi(x)$, the Gaussian error linear unit in its exact (erf) form.
+    Gelu,
 }
 
 impl Activation {
@@ -65,6 +73,7 @@ impl Activation {
             }
             Activation::Identity => x,
             Activation::Relu6 => x.clamp(0.0, 6.0),
+            Activation::Gelu => gelu(x),
         }
     }
 
@@ -83,6 +92,7 @@ impl Activation {
             }
             Activation::Identity => 1.0,
             Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
+            Activation::Gelu => gelu_derivative(x),
         }
     }
 }
@@ -112,9 +122,32 @@ impl Activation {
             Activation::LeakyRelu(a) => format!("leaky ReLU ({a})"),
             Activation::Identity => "identity".into(),
             Activation::Relu6 => "ReLU6".into(),
+            Activation::Gelu => "GELU".into(),
         }
     }
 }
+
+// ANCHOR: gelu
+/// $\Phi(x)$, the standard normal distribution function, through erf in `f64` (the
+/// special function comes from candle's math routines; the result is rounded once, to
+/// `f32`).
+fn normal_cdf(x: f32) -> f64 {
+    0.5 * (1.0 + candle_core::cpu::erf::erf_f64(f64::from(x) / std::f64::consts::SQRT_2))
+}
+
+/// GELU, $x\,\Phi(x)$ (exact, not the tanh approximation).
+pub fn gelu(x: f32) -> f32 {
+    (f64::from(x) * normal_cdf(x)) as f32
+}
+
+/// $\frac{d}{dx}\,x\Phi(x) = \Phi(x) + x\,\varphi(x)$, with $\varphi$ the standard
+/// normal density.
+pub fn gelu_derivative(x: f32) -> f32 {
+    let x64 = f64::from(x);
+    let density = (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    (normal_cdf(x) + x64 * density) as f32
+}
+// ANCHOR_END: gelu
 
 /// Arrays at least this long are processed in parallel.
 pub(crate) const PAR_MIN: usize = 1 << 15;

@@ -48,6 +48,7 @@ pub fn activation(kind: Activation, x: &Tensor) -> Result<Tensor> {
         Activation::LeakyRelu(a) => candle_nn::ops::leaky_relu(x, f64::from(a))?,
         Activation::Identity => x.clone(),
         Activation::Relu6 => x.clamp(0.0, 6.0)?,
+        Activation::Gelu => x.gelu_erf()?,
     })
 }
 

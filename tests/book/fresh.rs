@@ -86,6 +86,9 @@ fresh! {
     attention_scale,
     attention_vs_recurrence,
     minilm_embeddings,
+    minilm_scratch,
+    seq2seq_sort,
+    ln_placement,
     datasets,
 }
 
