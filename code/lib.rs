@@ -15,6 +15,7 @@
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT, the adding problem), [`nn::Embedding`] |
 //! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines; recurrent forecasters; sequence classification; character-level text generation) |
 //! | 10 | Attention | [`attn`] (masked softmax, scaled dot-product and multi-head attention, masks, sinusoidal, learned and rotary positions) |
+//! | 11 | Transformers | [`gpt`] (a decoder-only language model with a hand-written backward, its KV cache and its candle twin) |
 //! | 11-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
@@ -40,6 +41,7 @@ pub mod data;
 pub mod detect;
 pub mod experiments;
 pub mod gemm;
+pub mod gpt;
 pub mod info;
 pub mod linalg;
 pub mod metrics;

@@ -81,7 +81,9 @@ enum Command {
         /// `detector_speed`: chapter 7's detector; `rnn_cells`: chapter 8's recurrent
         /// layers, from scratch and in candle; `char_lstm_speed`: section 9.3's
         /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
-        /// trained for ten minutes).
+        /// trained for ten minutes; `gpt_speed`: section 11.3's GPT, from scratch and in
+        /// candle, with and without its KV cache; `gpt_budget`: the same trained for ten
+        /// minutes).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -530,6 +532,30 @@ fn bench(
             run_budget(&cb, dir, name)?
         } else {
             run(&cb, dir, name)?
+        };
+        for p in report.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "gpt" || name == "gpt_speed" || name == "gpt_budget" {
+        // Section 11.3's GPT: throughput, generation and profile, or the time-budget run.
+        use dlbook::bench::gpt::{run, run_budget, GptBenchConfig};
+        let mut gb = if quick {
+            GptBenchConfig::quick()
+        } else {
+            GptBenchConfig::full()
+        };
+        gb.runs = runs.unwrap_or(gb.runs).max(1);
+        gb.threads = threads.unwrap_or(gb.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch11"),
+        };
+        let report = if name == "gpt_budget" {
+            run_budget(&gb, dir, name)?
+        } else {
+            run(&gb, dir, "gpt_speed")?
         };
         for p in report.write_to(&out)? {
             println!("wrote {}", p.display());

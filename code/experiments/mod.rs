@@ -95,6 +95,8 @@ registry! {
     char_lstm::CharLstmExperiment,
     // Week 10: attention.
     attention_scale::AttentionScale,
+    // Week 11: Transformers.
+    gpt_shakespeare::GptShakespeare,
     // The data appendix.
     datasets::Datasets,
 }
@@ -111,6 +113,8 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch08", "rnn_cells"),
     ("ch09", "char_lstm_speed"),
     ("ch09", "char_lstm_budget"),
+    ("ch11", "gpt_speed"),
+    ("ch11", "gpt_budget"),
 ];
 
 /// Which preset to run.

@@ -84,6 +84,7 @@ fresh! {
     sequence_mnist,
     char_lstm,
     attention_scale,
+    gpt_shakespeare,
     datasets,
 }
 

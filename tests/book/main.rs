@@ -32,6 +32,7 @@ mod ch09_classify;
 mod ch09_forecast;
 mod ch09_text;
 mod ch10_attention;
+mod ch11_gpt;
 mod data_dataset;
 mod data_io;
 mod fresh;
