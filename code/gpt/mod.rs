@@ -77,8 +77,8 @@ pub use generate::{KvCache, Sampling};
 pub use train::{train_step, GptOptimizer, StepStats};
 
 use kernels::{
-    causal_attention, causal_attention_backward, gelu, gelu_backward, layer_norm,
-    layer_norm_backward,
+    causal_attention, causal_attention_backward, gelu_backward, gelu_keep_slope,
+    layer_norm, layer_norm_backward,
 };
 
 // ANCHOR: config
@@ -253,7 +253,8 @@ struct BlockActs {
     /// The stream after attention (and its norm, post-LN), `(n, d)`.
     x_mid: Array2<f32>,
     ln2: NormActs,
-    /// Before and after the GELU, `(n, 4d)`.
+    /// The slope of the GELU at its input (the input itself until the GELU ran), and its
+    /// output, `(n, 4d)`.
     f: Array2<f32>,
     g: Array2<f32>,
 }
@@ -670,12 +671,17 @@ fn block_forward(
     } else {
         a.x_mid.view()
     };
-    time("mlp", || {
-        sgemm(1.0, &mlp_in, &mat(&p.fc).t(), 0.0, &mut a.f.view_mut());
-        gelu(
-            a.f.as_slice().expect("row-major"),
+    time("mlp products", || {
+        sgemm(1.0, &mlp_in, &mat(&p.fc).t(), 0.0, &mut a.f.view_mut())
+    });
+    time("gelu", || {
+        // a.f becomes GELU'(f), what the backward pass needs
+        gelu_keep_slope(
+            a.f.as_slice_mut().expect("row-major"),
             a.g.as_slice_mut().expect("row-major"),
-        );
+        )
+    });
+    time("mlp products", || {
         if cfg.residual {
             out.assign(&a.x_mid);
         }
@@ -746,8 +752,8 @@ fn block_backward(p: &mut Block, cfg: &GptConfig, acts: &mut Acts, l: usize, t: 
     } else {
         a.x_mid.view()
     };
-    time("mlp backward", || {
-        // dW2 += dm^T g; dg = dm W2; df = dg gelu'(f); dW1 += df^T mlp_in
+    time("mlp products backward", || {
+        // dW2 += dm^T g; dg = dm W2
         weight_grad(&mut p.fc_proj, &dx.view(), &a.g.view());
         sgemm(
             1.0,
@@ -756,10 +762,16 @@ fn block_backward(p: &mut Block, cfg: &GptConfig, acts: &mut Acts, l: usize, t: 
             0.0,
             &mut dwide.view_mut(),
         );
+    });
+    time("gelu backward", || {
+        // df = dg gelu'(f), the slope kept in a.f
         gelu_backward(
             a.f.as_slice().expect("row-major"),
             dwide.as_slice_mut().expect("row-major"),
-        );
+        )
+    });
+    time("mlp products backward", || {
+        // dW1 += df^T mlp_in; d mlp_in = df W1
         weight_grad(&mut p.fc, &dwide.view(), &mlp_in);
         sgemm(1.0, &dwide.view(), &mat(&p.fc), 0.0, &mut dtmp.view_mut());
     });
