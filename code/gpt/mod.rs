@@ -165,6 +165,25 @@ impl GptConfig {
         ]
     }
 
+    /// Multiply-adds to get the logits of the next token when `s` tokens have been read
+    /// (the new one included): with the KV cache one row of every product,
+    /// $L(12 d^2 + 2 d s) + V d$; without, a forward pass over all `s` tokens,
+    /// $s\,(12 L d^2 + V d) + L d\, s (s + 1)$ (query $i$ attends to $i$ keys, twice:
+    /// scores and values).
+    pub fn next_token_macs(&self, s: usize, cached: bool) -> f64 {
+        let (d, l, v, s) = (
+            self.d_model as f64,
+            self.n_layers as f64,
+            self.vocab_size as f64,
+            s as f64,
+        );
+        if cached {
+            l * (12.0 * d * d + 2.0 * d * s) + v * d
+        } else {
+            s * (12.0 * l * d * d + v * d) + l * d * s * (s + 1.0)
+        }
+    }
+
     /// FLOPs of a training step per token on windows of `t`: three times the forward
     /// multiply-adds (forward, and the two products of the backward), 2 FLOPs each.
     pub fn train_flops_per_token(&self, t: usize) -> f64 {

@@ -510,3 +510,64 @@ fn heads_must_divide_the_width() {
         0,
     );
 }
+
+// ANCHOR: kv_flops
+/// Multiply-adds for the logits of the next token at the end of the reference model's
+/// context, without the cache and with it, and their ratio.
+fn kv_flops() -> (f64, f64, f64) {
+    let cfg = GptConfig::reference(65);
+    let s = cfg.seq_len;
+    let (full, cached) = (cfg.next_token_macs(s, false), cfg.next_token_macs(s, true));
+    (full, cached, full / cached)
+}
+// ANCHOR_END: kv_flops
+
+#[test]
+fn the_kv_cache_saves_most_of_the_work() {
+    let (full, cached, ratio) = kv_flops();
+    assert!(
+        (80.0..150.0).contains(&ratio),
+        "{full} vs {cached}: {ratio}"
+    );
+    // linear in s with the cache, quadratic without: doubling s from 64
+    let cfg = GptConfig::reference(65);
+    let grow =
+        |cached| cfg.next_token_macs(128, cached) / cfg.next_token_macs(64, cached);
+    assert!(grow(true) < 1.2, "cached growth {}", grow(true));
+    assert!(grow(false) > 2.0, "uncached growth {}", grow(false));
+}
+
+fn quick() -> &'static dlbook::report::Report {
+    dlbook::experiments::quick("gpt_shakespeare", &dlbook::data::DataDir::resolve(None))
+        .expect("quick run of gpt_shakespeare")
+}
+
+fn seeds(r: &dlbook::report::Report, fact: &str) -> Vec<f64> {
+    match &r.facts[fact].value {
+        dlbook::report::Value::Seeds(v) => v.clone(),
+        v => panic!("{fact} is {v:?}"),
+    }
+}
+
+#[test]
+fn training_lowers_the_validation_loss() {
+    let r = quick();
+    let (first, last) = (seeds(r, "initial_val_loss"), seeds(r, "final_val_loss"));
+    assert_eq!(first.len(), 2);
+    for (a, b) in first.iter().zip(&last) {
+        assert!(b < &(a - 0.5), "{a} -> {b}");
+    }
+}
+
+#[test]
+fn every_seed_ends_far_below_the_uniform_guess() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let r = dlbook::experiments::committed(&root, "gpt_shakespeare").unwrap();
+    let ln_v = r.get_fact("ln_vocab").unwrap();
+    let (first, last) = (seeds(&r, "initial_val_loss"), seeds(&r, "final_val_loss"));
+    assert_eq!(last.len(), 3);
+    for (a, b) in first.iter().zip(&last) {
+        assert!((a - ln_v).abs() < 0.2, "initial {a} vs ln V = {ln_v}");
+        assert!(*b < ln_v - 2.0, "final {b} vs ln V = {ln_v}");
+    }
+}
