@@ -15,7 +15,7 @@
 //! | 8 | Recurrent networks | [`rnn`] (RNN, LSTM, GRU, BPTT, the adding problem), [`nn::Embedding`] |
 //! | 9 | Sequence applications | [`seq`] (forecasting: series, scaling, windows, metrics, baselines; recurrent forecasters; sequence classification; character-level text generation) |
 //! | 10 | Attention | [`attn`] (masked softmax, scaled dot-product and multi-head attention, masks, sinusoidal, learned and rotary positions) |
-//! | 11 | Transformers | [`models::bert`] (BERT's configuration, WordPiece tokenization, all-MiniLM-L6-v2 with candle-transformers, sentence embeddings) |
+//! | 11 | Transformers | [`transformer`] (encoder and decoder blocks, pre-LN and post-LN, an encoder-decoder Transformer with greedy and beam decoding, BERT's encoder from scratch), [`gpt`] (a decoder-only language model with a hand-written backward, its KV cache and its candle twin), [`models::bert`] (BERT's configuration, WordPiece tokenization, all-MiniLM-L6-v2 with candle-transformers, sentence embeddings) |
 //! | 12-13 | (being written) | |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
@@ -41,6 +41,7 @@ pub mod data;
 pub mod detect;
 pub mod experiments;
 pub mod gemm;
+pub mod gpt;
 pub mod info;
 pub mod linalg;
 pub mod metrics;

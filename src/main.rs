@@ -83,7 +83,9 @@ enum Command {
         /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
         /// trained for ten minutes; `mha`: chapter 10's multi-head attention, from
         /// scratch and in candle, and a training step of the lookup models; `minilm`:
-        /// chapter 11's sentence encoder in candle).
+        /// chapter 11's sentence encoder, from scratch and in candle; `gpt_speed`: section
+        /// 11.3's GPT, from scratch and in candle, with and without its KV cache;
+        /// `gpt_budget`: the same trained for ten minutes).
         #[arg(long, default_value = "throughput")]
         name: String,
         /// Output folder (default: chapters/generated/ch05 of the book).
@@ -572,6 +574,30 @@ fn bench(
             None => dlbook::book::generated_dir(&book_root()?).join("ch11"),
         };
         for p in run(&mb, dir, name)?.write_to(&out)? {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name == "gpt" || name == "gpt_speed" || name == "gpt_budget" {
+        // Section 11.3's GPT: throughput, generation and profile, or the time-budget run.
+        use dlbook::bench::gpt::{run, run_budget, GptBenchConfig};
+        let mut gb = if quick {
+            GptBenchConfig::quick()
+        } else {
+            GptBenchConfig::full()
+        };
+        gb.runs = runs.unwrap_or(gb.runs).max(1);
+        gb.threads = threads.unwrap_or(gb.threads).max(1);
+        let out = match out {
+            Some(o) => o,
+            None => dlbook::book::generated_dir(&book_root()?).join("ch11"),
+        };
+        let report = if name == "gpt_budget" {
+            run_budget(&gb, dir, name)?
+        } else {
+            run(&gb, dir, "gpt_speed")?
+        };
+        for p in report.write_to(&out)? {
             println!("wrote {}", p.display());
         }
         return Ok(ExitCode::SUCCESS);

@@ -101,6 +101,7 @@ registry! {
     minilm_scratch::MinilmScratch,
     seq2seq_sort::Seq2SeqSort,
     ln_placement::LnPlacement,
+    gpt_shakespeare::GptShakespeare,
     // The data appendix.
     datasets::Datasets,
 }
@@ -119,6 +120,8 @@ pub const TIMINGS: &[(&str, &str)] = &[
     ("ch09", "char_lstm_budget"),
     ("ch10", "mha"),
     ("ch11", "minilm"),
+    ("ch11", "gpt_speed"),
+    ("ch11", "gpt_budget"),
 ];
 
 /// Which preset to run.

@@ -89,6 +89,7 @@ fresh! {
     minilm_scratch,
     seq2seq_sort,
     ln_placement,
+    gpt_shakespeare,
     datasets,
 }
 

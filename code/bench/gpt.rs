@@ -1,0 +1,549 @@
+//! `dlbook bench --name gpt`: the GPT of section 11.3, timed.
+//!
+//! One run measures, side by side: the from-scratch model's training throughput in
+//! tokens per second on `threads` threads, and its CPU seconds per 1,000 tokens on one
+//! thread; the same model trained by candle (the twin of [`crate::gpt::candle_twin`],
+//! candle's autograd and AdamW); generation speed with and without the KV cache; the
+//! FLOPs per token counted from the sizes
+//! ([`GptConfig::train_flops_per_token`](crate::gpt::GptConfig::train_flops_per_token))
+//! and the GFLOP/s and fraction of the measured FMA peak they amount to; and a
+//! per-operation profile of a training step (embedding, layer norms, the QKV product,
+//! attention, the projections, the MLP, the head, the backward of each, clipping,
+//! AdamW), timed from inside the model by [`rnn::profile`](crate::rnn::profile).
+//! Medians of several runs, with the load average before and after; never asserted by
+//! tests.
+//!
+//! `--name gpt_budget` trains the reference model for a fixed wall-clock budget and
+//! records its validation loss over time: a time-budgeted result is a timing, not a
+//! reproducible number, so it lives here and not in the experiment.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::tables::{summary_row as row, summary_table};
+use super::{load_average, median_min_max, peak, process_cpu_seconds, Clock};
+use crate::data::{data_ref, DataDir};
+use crate::gpt::candle_twin::CandleTrainer;
+use crate::gpt::{train_step, Gpt, GptConfig, GptOptimizer, Sampling};
+use crate::progress;
+use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::rnn::profile;
+use crate::seq::text::{
+    random_batch, validation_batches, Batch, CharCorpus, TINY_SHAKESPEARE,
+};
+
+/// The reference figures of the same model and training in PyTorch 2.15 on 2 threads of
+/// a machine of this kind (nanoGPT-style), as the task that set this section measured
+/// them: quoted in the report's `reference` table, never measured by the book.
+pub const PYTORCH_REFERENCE: [(&str, f64, &str); 4] = [
+    ("PyTorch, parameters", 812_288.0, "parameters"),
+    ("PyTorch, training, 2 threads", 15_600.0, "tokens/s"),
+    (
+        "PyTorch, validation loss after 2,000 steps",
+        1.659,
+        "nats/char",
+    ),
+    (
+        "PyTorch, validation loss after 10 minutes",
+        1.634,
+        "nats/char",
+    ),
+];
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GptBenchConfig {
+    /// The model.
+    pub model: GptConfig,
+    /// Windows per batch.
+    pub batch_size: usize,
+    /// Training steps per timed run.
+    pub steps: usize,
+    /// Timed runs per figure (after one warm-up step).
+    pub runs: usize,
+    /// Steps of each per-operation profile.
+    pub profile_steps: usize,
+    /// Steps per timed run of the candle twin.
+    pub candle_steps: usize,
+    /// Tokens generated per generation run (from a one-character prompt).
+    pub gen_tokens: usize,
+    /// Rounds of the FMA peak kernel per thread.
+    pub peak_iters: u64,
+    /// Threads for the multi-threaded figures.
+    pub threads: usize,
+    /// Wall-clock seconds of training of the budget run (`gpt_budget`).
+    pub budget_secs: f64,
+    /// Validation batches of the budget run.
+    pub val_batches: usize,
+    /// Seconds between two validations of the budget run.
+    pub eval_every_secs: f64,
+    /// Seed of the weights and the batches.
+    pub seed: u64,
+}
+
+impl GptBenchConfig {
+    /// A run of seconds that exercises every measurement (for tests).
+    pub fn quick() -> Self {
+        GptBenchConfig {
+            model: GptConfig {
+                n_layers: 1,
+                d_model: 16,
+                seq_len: 16,
+                n_heads: 2,
+                ..GptConfig::reference(65)
+            },
+            batch_size: 4,
+            steps: 2,
+            runs: 1,
+            profile_steps: 2,
+            candle_steps: 1,
+            gen_tokens: 20,
+            peak_iters: 100_000,
+            budget_secs: 1.0,
+            val_batches: 2,
+            eval_every_secs: 0.5,
+            ..Self::full()
+        }
+    }
+
+    /// The figures in the book: the reference model and batches.
+    pub fn full() -> Self {
+        GptBenchConfig {
+            model: GptConfig::reference(65),
+            batch_size: 32,
+            steps: 10,
+            runs: 5,
+            profile_steps: 10,
+            candle_steps: 3,
+            gen_tokens: 256,
+            peak_iters: 20_000_000,
+            threads: 2,
+            budget_secs: 600.0,
+            val_batches: 20,
+            eval_every_secs: 30.0,
+            seed: 0,
+        }
+    }
+
+    fn tokens_per_step(&self) -> f64 {
+        (self.batch_size * self.model.seq_len) as f64
+    }
+}
+
+fn measuring<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let s = progress::spinner(what);
+    let out = f();
+    s.finish_and_clear();
+    out
+}
+
+/// Tokens/s and CPU seconds per 1,000 tokens of `cfg.runs` runs of `steps` calls of
+/// `step` (after one warm-up call), in the current thread pool.
+fn time_steps(
+    cfg: &GptBenchConfig,
+    steps: usize,
+    batches: &[Batch],
+    step: &mut dyn FnMut(&Batch),
+) -> (Vec<f64>, Vec<f64>) {
+    step(&batches[0]);
+    let (mut rates, mut cpu) = (vec![], vec![]);
+    for _ in 0..cfg.runs {
+        let (t, c) = (Instant::now(), process_cpu_seconds());
+        for b in batches.iter().cycle().take(steps) {
+            step(b);
+        }
+        let tokens = steps as f64 * cfg.tokens_per_step();
+        rates.push(tokens / t.elapsed().as_secs_f64());
+        cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
+    }
+    (rates, cpu)
+}
+
+/// Milliseconds per step of each timed operation over `cfg.profile_steps` steps on
+/// `clock`, then what no timer covered and the step's total.
+fn profile_steps(
+    cfg: &GptBenchConfig,
+    batches: &[Batch],
+    clock: Clock,
+) -> Vec<(String, f64)> {
+    let now: fn() -> f64 = match clock {
+        Clock::Wall => || Clock::Wall.now(),
+        Clock::ThreadCpu => super::thread_cpu_seconds,
+    };
+    let mut model = Gpt::new(&cfg.model, cfg.seed);
+    let mut opt = GptOptimizer::reference();
+    train_step(&mut model, &mut opt, &batches[0]);
+    profile::enable(now);
+    let t = now();
+    for b in batches.iter().cycle().take(cfg.profile_steps) {
+        train_step(&mut model, &mut opt, b);
+    }
+    let total = now() - t;
+    let ops = profile::disable();
+    let per_step = |s: f64| 1e3 * s / cfg.profile_steps as f64;
+    let covered: f64 = ops.iter().map(|(_, s)| s).sum();
+    let mut out: Vec<(String, f64)> = ops
+        .into_iter()
+        .map(|(name, s)| (name.to_string(), per_step(s)))
+        .collect();
+    out.push((
+        "other (untimed)".into(),
+        per_step((total - covered).max(0.0)),
+    ));
+    out.push(("training step".into(), per_step(total)));
+    out
+}
+
+/// Generated tokens per second, with the cache or without, over `cfg.runs` runs.
+fn time_generation(cfg: &GptBenchConfig, cached: bool) -> Vec<f64> {
+    let mut model = Gpt::new(&cfg.model, cfg.seed);
+    let spec = Sampling {
+        temperature: 1.0,
+        top_k: None,
+    };
+    (0..cfg.runs)
+        .map(|run| {
+            let t = Instant::now();
+            let out = if cached {
+                model.generate(&[0], cfg.gen_tokens, spec, run as u64)
+            } else {
+                model.generate_uncached(&[0], cfg.gen_tokens, spec, run as u64)
+            };
+            std::hint::black_box(out);
+            cfg.gen_tokens as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// Runs the throughput benchmark on Tiny Shakespeare batches; the report is named
+/// `name`.
+pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
+    let load_before = load_average();
+    let corpus = CharCorpus::tiny_shakespeare(dir)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let t_len = cfg.model.seq_len;
+    let batches: Vec<Batch> = (0..cfg.steps.max(cfg.profile_steps).max(1))
+        .map(|_| random_batch(&corpus.train, cfg.batch_size, t_len, &mut rng))
+        .collect();
+    let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build();
+    let (pool_n, pool_1) = (pool(cfg.threads)?, pool(1)?);
+    let threads = cfg.threads;
+    let train = |what: &str| {
+        measuring(&format!("GPT, from scratch, {what}"), || {
+            let mut model = Gpt::new(&cfg.model, cfg.seed);
+            let mut opt = GptOptimizer::reference();
+            time_steps(cfg, cfg.steps, &batches, &mut |b| {
+                std::hint::black_box(train_step(&mut model, &mut opt, b));
+            })
+        })
+    };
+    let (rates, cpu_n) = pool_n.install(|| train(&format!("{threads} threads")));
+    let (rates_1, cpu_1) = pool_1.install(|| train("1 thread"));
+    let prof_n = pool_n.install(|| profile_steps(cfg, &batches, Clock::Wall));
+    let prof_1 = pool_1.install(|| profile_steps(cfg, &batches, Clock::ThreadCpu));
+    let (candle_rates, candle_cpu) = measuring("GPT, candle", || -> Result<_> {
+        let mut model = Gpt::new(&cfg.model, cfg.seed);
+        let mut tr = CandleTrainer::new(&mut model, 1e-3, 0.99, 0.1, 1.0)?;
+        tr.train_step(&batches[0])?;
+        let (mut rates, mut cpu) = (vec![], vec![]);
+        for _ in 0..cfg.runs {
+            let (t, c) = (Instant::now(), process_cpu_seconds());
+            for b in batches.iter().cycle().take(cfg.candle_steps) {
+                std::hint::black_box(tr.train_step(b)?);
+            }
+            let tokens = cfg.candle_steps as f64 * cfg.tokens_per_step();
+            rates.push(tokens / t.elapsed().as_secs_f64());
+            cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
+        }
+        Ok((rates, cpu))
+    })?;
+    let gen_cached = pool_n
+        .install(|| measuring("generation, KV cache", || time_generation(cfg, true)));
+    let gen_full = pool_n
+        .install(|| measuring("generation, no cache", || time_generation(cfg, false)));
+    let isa = peak::Isa::detect();
+    let peak_n: Vec<f64> = measuring("FMA peak", || {
+        (0..cfg.runs)
+            .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
+            .collect()
+    });
+    let peak_1: Vec<f64> = measuring("FMA peak, 1 thread", || {
+        (0..cfg.runs)
+            .map(|_| peak::fma_gflops(isa, 1, cfg.peak_iters))
+            .collect()
+    });
+    let load_after = load_average();
+
+    let flops = cfg.model.train_flops_per_token(t_len);
+    let gflops = |r: &[f64]| r.iter().map(|x| x * flops / 1e9).collect::<Vec<f64>>();
+    let (g_n, g_1) = (gflops(&rates), gflops(&rates_1));
+    let pct = |g: &[f64], p: &[f64]| {
+        let p = median_min_max(p).0;
+        g.iter().map(|x| 100.0 * x / p).collect::<Vec<f64>>()
+    };
+    let g_cpu: Vec<f64> = cpu_1.iter().map(|c| flops / (c / 1000.0) / 1e9).collect();
+    let ms = |v: &[f64]| v.iter().map(|x| 1e3 * x).collect::<Vec<f64>>();
+    const CPU_MS: &str = "CPU-ms per 1,000 tokens";
+    let m = &cfg.model;
+    let mut r = Report::new(
+        "ch11",
+        name,
+        "Training and generation speed of the GPT, from scratch and in candle",
+    );
+    r.config = serde_json::to_value(cfg)?;
+    r.seeds = vec![cfg.seed];
+    r.data = vec![data_ref(TINY_SHAKESPEARE)];
+    let load = format!("Load average {load_before:.1} before, {load_after:.1} after.");
+    r.tables.push(summary_table(
+        "speed",
+        format!(
+            "Training the GPT ({} blocks, {} heads, d = {}, batch {} windows of {} \
+             characters, AdamW, clip 1): median, min and max over {} runs of {} steps \
+             (candle: {} steps); generation of {} tokens from one character. {load}",
+            m.n_layers,
+            m.n_heads,
+            m.d_model,
+            cfg.batch_size,
+            t_len,
+            cfg.runs,
+            cfg.steps,
+            cfg.candle_steps,
+            cfg.gen_tokens
+        ),
+        1,
+        vec![
+            row(
+                &format!("from scratch, {threads} threads"),
+                &rates,
+                "tokens/s",
+            ),
+            row("from scratch, 1 thread", &rates_1, "tokens/s"),
+            row(
+                &format!("candle, {threads} threads"),
+                &candle_rates,
+                "tokens/s",
+            ),
+            row("from scratch, 1 thread, CPU time", &ms(&cpu_1), CPU_MS),
+            row(
+                &format!("from scratch, {threads} threads, CPU time of all threads"),
+                &ms(&cpu_n),
+                CPU_MS,
+            ),
+            row("candle, CPU time of all threads", &ms(&candle_cpu), CPU_MS),
+            row("generation with the KV cache", &gen_cached, "tokens/s"),
+            row("generation without a cache", &gen_full, "tokens/s"),
+        ],
+    ));
+    r.tables.push(summary_table(
+        "compute",
+        format!(
+            "Arithmetic: {:.2} MFLOP per token of a training step (counted from the \
+             sizes: forward and the two backward products of every weight matrix, the \
+             head and the causal attention), the GFLOP/s the throughput amounts to, and \
+             the fraction of the FMA peak measured in the same run; the per-CPU-second \
+             row divides by the CPU time of the one-thread runs. {load}",
+            flops / 1e6
+        ),
+        2,
+        vec![
+            row(&format!("FMA peak, {threads} threads"), &peak_n, "GFLOP/s"),
+            row("FMA peak, 1 thread", &peak_1, "GFLOP/s"),
+            row(&format!("training, {threads} threads"), &g_n, "GFLOP/s"),
+            row("training, 1 thread", &g_1, "GFLOP/s"),
+            row(
+                &format!("fraction of peak, {threads} threads"),
+                &pct(&g_n, &peak_n),
+                "%",
+            ),
+            row("fraction of peak, 1 thread", &pct(&g_1, &peak_1), "%"),
+            row("training, per CPU-second, 1 thread", &g_cpu, "GFLOP/s"),
+        ],
+    ));
+    r.fact("flops_per_token", flops / 1e6, Format::Fixed(2));
+    r.fact("tokens_per_s", median_min_max(&rates).0, Format::Int);
+    r.fact(
+        "candle_tokens_per_s",
+        median_min_max(&candle_rates).0,
+        Format::Int,
+    );
+    r.fact(
+        "gen_cached_tokens_per_s",
+        median_min_max(&gen_cached).0,
+        Format::Int,
+    );
+    r.fact(
+        "gen_uncached_tokens_per_s",
+        median_min_max(&gen_full).0,
+        Format::Int,
+    );
+    r.fact(
+        "fraction_of_peak",
+        median_min_max(&pct(&g_n, &peak_n)).0,
+        Format::Fixed(1),
+    );
+    r.fact("load_before", load_before, Format::Fixed(1));
+    r.fact("load_after", load_after, Format::Fixed(1));
+    r.tables
+        .push(profile_table(&prof_n, &prof_1, threads, &load));
+    r.tables.push(Table {
+        name: "reference".into(),
+        caption: "The same model and training in PyTorch 2.15 (nanoGPT-style), measured \
+                  on 2 threads of a machine of this kind when this section was planned: \
+                  a reference, not a figure of this run."
+            .into(),
+        columns: vec![
+            col("measurement", Format::Int),
+            col("value", Format::Fixed(3)),
+            col("unit", Format::Int),
+        ],
+        rows: PYTORCH_REFERENCE
+            .iter()
+            .map(|(what, v, unit)| vec![(*what).into(), Value::Num(*v), (*unit).into()])
+            .collect(),
+    });
+    Ok(r)
+}
+
+/// The per-operation table: each operation's milliseconds per step on `t` threads
+/// (wall) and its CPU milliseconds on one thread, and its share of the one-thread step.
+fn profile_table(
+    wall: &[(String, f64)],
+    cpu: &[(String, f64)],
+    t: usize,
+    load: &str,
+) -> Table {
+    let step_cpu = cpu
+        .iter()
+        .find(|(n, _)| n == "training step")
+        .map_or(f64::NAN, |(_, v)| *v);
+    let rows = cpu
+        .iter()
+        .map(|(name, c)| {
+            let w = wall
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(f64::NAN, |(_, v)| *v);
+            vec![
+                Value::from(name.as_str()),
+                Value::Num(w),
+                Value::Num(*c),
+                Value::Num(c / step_cpu),
+            ]
+        })
+        .collect();
+    Table {
+        name: "profile".into(),
+        caption: format!(
+            "Where a training step of the GPT spends its time: milliseconds per step of \
+             each operation, on {t} threads (wall clock) and on one thread (CPU time of \
+             that thread), and its share of the one-thread step. {load}"
+        ),
+        columns: vec![
+            col("operation", Format::Int),
+            col(&format!("ms, {t} threads"), Format::Fixed(2)),
+            col("CPU-ms, 1 thread", Format::Fixed(2)),
+            col("share, 1 thread", Format::Percent(1)),
+        ],
+        rows,
+    }
+}
+
+/// Trains the model for `cfg.budget_secs` seconds of wall-clock training (validation
+/// not counted) on `cfg.threads` threads and records the validation loss over time.
+pub fn run_budget(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
+    let load_before = load_average();
+    let corpus = CharCorpus::tiny_shakespeare(dir)?;
+    let t_len = cfg.model.seq_len;
+    let val = validation_batches(&corpus.valid, cfg.batch_size, t_len, cfg.val_batches)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()?;
+    let bar = progress::bar(cfg.budget_secs.ceil() as u64, "GPT, time budget");
+    let (secs, steps, losses) = pool.install(|| {
+        let mut model = Gpt::new(&cfg.model, cfg.seed);
+        let mut opt = GptOptimizer::reference();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(1);
+        let (mut secs, mut steps, mut losses) = (vec![0.0], vec![0.0], vec![]);
+        losses.push(model.mean_loss(&val));
+        let (mut trained, mut n, mut next_eval) = (0.0f64, 0usize, cfg.eval_every_secs);
+        while trained < cfg.budget_secs {
+            let batch = random_batch(&corpus.train, cfg.batch_size, t_len, &mut rng);
+            let t = Instant::now();
+            train_step(&mut model, &mut opt, &batch);
+            trained += t.elapsed().as_secs_f64();
+            n += 1;
+            bar.set_position(trained as u64);
+            if trained >= next_eval || trained >= cfg.budget_secs {
+                secs.push(trained);
+                steps.push(n as f64);
+                losses.push(model.mean_loss(&val));
+                next_eval += cfg.eval_every_secs;
+            }
+        }
+        (secs, steps, losses)
+    });
+    bar.finish_and_clear();
+    let load_after = load_average();
+    let mut r = Report::new(
+        "ch11",
+        name,
+        "The GPT trained for a fixed wall-clock budget",
+    );
+    r.config = serde_json::to_value(cfg)?;
+    r.seeds = vec![cfg.seed];
+    r.data = vec![data_ref(TINY_SHAKESPEARE)];
+    let last = *losses.last().expect("at least one validation");
+    r.fact("budget_val_loss", last, Format::Fixed(3));
+    r.fact("budget_steps", *steps.last().expect("steps"), Format::Int);
+    r.fact(
+        "budget_tokens_per_s",
+        steps.last().expect("steps") * cfg.tokens_per_step() / secs.last().expect("secs"),
+        Format::Int,
+    );
+    r.fact("budget_load_before", load_before, Format::Fixed(1));
+    r.fact("budget_load_after", load_after, Format::Fixed(1));
+    r.tables.push(Table {
+        name: "budget".into(),
+        caption: format!(
+            "Validation loss (nats per character, {} fixed batches) against seconds of \
+             training on {} threads, seed {}. Load average {load_before:.1} before, \
+             {load_after:.1} after.",
+            val.len(),
+            cfg.threads,
+            cfg.seed
+        ),
+        columns: vec![
+            col("seconds", Format::Fixed(0)),
+            col("steps", Format::Int),
+            col("validation loss", Format::Fixed(3)),
+        ],
+        rows: secs
+            .iter()
+            .zip(&steps)
+            .zip(&losses)
+            .map(|((s, n), l)| vec![Value::Num(*s), Value::Num(*n), Value::Num(*l)])
+            .collect(),
+    });
+    r.figures.push(Figure {
+        name: "budget".into(),
+        title: "Validation loss against training time".into(),
+        plot: Plot::Lines {
+            x_label: "seconds of training".into(),
+            y_label: "validation loss (nats/char)".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series: vec![Series {
+                name: "validation".into(),
+                x: secs,
+                y: losses,
+                band: None,
+            }],
+        },
+    });
+    Ok(r)
+}
