@@ -97,6 +97,7 @@ registry! {
     attention_scale::AttentionScale,
     // Week 11: Transformers.
     minilm_embeddings::MinilmEmbeddings,
+    minilm_finetune::MinilmFinetune,
     // The data appendix.
     datasets::Datasets,
 }

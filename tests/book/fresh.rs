@@ -85,6 +85,7 @@ fresh! {
     char_lstm,
     attention_scale,
     minilm_embeddings,
+    minilm_finetune,
     datasets,
 }
 

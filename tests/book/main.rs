@@ -33,6 +33,7 @@ mod ch09_forecast;
 mod ch09_text;
 mod ch10_attention;
 mod ch11_bert;
+mod ch11_finetune;
 mod data_dataset;
 mod data_io;
 mod fresh;
