@@ -322,6 +322,7 @@ fn gradients_reach_exactly_the_trainable_layers() {
             .unwrap();
         assert!(norm > 0.0, "{name}: zero gradient");
     }
+    drop(vars); // `tensors` and `trainable_params` lock the VarMap again
     for name in [HEAD_WEIGHT, HEAD_BIAS] {
         let h = m.head_vars.data().lock().unwrap();
         assert!(
