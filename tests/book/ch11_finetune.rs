@@ -60,6 +60,15 @@ fn config() -> BertConfig {
     BertConfig::from_file(&data().verified(bert::CONFIG).unwrap()).unwrap()
 }
 
+fn recipe(batch_size: usize, lr_encoder: f64, lr_head: f64) -> FinetuneConfig {
+    FinetuneConfig {
+        batch_size,
+        lr_encoder,
+        lr_head,
+        weight_decay: 0.01,
+    }
+}
+
 fn tiny_set() -> LabeledText {
     LabeledText::new(
         vec![
@@ -135,13 +144,7 @@ fn empty_dataset_and_label_out_of_range_are_errors() {
     let three = LabeledText::new(vec!["a".into(), "b".into()], vec![0, 2], 3).unwrap();
     let model =
         MiniLmClassifier::from_minilm(&data(), Start::Pretrained, 2, 6, 0).unwrap();
-    let cfg = FinetuneConfig {
-        batch_size: 2,
-        lr_encoder: 3e-5,
-        lr_head: 1e-3,
-        weight_decay: 0.01,
-    };
-    let mut ft = Finetuner::new(model, &cfg).unwrap();
+    let mut ft = Finetuner::new(model, &recipe(2, 3e-5, 1e-3)).unwrap();
     let msg = format!("{:#}", ft.epoch(&tokenizer(64), &three, 0).unwrap_err());
     assert!(
         msg.contains("the data has 3 classes, the classifier 2"),
@@ -348,13 +351,8 @@ fn checkpoint_round_trip_predicts_identically() {
     let set = tiny_set();
     let model =
         MiniLmClassifier::from_minilm(&data(), Start::Pretrained, 2, 4, 3).unwrap();
-    let cfg = FinetuneConfig {
-        batch_size: 4,
-        lr_encoder: 1e-3,
-        lr_head: 1e-2,
-        weight_decay: 0.01,
-    };
-    let mut ft = Finetuner::new(model, &cfg).unwrap();
+    // Large rates, so one epoch visibly changes the weights.
+    let mut ft = Finetuner::new(model, &recipe(4, 1e-3, 1e-2)).unwrap();
     let before = ft.model.tensors()["encoder.layer.5.output.dense.weight"]
         .flatten_all()
         .unwrap()
