@@ -320,11 +320,11 @@ fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Ten
 }
 
 /// Candle's gradients (in `F64`) of $L = \langle \operatorname{block}(x), r\rangle$ for
-/// an [`AttnBlock`](super::lookup::AttnBlock)'s weights: the same pre-norm block
+/// an [`AttnBlock`](super::block::AttnBlock)'s weights: the same pre-norm block
 /// written in candle ops ([`CandleMha`] for the attention), `dx` and the parameters by
 /// their dotted names.
 pub fn block_grads(
-    block: &mut super::lookup::AttnBlock,
+    block: &mut super::block::AttnBlock,
     x: &ArrayD<f32>,
     r: &ArrayD<f32>,
 ) -> Result<Grads> {

@@ -85,8 +85,8 @@ use rayon::prelude::*;
 
 use crate::gemm::sgemm;
 
+pub mod block;
 pub mod candle_twin;
-pub mod lookup;
 pub mod mha;
 pub mod position;
 

@@ -23,9 +23,6 @@ use serde::{Deserialize, Serialize};
 use super::tables::{summary_row as row, summary_table};
 use super::{load_average, time_runs};
 use crate::attn::candle_twin::CandleMha;
-use crate::attn::lookup::{
-    book_cells, lookup_step, lookup_task, AttnSpec, LookupModel, LookupSpec,
-};
 use crate::attn::{MhaConfig, MultiHeadAttention, Schedule};
 use crate::nn::candle_twin::to_tensor;
 use crate::nn::gradcheck::normal;
@@ -34,6 +31,9 @@ use crate::optim::Adam;
 use crate::progress;
 use crate::report::Report;
 use crate::rnn::memory::CellSpec;
+use crate::seq::lookup::{
+    book_cells, lookup_step, lookup_task, AttnSpec, LookupModel, LookupSpec,
+};
 
 /// What to time, and how often.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

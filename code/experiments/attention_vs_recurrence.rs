@@ -1,5 +1,5 @@
 //! Experiment `attention_vs_recurrence`: the lookup task of
-//! [`attn::lookup`](crate::attn::lookup) at growing sequence lengths $T$, for a one-block
+//! [`seq::lookup`](crate::seq::lookup) at growing sequence lengths $T$, for a one-block
 //! attention model, an LSTM and a GRU with (as nearly as whole widths allow) the same
 //! number of parameters, the same training budget and the same seeds; what each costs
 //! per sequence; and what the trained attention model looks at.
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{Experiment, Preset};
-use crate::attn::lookup::{
+use crate::seq::lookup::{
     attention_weights, book_cells, lookup_task, step_labels, train_lookup, weight_on_key, AttnSpec,
     Lookup, LookupModel, LookupSpec, LookupTrain, WeightsTap,
 };

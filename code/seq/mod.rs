@@ -43,6 +43,7 @@
 //! **Text generation** ([`text`]): a character-level language model on Tiny
 //! Shakespeare, its vocabulary, batches, training and sampling.
 
+pub mod lookup;
 pub mod text;
 
 mod baselines;

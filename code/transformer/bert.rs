@@ -3,7 +3,7 @@
 //!
 //! BERT is a stack of **post-LN** [`EncoderBlock`]s with biases and GELU:
 //!
-//! $$e = \operatorname{LN}(E_\text{word}[x] + E_\text{pos}[0..t] + E_\text{type}[s]),
+//! $$e = \operatorname{LN}(E_\text{word}\[x\] + E_\text{pos}\[0..t\] + E_\text{type}\[s\]),
 //! \qquad h_{l} = \operatorname{Block}_l(h_{l-1}),\ h_0 = e,$$
 //!
 //! each block being $h = \operatorname{LN}_1(x + \operatorname{MHA}(x))$,

@@ -7,10 +7,6 @@
 use std::sync::OnceLock;
 
 use dlbook::attn::candle_twin::block_grads;
-use dlbook::attn::lookup::{
-    attention_model, attention_weights, lookup_task, recurrent_model, recurrent_params,
-    step_labels, weight_on_key, AttnBlock, AttnSpec, LookupModel, LookupSpec,
-};
 use dlbook::attn::{
     scaled_dot_product_attention_backward_with, scaled_dot_product_attention_with, Mask,
     Schedule,
@@ -22,6 +18,10 @@ use dlbook::experiments::Preset;
 use dlbook::nn::gradcheck::{manual_grads, max_rel_error, normal, numeric_grads, Grads};
 use dlbook::nn::{Module, Named};
 use dlbook::report::{Plot, Report, Value};
+use dlbook::seq::lookup::{
+    attention_model, attention_weights, lookup_task, recurrent_model, recurrent_params,
+    step_labels, weight_on_key, AttnBlock, AttnSpec, LookupModel, LookupSpec,
+};
 use ndarray::{ArrayD, Axis, Ix2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
