@@ -99,7 +99,14 @@ def run_parallel(paths, out_dir, jobs):
     results = []
     lock = threading.Lock()
     try:
-        folders += [worker_folder(nb_dir, k) for k in range(1, jobs)]
+        for k in range(1, jobs):
+            try:
+                folders.append(worker_folder(nb_dir, k))
+            except (OSError, subprocess.CalledProcessError) as e:
+                # No room for another copy of the build (it is a few GB): fewer kernels.
+                shutil.rmtree(os.path.join(os.path.dirname(nb_dir), f"target-nbw{k}"), ignore_errors=True)
+                print(f"  worker {k} not started ({e}); going on with {len(folders)} kernel(s)", flush=True)
+                break
 
         def work(folder):
             while True:
