@@ -11,7 +11,6 @@ use dlbook::data::folder::{BadImages, ImageFolder};
 use dlbook::data::{self, DataDir, FetchOptions};
 use dlbook::experiments::{self, Tier};
 use dlbook::progress;
-use dlbook::report::Report;
 use dlbook::transfer::{
     self,
     folder::{
@@ -76,19 +75,14 @@ enum Command {
         /// Threads for the multi-threaded figures.
         #[arg(long)]
         threads: Option<usize>,
-        /// File stem of the report (`depthwise`: chapter 6's depthwise convolution;
-        /// `backbone`: chapter 6's EfficientNet-Lite0, from scratch and in candle;
-        /// `detector_speed`: chapter 7's detector; `rnn_cells`: chapter 8's recurrent
-        /// layers, from scratch and in candle; `char_lstm_speed`: section 9.3's
-        /// character LSTM, from scratch and in candle; `char_lstm_budget`: the same
-        /// trained for ten minutes; `mha`: chapter 10's multi-head attention, from
-        /// scratch and in candle, and a training step of the lookup models; `minilm`:
-        /// chapter 11's sentence encoder, from scratch and in candle; `gpt_speed`: section
-        /// 11.3's GPT, from scratch and in candle, with and without its KV cache;
-        /// `gpt_budget`: the same trained for ten minutes).
+        /// The timing report to run (its file stem): `throughput` and
+        /// `throughput_baseline` (chapter 5), `backbone`, `depthwise` (6),
+        /// `detector_speed` (7), `rnn_cells` (8), `char_lstm_speed`, `char_lstm_budget`
+        /// (9), `mha` (10), `minilm`, `gpt_speed`, `gpt_budget` (11); the list is
+        /// `dlbook::bench::TIMINGS`.
         #[arg(long, default_value = "throughput")]
         name: String,
-        /// Output folder (default: chapters/generated/ch05 of the book).
+        /// Output folder (default: the report's chapter folder in chapters/generated).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Only time the from-scratch training and print its per-layer profile, on
@@ -448,194 +442,23 @@ fn bench(
     out: Option<PathBuf>,
     profile: bool,
 ) -> Result<ExitCode> {
-    let mut cfg = if quick {
-        dlbook::bench::Config::quick()
-    } else {
-        dlbook::bench::Config::full()
+    let opts = dlbook::bench::Options {
+        quick,
+        runs,
+        threads,
     };
-    cfg.runs = runs.unwrap_or(cfg.runs).max(1);
-    cfg.threads = threads.unwrap_or(cfg.threads).max(1);
     if profile {
+        let cfg = dlbook::bench::seed_cnn_config(&opts);
         print!("{}", dlbook::bench::profile_text(&cfg)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if name == "backbone" {
-        // Chapter 6's pre-trained network, from scratch and in candle.
-        use dlbook::bench::backbone::{run, BackboneConfig};
-        let mut bb = if quick {
-            BackboneConfig::quick()
-        } else {
-            BackboneConfig::full()
-        };
-        bb.runs = runs.unwrap_or(bb.runs).max(1);
-        bb.threads = threads.unwrap_or(bb.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch06"),
-        };
-        for p in run(&bb, dir, name)?.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "detector_speed" {
-        // Chapter 7's detector: training throughput and one-canvas latency.
-        use dlbook::bench::detector::{run, DetectorBenchConfig};
-        let mut db = if quick {
-            DetectorBenchConfig::quick()
-        } else {
-            DetectorBenchConfig::full()
-        };
-        db.runs = runs.unwrap_or(db.runs).max(1);
-        db.threads = threads.unwrap_or(db.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch07"),
-        };
-        for p in run(&db, dir, name)?.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "rnn_cells" {
-        // Chapter 8's recurrent layers, from scratch and the candle twin.
-        use dlbook::bench::rnn_cells::{run, RnnCellsConfig};
-        let mut rc = if quick {
-            RnnCellsConfig::quick()
-        } else {
-            RnnCellsConfig::full()
-        };
-        rc.runs = runs.unwrap_or(rc.runs).max(1);
-        rc.threads = threads.unwrap_or(rc.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch08"),
-        };
-        for p in run(&rc, name)?.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "char_lstm_speed" || name == "char_lstm_budget" {
-        // Section 9.3's character LSTM: throughput and profile, or the time-budget run.
-        use dlbook::bench::char_lstm::{run, run_budget, CharLstmBenchConfig};
-        let mut cb = if quick {
-            CharLstmBenchConfig::quick()
-        } else {
-            CharLstmBenchConfig::full()
-        };
-        cb.runs = runs.unwrap_or(cb.runs).max(1);
-        cb.threads = threads.unwrap_or(cb.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch09"),
-        };
-        let report = if name == "char_lstm_budget" {
-            run_budget(&cb, dir, name)?
-        } else {
-            run(&cb, dir, name)?
-        };
-        for p in report.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "mha" {
-        // Chapter 10's multi-head attention and the lookup models' training steps.
-        use dlbook::bench::mha::{run, MhaBenchConfig};
-        let mut mb = if quick {
-            MhaBenchConfig::quick()
-        } else {
-            MhaBenchConfig::full()
-        };
-        mb.runs = runs.unwrap_or(mb.runs).max(1);
-        mb.threads = threads.unwrap_or(mb.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch10"),
-        };
-        for p in run(&mb, name)?.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "minilm" {
-        // Chapter 11's pre-trained sentence encoder in candle.
-        use dlbook::bench::minilm::{run, MiniLmBenchConfig};
-        let mut mb = if quick {
-            MiniLmBenchConfig::quick()
-        } else {
-            MiniLmBenchConfig::full()
-        };
-        mb.runs = runs.unwrap_or(mb.runs).max(1);
-        mb.threads = threads.unwrap_or(mb.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch11"),
-        };
-        for p in run(&mb, dir, name)?.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "gpt" || name == "gpt_speed" || name == "gpt_budget" {
-        // Section 11.3's GPT: throughput, generation and profile, or the time-budget run.
-        use dlbook::bench::gpt::{run, run_budget, GptBenchConfig};
-        let mut gb = if quick {
-            GptBenchConfig::quick()
-        } else {
-            GptBenchConfig::full()
-        };
-        gb.runs = runs.unwrap_or(gb.runs).max(1);
-        gb.threads = threads.unwrap_or(gb.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch11"),
-        };
-        let report = if name == "gpt_budget" {
-            run_budget(&gb, dir, name)?
-        } else {
-            run(&gb, dir, "gpt_speed")?
-        };
-        for p in report.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if name == "depthwise" {
-        // Chapter 6's depthwise convolution: its own measurements and folder.
-        use dlbook::bench::depthwise::{run, DepthwiseConfig};
-        let mut dw = if quick {
-            DepthwiseConfig::quick()
-        } else {
-            DepthwiseConfig::full()
-        };
-        dw.runs = runs.unwrap_or(dw.runs).max(1);
-        dw.threads = threads.unwrap_or(dw.threads).max(1);
-        let out = match out {
-            Some(o) => o,
-            None => dlbook::book::generated_dir(&book_root()?).join("ch06"),
-        };
-        for p in run(&dw, name)?.write_to(&out)? {
-            println!("wrote {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
+    let timing = dlbook::bench::find(name)?;
     let out = match out {
         Some(o) => o,
-        None => dlbook::book::generated_dir(&book_root()?).join("ch05"),
+        None => dlbook::book::generated_dir(&book_root()?).join(timing.chapter),
     };
     let t = std::time::Instant::now();
-    // The "before" figures, if they were measured (by this command, earlier).
-    let base_path = out.join("throughput_baseline.json");
-    let baseline = match std::fs::read_to_string(&base_path) {
-        Ok(text) if name != "throughput_baseline" => Some(
-            Report::from_json(&text)
-                .with_context(|| format!("reading {}", base_path.display()))?,
-        ),
-        _ => None,
-    };
-    let report = dlbook::bench::run(&cfg, name, baseline.as_ref())?;
+    let report = (timing.run)(&opts, dir, &out)?;
     for p in report.write_to(&out)? {
         println!("wrote {}", p.display());
     }

@@ -25,6 +25,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::steps::{measuring, profile_steps, profile_table, time_steps};
 use super::tables::{summary_row as row, summary_table};
 use super::{load_average, median_min_max, peak, process_cpu_seconds, Clock};
 use crate::data::{data_ref, DataDir};
@@ -213,62 +214,6 @@ impl Module for Baseline {
     }
 }
 
-/// Tokens/s and CPU seconds per 1,000 tokens of `cfg.runs` runs of `steps` calls of
-/// `step` (after one warm-up call), in the current thread pool.
-fn time_steps(
-    cfg: &CharLstmBenchConfig,
-    steps: usize,
-    batches: &[Batch],
-    step: &mut dyn FnMut(&Batch),
-) -> (Vec<f64>, Vec<f64>) {
-    step(&batches[0]);
-    let (mut rates, mut cpu) = (vec![], vec![]);
-    for _ in 0..cfg.runs {
-        let (t, c) = (Instant::now(), process_cpu_seconds());
-        for b in batches.iter().cycle().take(steps) {
-            step(b);
-        }
-        let tokens = steps as f64 * cfg.tokens_per_step();
-        rates.push(tokens / t.elapsed().as_secs_f64());
-        cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
-    }
-    (rates, cpu)
-}
-
-/// Milliseconds per step of each timed operation over `cfg.profile_steps` calls of
-/// `step` on `clock`, then what no timer covered (`other`) and the step's total.
-fn profile_steps(
-    cfg: &CharLstmBenchConfig,
-    batches: &[Batch],
-    clock: Clock,
-    step: &mut dyn FnMut(&Batch),
-) -> Vec<(String, f64)> {
-    let now: fn() -> f64 = match clock {
-        Clock::Wall => || Clock::Wall.now(),
-        Clock::ThreadCpu => super::thread_cpu_seconds,
-    };
-    step(&batches[0]);
-    profile::enable(now);
-    let t = now();
-    for b in batches.iter().cycle().take(cfg.profile_steps) {
-        step(b);
-    }
-    let total = now() - t;
-    let ops = profile::disable();
-    let per_step = |s: f64| 1e3 * s / cfg.profile_steps as f64;
-    let covered: f64 = ops.iter().map(|(_, s)| s).sum();
-    let mut out: Vec<(String, f64)> = ops
-        .into_iter()
-        .map(|(name, s)| (name.to_string(), per_step(s)))
-        .collect();
-    out.push((
-        "other (untimed)".into(),
-        per_step((total - covered).max(0.0)),
-    ));
-    out.push(("training step".into(), per_step(total)));
-    out
-}
-
 /// Everything measured of one model in one thread pool.
 struct Measured {
     rates: Vec<f64>,
@@ -302,11 +247,11 @@ fn measure(
     let threads = rayon::current_num_threads();
     let (rates, cpu) =
         measuring(&format!("char LSTM, {what}, {threads} threads"), || {
-            time_steps(cfg, steps, batches, &mut step)
+            time_steps(cfg.runs, steps, cfg.tokens_per_step(), batches, &mut step)
         });
     let profile = measuring(
         &format!("char LSTM profile, {what}, {threads} threads"),
-        || profile_steps(cfg, batches, clock, &mut step),
+        || profile_steps(cfg.profile_steps, batches, clock, &mut step),
     );
     Measured {
         rates,
@@ -456,13 +401,6 @@ fn time_candle(
         cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
     }
     Ok((rates, cpu))
-}
-
-fn measuring<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let s = progress::spinner(what);
-    let out = f();
-    s.finish_and_clear();
-    out
 }
 
 /// Runs the throughput benchmark on Tiny Shakespeare batches; the report is named
@@ -655,52 +593,6 @@ pub fn run(cfg: &CharLstmBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
             .collect(),
     });
     Ok(r)
-}
-
-/// The per-operation table: each operation's milliseconds per step on `t` threads
-/// (wall) and its CPU milliseconds on one thread, and its share of the one-thread step.
-fn profile_table(
-    name: &str,
-    what: &str,
-    wall: &[(String, f64)],
-    cpu: &[(String, f64)],
-    t: usize,
-    load: &str,
-) -> Table {
-    let step_cpu = cpu
-        .iter()
-        .find(|(n, _)| n == "training step")
-        .map_or(f64::NAN, |(_, v)| *v);
-    let rows = cpu
-        .iter()
-        .map(|(name, c)| {
-            let w = wall
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(f64::NAN, |(_, v)| *v);
-            vec![
-                Value::from(name.as_str()),
-                Value::Num(w),
-                Value::Num(*c),
-                Value::Num(c / step_cpu),
-            ]
-        })
-        .collect();
-    Table {
-        name: name.into(),
-        caption: format!(
-            "Where a training step of {what} spends its time: milliseconds per step of \
-             each operation, on {t} threads (wall clock) and on one thread (CPU time of \
-             that thread), and its share of the one-thread step. {load}"
-        ),
-        columns: vec![
-            col("operation", Format::Int),
-            col(&format!("ms, {t} threads"), Format::Fixed(2)),
-            col("CPU-ms, 1 thread", Format::Fixed(2)),
-            col("share, 1 thread", Format::Percent(1)),
-        ],
-        rows,
-    }
 }
 
 /// Trains the model for `cfg.budget_secs` seconds of wall-clock training (validation

@@ -13,8 +13,9 @@
 //! Medians of several runs, with the load average before and after; never asserted by
 //! tests.
 //!
-//! `--name gpt_budget` trains the reference model for a fixed wall-clock budget and
-//! records its validation loss over time: a time-budgeted result is a timing, not a
+//! `--name gpt_budget` trains the reference model for a fixed time budget (ten minutes
+//! of two threads, counted as CPU time so that a shared machine does not shorten it),
+//! once per seed, and records its validation loss over time: a time-budgeted result is a timing, not a
 //! reproducible number, so it lives here and not in the experiment.
 
 use std::time::Instant;
@@ -24,6 +25,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::steps::{measuring, profile_steps, profile_table, time_steps};
 use super::tables::{summary_row as row, summary_table};
 use super::{load_average, median_min_max, peak, process_cpu_seconds, Clock};
 use crate::data::{data_ref, DataDir};
@@ -31,7 +33,6 @@ use crate::gpt::candle_twin::CandleTrainer;
 use crate::gpt::{train_step, Gpt, GptConfig, GptOptimizer, Sampling};
 use crate::progress;
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
-use crate::rnn::profile;
 use crate::seq::text::{
     random_batch, validation_batches, Batch, CharCorpus, TINY_SHAKESPEARE,
 };
@@ -75,12 +76,16 @@ pub struct GptBenchConfig {
     pub peak_iters: u64,
     /// Threads for the multi-threaded figures.
     pub threads: usize,
-    /// Wall-clock seconds of training of the budget run (`gpt_budget`).
+    /// Seconds of training of the budget run (`gpt_budget`), on `budget_clock`.
     pub budget_secs: f64,
+    /// How the budget run counts its seconds.
+    pub budget_clock: BudgetClock,
     /// Validation batches of the budget run.
     pub val_batches: usize,
     /// Seconds between two validations of the budget run.
     pub eval_every_secs: f64,
+    /// Seeds of the budget run (`seed`, `seed + 1`, ...), one full budget each.
+    pub budget_seeds: usize,
     /// Seed of the weights and the batches.
     pub seed: u64,
 }
@@ -106,6 +111,7 @@ impl GptBenchConfig {
             budget_secs: 1.0,
             val_batches: 2,
             eval_every_secs: 0.5,
+            budget_seeds: 1,
             ..Self::full()
         }
     }
@@ -123,8 +129,10 @@ impl GptBenchConfig {
             peak_iters: 20_000_000,
             threads: 2,
             budget_secs: 600.0,
+            budget_clock: BudgetClock::Cpu,
             val_batches: 20,
             eval_every_secs: 30.0,
+            budget_seeds: 3,
             seed: 0,
         }
     }
@@ -132,70 +140,6 @@ impl GptBenchConfig {
     fn tokens_per_step(&self) -> f64 {
         (self.batch_size * self.model.seq_len) as f64
     }
-}
-
-fn measuring<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let s = progress::spinner(what);
-    let out = f();
-    s.finish_and_clear();
-    out
-}
-
-/// Tokens/s and CPU seconds per 1,000 tokens of `cfg.runs` runs of `steps` calls of
-/// `step` (after one warm-up call), in the current thread pool.
-fn time_steps(
-    cfg: &GptBenchConfig,
-    steps: usize,
-    batches: &[Batch],
-    step: &mut dyn FnMut(&Batch),
-) -> (Vec<f64>, Vec<f64>) {
-    step(&batches[0]);
-    let (mut rates, mut cpu) = (vec![], vec![]);
-    for _ in 0..cfg.runs {
-        let (t, c) = (Instant::now(), process_cpu_seconds());
-        for b in batches.iter().cycle().take(steps) {
-            step(b);
-        }
-        let tokens = steps as f64 * cfg.tokens_per_step();
-        rates.push(tokens / t.elapsed().as_secs_f64());
-        cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
-    }
-    (rates, cpu)
-}
-
-/// Milliseconds per step of each timed operation over `cfg.profile_steps` steps on
-/// `clock`, then what no timer covered and the step's total.
-fn profile_steps(
-    cfg: &GptBenchConfig,
-    batches: &[Batch],
-    clock: Clock,
-) -> Vec<(String, f64)> {
-    let now: fn() -> f64 = match clock {
-        Clock::Wall => || Clock::Wall.now(),
-        Clock::ThreadCpu => super::thread_cpu_seconds,
-    };
-    let mut model = Gpt::new(&cfg.model, cfg.seed);
-    let mut opt = GptOptimizer::reference();
-    train_step(&mut model, &mut opt, &batches[0]);
-    profile::enable(now);
-    let t = now();
-    for b in batches.iter().cycle().take(cfg.profile_steps) {
-        train_step(&mut model, &mut opt, b);
-    }
-    let total = now() - t;
-    let ops = profile::disable();
-    let per_step = |s: f64| 1e3 * s / cfg.profile_steps as f64;
-    let covered: f64 = ops.iter().map(|(_, s)| s).sum();
-    let mut out: Vec<(String, f64)> = ops
-        .into_iter()
-        .map(|(name, s)| (name.to_string(), per_step(s)))
-        .collect();
-    out.push((
-        "other (untimed)".into(),
-        per_step((total - covered).max(0.0)),
-    ));
-    out.push(("training step".into(), per_step(total)));
-    out
 }
 
 /// Generated tokens per second, with the cache or without, over `cfg.runs` runs.
@@ -236,15 +180,28 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
         measuring(&format!("GPT, from scratch, {what}"), || {
             let mut model = Gpt::new(&cfg.model, cfg.seed);
             let mut opt = GptOptimizer::reference();
-            time_steps(cfg, cfg.steps, &batches, &mut |b| {
-                std::hint::black_box(train_step(&mut model, &mut opt, b));
-            })
+            time_steps(
+                cfg.runs,
+                cfg.steps,
+                cfg.tokens_per_step(),
+                &batches,
+                &mut |b| {
+                    std::hint::black_box(train_step(&mut model, &mut opt, b));
+                },
+            )
         })
     };
     let (rates, cpu_n) = pool_n.install(|| train(&format!("{threads} threads")));
     let (rates_1, cpu_1) = pool_1.install(|| train("1 thread"));
-    let prof_n = pool_n.install(|| profile_steps(cfg, &batches, Clock::Wall));
-    let prof_1 = pool_1.install(|| profile_steps(cfg, &batches, Clock::ThreadCpu));
+    let profile = |clock: Clock| {
+        let mut model = Gpt::new(&cfg.model, cfg.seed);
+        let mut opt = GptOptimizer::reference();
+        profile_steps(cfg.profile_steps, &batches, clock, &mut |b| {
+            train_step(&mut model, &mut opt, b);
+        })
+    };
+    let prof_n = pool_n.install(|| profile(Clock::Wall));
+    let prof_1 = pool_1.install(|| profile(Clock::ThreadCpu));
     let (candle_rates, candle_cpu) = measuring("GPT, candle", || -> Result<_> {
         let mut model = Gpt::new(&cfg.model, cfg.seed);
         let mut tr = CandleTrainer::new(&mut model, 1e-3, 0.99, 0.1, 1.0)?;
@@ -387,8 +344,9 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
     );
     r.fact("load_before", load_before, Format::Fixed(1));
     r.fact("load_after", load_after, Format::Fixed(1));
-    r.tables
-        .push(profile_table(&prof_n, &prof_1, threads, &load));
+    r.tables.push(profile_table(
+        "profile", "the GPT", &prof_n, &prof_1, threads, &load,
+    ));
     r.tables.push(Table {
         name: "reference".into(),
         caption: "The same model and training in PyTorch 2.15 (nanoGPT-style), measured \
@@ -408,52 +366,9 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
     Ok(r)
 }
 
-/// The per-operation table: each operation's milliseconds per step on `t` threads
-/// (wall) and its CPU milliseconds on one thread, and its share of the one-thread step.
-fn profile_table(
-    wall: &[(String, f64)],
-    cpu: &[(String, f64)],
-    t: usize,
-    load: &str,
-) -> Table {
-    let step_cpu = cpu
-        .iter()
-        .find(|(n, _)| n == "training step")
-        .map_or(f64::NAN, |(_, v)| *v);
-    let rows = cpu
-        .iter()
-        .map(|(name, c)| {
-            let w = wall
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(f64::NAN, |(_, v)| *v);
-            vec![
-                Value::from(name.as_str()),
-                Value::Num(w),
-                Value::Num(*c),
-                Value::Num(c / step_cpu),
-            ]
-        })
-        .collect();
-    Table {
-        name: "profile".into(),
-        caption: format!(
-            "Where a training step of the GPT spends its time: milliseconds per step of \
-             each operation, on {t} threads (wall clock) and on one thread (CPU time of \
-             that thread), and its share of the one-thread step. {load}"
-        ),
-        columns: vec![
-            col("operation", Format::Int),
-            col(&format!("ms, {t} threads"), Format::Fixed(2)),
-            col("CPU-ms, 1 thread", Format::Fixed(2)),
-            col("share, 1 thread", Format::Percent(1)),
-        ],
-        rows,
-    }
-}
-
-/// Trains the model for `cfg.budget_secs` seconds of wall-clock training (validation
-/// not counted) on `cfg.threads` threads and records the validation loss over time.
+/// Trains the model for `cfg.budget_secs` seconds of training (validation not counted)
+/// on `cfg.threads` threads, counted on `cfg.budget_clock`, once per seed of
+/// `cfg.budget_seeds`, and records the validation loss over time.
 pub fn run_budget(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
     let load_before = load_average();
     let corpus = CharCorpus::tiny_shakespeare(dir)?;
@@ -462,88 +377,211 @@ pub fn run_budget(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Rep
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()?;
-    let bar = progress::bar(cfg.budget_secs.ceil() as u64, "GPT, time budget");
-    let (secs, steps, losses) = pool.install(|| {
-        let mut model = Gpt::new(&cfg.model, cfg.seed);
-        let mut opt = GptOptimizer::reference();
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        rng.set_stream(1);
-        let (mut secs, mut steps, mut losses) = (vec![0.0], vec![0.0], vec![]);
-        losses.push(model.mean_loss(&val));
-        let (mut trained, mut n, mut next_eval) = (0.0f64, 0usize, cfg.eval_every_secs);
-        while trained < cfg.budget_secs {
-            let batch = random_batch(&corpus.train, cfg.batch_size, t_len, &mut rng);
-            let t = Instant::now();
-            train_step(&mut model, &mut opt, &batch);
-            trained += t.elapsed().as_secs_f64();
-            n += 1;
-            bar.set_position(trained as u64);
-            if trained >= next_eval || trained >= cfg.budget_secs {
-                secs.push(trained);
-                steps.push(n as f64);
-                losses.push(model.mean_loss(&val));
-                next_eval += cfg.eval_every_secs;
-            }
-        }
-        (secs, steps, losses)
-    });
-    bar.finish_and_clear();
+    let seeds: Vec<u64> = (0..cfg.budget_seeds as u64).map(|s| cfg.seed + s).collect();
+    let mut runs = vec![];
+    for &seed in &seeds {
+        let bar = progress::bar(
+            cfg.budget_secs.ceil() as u64,
+            &format!("GPT, time budget, seed {seed}"),
+        );
+        runs.push(pool.install(|| budget_run(cfg, &corpus, &val, seed, &bar)));
+        bar.finish_and_clear();
+    }
     let load_after = load_average();
-    let mut r = Report::new(
-        "ch11",
-        name,
-        "The GPT trained for a fixed wall-clock budget",
-    );
+    let mut r = Report::new("ch11", name, "The GPT trained for a fixed time budget");
     r.config = serde_json::to_value(cfg)?;
-    r.seeds = vec![cfg.seed];
+    r.seeds = seeds.clone();
     r.data = vec![data_ref(TINY_SHAKESPEARE)];
-    let last = *losses.last().expect("at least one validation");
-    r.fact("budget_val_loss", last, Format::Fixed(3));
-    r.fact("budget_steps", *steps.last().expect("steps"), Format::Int);
+    let per_seed =
+        |f: &dyn Fn(&BudgetRun) -> f64| Value::Seeds(runs.iter().map(f).collect());
+    let tokens = |b: &BudgetRun| b.total_steps() * cfg.tokens_per_step();
+    r.fact(
+        "budget_val_loss",
+        per_seed(&|b| *b.losses.last().expect("a validation")),
+        Format::Fixed(3),
+    );
+    r.fact("budget_steps", per_seed(&|b| b.total_steps()), Format::Int);
     r.fact(
         "budget_tokens_per_s",
-        steps.last().expect("steps") * cfg.tokens_per_step() / secs.last().expect("secs"),
+        per_seed(&|b| tokens(b) / b.wall),
+        Format::Int,
+    );
+    r.fact(
+        "budget_cpu_ms_per_1k_tokens",
+        per_seed(&|b| 1e6 * b.cpu / tokens(b)),
+        Format::Fixed(1),
+    );
+    r.fact("budget_minutes", cfg.budget_secs / 60.0, Format::Int);
+    r.fact("budget_threads", cfg.threads as f64, Format::Int);
+    r.fact(
+        "budget_cpu_seconds",
+        cfg.budget_secs * cfg.threads as f64,
         Format::Int,
     );
     r.fact("budget_load_before", load_before, Format::Fixed(1));
     r.fact("budget_load_after", load_after, Format::Fixed(1));
+    let clock = match cfg.budget_clock {
+        BudgetClock::Wall => "the budget is wall-clock seconds of training".to_string(),
+        BudgetClock::Cpu => format!(
+            "the budget is {} CPU-seconds of training ({} seconds of {} threads), \
+             counted as CPU time so that other programs on a shared machine do not \
+             shrink it",
+            cfg.budget_secs * cfg.threads as f64,
+            cfg.budget_secs,
+            cfg.threads
+        ),
+    };
+    r.tables.push(Table {
+        name: "budget_seeds".into(),
+        caption: format!(
+            "Each seed's run on {} threads: training steps that fitted into the budget, \
+             wall-clock and CPU seconds of training, tokens per wall-clock second, and \
+             the final validation loss (nats per character, {} fixed batches); {clock}. \
+             Load average {load_before:.1} before, {load_after:.1} after.",
+            cfg.threads,
+            val.len(),
+        ),
+        columns: vec![
+            col("seed", Format::Int),
+            col("steps", Format::Int),
+            col("wall s", Format::Fixed(0)),
+            col("CPU s", Format::Fixed(0)),
+            col("tokens/s", Format::Int),
+            col("validation loss", Format::Fixed(3)),
+        ],
+        rows: seeds
+            .iter()
+            .zip(&runs)
+            .map(|(seed, b)| {
+                vec![
+                    Value::Num(*seed as f64),
+                    Value::Num(b.total_steps()),
+                    Value::Num(b.wall),
+                    Value::Num(b.cpu),
+                    Value::Num(tokens(b) / b.wall),
+                    Value::Num(*b.losses.last().expect("a validation")),
+                ]
+            })
+            .collect(),
+    });
+    let first = &runs[0];
     r.tables.push(Table {
         name: "budget".into(),
         caption: format!(
             "Validation loss (nats per character, {} fixed batches) against seconds of \
-             training on {} threads, seed {}. Load average {load_before:.1} before, \
-             {load_after:.1} after.",
+             budget used on {} threads, seed {}; {clock}.",
             val.len(),
             cfg.threads,
-            cfg.seed
+            seeds[0]
         ),
         columns: vec![
             col("seconds", Format::Fixed(0)),
             col("steps", Format::Int),
             col("validation loss", Format::Fixed(3)),
         ],
-        rows: secs
+        rows: first
+            .secs
             .iter()
-            .zip(&steps)
-            .zip(&losses)
+            .zip(&first.steps)
+            .zip(&first.losses)
             .map(|((s, n), l)| vec![Value::Num(*s), Value::Num(*n), Value::Num(*l)])
             .collect(),
     });
     r.figures.push(Figure {
         name: "budget".into(),
-        title: "Validation loss against training time".into(),
+        title: "Validation loss against the time budget used".into(),
         plot: Plot::Lines {
-            x_label: "seconds of training".into(),
+            x_label: "seconds of budget used".into(),
             y_label: "validation loss (nats/char)".into(),
             x_scale: Scale::Linear,
             y_scale: Scale::Linear,
-            series: vec![Series {
-                name: "validation".into(),
-                x: secs,
-                y: losses,
-                band: None,
-            }],
+            series: seeds
+                .iter()
+                .zip(runs)
+                .map(|(seed, b)| Series {
+                    name: format!("seed {seed}"),
+                    x: b.secs,
+                    y: b.losses,
+                    band: None,
+                })
+                .collect(),
         },
     });
     Ok(r)
+}
+
+/// How the budget run counts its seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BudgetClock {
+    /// Wall-clock seconds of training.
+    Wall,
+    /// The process's CPU seconds of training divided by the threads: the same as wall
+    /// clock on an idle machine, and not shortened by other programs on a busy one
+    /// (they make each CPU-second do a little less work, so the run is, if anything,
+    /// handicapped).
+    Cpu,
+}
+
+/// One seed's budget run.
+struct BudgetRun {
+    /// Budget used at each validation (seconds on the run's clock).
+    secs: Vec<f64>,
+    /// Steps trained at each validation.
+    steps: Vec<f64>,
+    /// Validation loss at each validation.
+    losses: Vec<f64>,
+    /// Wall-clock seconds of training.
+    wall: f64,
+    /// CPU seconds of training.
+    cpu: f64,
+}
+
+impl BudgetRun {
+    fn total_steps(&self) -> f64 {
+        *self.steps.last().expect("at least one validation")
+    }
+}
+
+/// Trains one seed until its budget is used, validating every `cfg.eval_every_secs`.
+fn budget_run(
+    cfg: &GptBenchConfig,
+    corpus: &CharCorpus,
+    val: &[Batch],
+    seed: u64,
+    bar: &indicatif::ProgressBar,
+) -> BudgetRun {
+    let t_len = cfg.model.seq_len;
+    let mut model = Gpt::new(&cfg.model, seed);
+    let mut opt = GptOptimizer::reference();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    let mut b = BudgetRun {
+        secs: vec![0.0],
+        steps: vec![0.0],
+        losses: vec![model.mean_loss(val)],
+        wall: 0.0,
+        cpu: 0.0,
+    };
+    let (mut n, mut next_eval) = (0usize, cfg.eval_every_secs);
+    let used = |b: &BudgetRun| match cfg.budget_clock {
+        BudgetClock::Wall => b.wall,
+        BudgetClock::Cpu => b.cpu / cfg.threads as f64,
+    };
+    while used(&b) < cfg.budget_secs {
+        let batch = random_batch(&corpus.train, cfg.batch_size, t_len, &mut rng);
+        let (t, c) = (Instant::now(), process_cpu_seconds());
+        train_step(&mut model, &mut opt, &batch);
+        b.wall += t.elapsed().as_secs_f64();
+        b.cpu += process_cpu_seconds() - c;
+        n += 1;
+        let u = used(&b);
+        bar.set_position(u as u64);
+        if u >= next_eval || u >= cfg.budget_secs {
+            b.secs.push(u);
+            b.steps.push(n as f64);
+            b.losses.push(model.mean_loss(val));
+            next_eval += cfg.eval_every_secs;
+        }
+    }
+    b
 }

@@ -39,7 +39,9 @@ mod measure;
 pub mod mha;
 pub mod minilm;
 pub mod peak;
+mod registry;
 pub mod rnn_cells;
+mod steps;
 mod tables;
 
 pub use measure::{
@@ -47,6 +49,7 @@ pub use measure::{
     synthetic_batch, thread_cpu_seconds, time_inference, time_runs, time_sgemm,
     time_training, train_step, Clock,
 };
+pub use registry::{find, seed_cnn_config, Options, Timing, TIMINGS};
 pub use tables::{run, REFERENCE};
 
 /// What to measure, and how long.

@@ -9,19 +9,10 @@ use super::measure::{
     load_average, median_min_max, profile, synthetic_batch, time_inference, time_sgemm,
     time_training, Clock,
 };
+use super::steps::measuring;
 use super::{candle, peak, seed_cnn, seed_cnn_macs, train_flops_per_image, Config};
 use crate::optim::Adam;
-use crate::progress;
 use crate::report::{Column, Format, Report, Table, Value};
-
-/// Runs one measurement under a spinner that names it (drawn on a terminal only).
-fn measuring<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let spinner = progress::spinner("bench");
-    spinner.set_message(what.to_string());
-    let out = f();
-    spinner.finish_and_clear();
-    out
-}
 
 fn col(header: &str, format: Format) -> Column {
     Column {

@@ -107,24 +107,6 @@ registry! {
     datasets::Datasets,
 }
 
-/// Timing reports, `(chapter, file stem)`: written by `dlbook bench`, never by `regen`
-/// (timings are not reproducible bytes), but checked like every result: their rendered
-/// files must equal the rendering of their JSON.
-pub const TIMINGS: &[(&str, &str)] = &[
-    ("ch05", "throughput"),
-    ("ch05", "throughput_baseline"),
-    ("ch06", "backbone"),
-    ("ch06", "depthwise"),
-    ("ch07", "detector_speed"),
-    ("ch08", "rnn_cells"),
-    ("ch09", "char_lstm_speed"),
-    ("ch09", "char_lstm_budget"),
-    ("ch10", "mha"),
-    ("ch11", "minilm"),
-    ("ch11", "gpt_speed"),
-    ("ch11", "gpt_budget"),
-];
-
 /// Which preset to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
@@ -345,9 +327,9 @@ pub fn run_full(e: &Entry, dir: &DataDir) -> Result<Report> {
 pub fn check_generated(root: &Path, chapter: &str) -> Result<Vec<String>> {
     let gen = crate::book::generated_dir(root);
     let exps = of_chapter(chapter);
-    let timings: Vec<(&str, &str)> = TIMINGS
+    let timings: Vec<(&str, &str)> = crate::bench::TIMINGS
         .iter()
-        .copied()
+        .map(|t| (t.chapter, t.stem))
         .filter(|t| chapter == "all" || t.0 == chapter || t.1 == chapter)
         .collect();
     ensure!(
