@@ -14,7 +14,8 @@
 //! tests.
 //!
 //! `--name gpt_budget` trains the reference model for a fixed time budget (ten minutes
-//! of two threads, counted as CPU time so that a shared machine does not shorten it),
+//! of two threads, counted as CPU time so that a shared machine does not shorten it;
+//! the wall-clock time is recorded beside it),
 //! once per seed, and records its validation loss over time: a time-budgeted result is a timing, not a
 //! reproducible number, so it lives here and not in the experiment.
 
@@ -515,10 +516,10 @@ pub fn run_budget(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Rep
 pub enum BudgetClock {
     /// Wall-clock seconds of training.
     Wall,
-    /// The process's CPU seconds of training divided by the threads: the same as wall
-    /// clock on an idle machine, and not shortened by other programs on a busy one
-    /// (they make each CPU-second do a little less work, so the run is, if anything,
-    /// handicapped).
+    /// The process's CPU seconds of training divided by the threads: not shortened by
+    /// other programs on a busy machine (they make each CPU-second do a little less
+    /// work, a handicap), and a little longer than wall-clock time on an idle one
+    /// (the threads are not both busy at every moment, so the report records both).
     Cpu,
 }
 
