@@ -184,6 +184,19 @@ pub fn train_one(
     val: &[Batch],
     seed: u64,
 ) -> Run {
+    train_warm(cfg, model, corpus, val, seed, 0)
+}
+
+/// [`train_one`] with the learning rate rising linearly over the first `warmup` steps,
+/// $\eta_s = \eta \min(1, s / w)$ at step $s$ (none for `warmup = 0`).
+pub fn train_warm(
+    cfg: &TrainConfig,
+    model: &GptConfig,
+    corpus: &CharCorpus,
+    val: &[Batch],
+    seed: u64,
+    warmup: usize,
+) -> Run {
     let mut gpt = Gpt::new(model, seed);
     let mut opt = GptOptimizer::new(cfg.lr, cfg.beta2, cfg.weight_decay, Some(cfg.clip));
     // The windows' stream is apart from the initialization's.
@@ -192,6 +205,9 @@ pub fn train_one(
     let (mut steps, mut val_loss) = (vec![0.0], vec![gpt.mean_loss(val)]);
     let mut recent = vec![];
     for step in 1..=cfg.steps {
+        if step <= warmup {
+            opt.set_lr(cfg.lr * step as f32 / warmup as f32);
+        }
         let batch = random_batch(&corpus.train, cfg.batch_size, cfg.seq_len, &mut rng);
         let stats = train_step(&mut gpt, &mut opt, &batch);
         recent.push(f64::from(stats.loss));

@@ -56,7 +56,7 @@
 //! values of every layer, and the next token costs one row of every product instead of
 //! a forward pass over the whole window.
 
-use ndarray::{s, Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn};
+use ndarray::{s, Array2, Array4, ArrayD, ArrayView2, Axis, Ix2, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -436,6 +436,22 @@ impl Gpt {
     pub fn mean_loss(&mut self, batches: &[Batch]) -> f64 {
         let total: f64 = batches.iter().map(|b| f64::from(self.loss(b))).sum();
         total / batches.len().max(1) as f64
+    }
+
+    /// The attention weights of every block on the ids `(b, t)`: one `(b, heads, t, t)`
+    /// array per block, `[i, h, q, k]` the weight query `q` of sequence `i` gives key `k`
+    /// in head `h` (zero for `k > q`, each row summing to one).
+    pub fn attention_weights(&mut self, x: &ArrayD<f32>) -> Vec<Array4<f32>> {
+        self.logits(x);
+        let acts = self.acts.as_ref().expect("forward ran");
+        let (b, t, h) = (acts.b, acts.t, self.cfg.n_heads);
+        acts.blocks
+            .iter()
+            .map(|a| {
+                Array4::from_shape_vec((b, h, t, t), a.att.clone())
+                    .expect("b * heads * t * t weights")
+            })
+            .collect()
     }
 
     /// Forward over `ids` (`b * t`, batch-major) into the kept buffers.

@@ -66,6 +66,12 @@ impl GptOptimizer {
         Self::new(1e-3, 0.99, 0.1, Some(1.0))
     }
 
+    /// Sets the learning rate of both groups (a schedule's step).
+    pub fn set_lr(&mut self, lr: f32) {
+        self.decayed.lr = lr;
+        self.plain.lr = lr;
+    }
+
     /// Clips the gradients (when set) and updates every parameter; returns the global
     /// gradient norm before clipping.
     pub fn step(&mut self, model: &mut dyn Module) -> f64 {

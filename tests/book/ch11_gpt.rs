@@ -571,3 +571,79 @@ fn every_seed_ends_far_below_the_uniform_guess() {
         assert!(*b < ln_v - 2.0, "final {b} vs ln V = {ln_v}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The ablation and the attention heads (experiment `gpt_ablation`).
+
+use dlbook::experiments::gpt_ablation::{gelu_gap, mean_share, uniform_causal};
+use dlbook::report::{Plot, Report};
+
+fn quick_ablation() -> &'static Report {
+    dlbook::experiments::quick("gpt_ablation", &dlbook::data::DataDir::resolve(None))
+        .expect("quick run of gpt_ablation")
+}
+
+fn committed_ablation() -> Report {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dlbook::experiments::committed(&root, "gpt_ablation").unwrap()
+}
+
+#[test]
+fn head_shares_measure_what_they_say() {
+    let (b, t) = (2, 5);
+    // a head that looks at the previous character only (the first query at itself)
+    let prev = ndarray::Array4::from_shape_fn((b, 1, t, t), |(_, _, q, k)| {
+        f32::from(u8::from(k + 1 == q || (q == 0 && k == 0)))
+    });
+    assert_eq!(mean_share(prev.view(), |_, q, k| k + 1 == q), vec![1.0]);
+    assert_eq!(mean_share(prev.view(), |_, q, k| k == q), vec![0.0]);
+    // uniform: 1/(q+1) on each key, so the mean over q = 1..t-1 of 1/(q+1)
+    let u = uniform_causal(b, 1, t);
+    let want = (1..t).map(|q| 1.0 / (q + 1) as f64).sum::<f64>() / (t - 1) as f64;
+    let got = mean_share(u.view(), |_, q, k| k + 1 == q)[0];
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    // and the share of all the keys is one
+    let all = mean_share(u.view(), |_, _, _| true)[0];
+    assert!((all - 1.0).abs() < 1e-6, "{all}");
+}
+
+#[test]
+fn attention_maps_are_causal_rows_summing_to_one() {
+    let r = quick_ablation();
+    let maps: Vec<_> = r
+        .figures
+        .iter()
+        .filter(|f| f.name.starts_with("attention_block"))
+        .collect();
+    assert_eq!(maps.len(), 2, "one map per block of the quick model");
+    for f in maps {
+        let Plot::Attention(a) = &f.plot else {
+            panic!("{} is an attention map", f.name)
+        };
+        assert_eq!(a.panels.len(), 2);
+        assert_eq!(a.query_labels.concat(), "BAPTISTA:↵When␣will␣he␣be␣here?↵");
+        for panel in &a.weights {
+            for (q, row) in panel.iter().enumerate() {
+                let sum: f64 = row.iter().sum();
+                assert!(
+                    (sum - 1.0).abs() < 1e-4,
+                    "{}: row {q} sums to {sum}",
+                    f.name
+                );
+                assert!(
+                    row[q + 1..].iter().all(|&w| w == 0.0),
+                    "{}: row {q}",
+                    f.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_tanh_gelu_is_close_to_the_exact_one() {
+    let (gap, _) = gelu_gap().unwrap();
+    assert!(gap > 0.0 && gap < 1e-3, "{gap}");
+    let committed = committed_ablation().get_fact("gelu_max_gap").unwrap();
+    assert!((committed - gap).abs() < 1e-3 * gap, "{committed} vs {gap}");
+}
