@@ -102,6 +102,7 @@ registry! {
     seq2seq_sort::Seq2SeqSort,
     ln_placement::LnPlacement,
     gpt_shakespeare::GptShakespeare,
+    transformer_families::TransformerFamilies,
     minilm_finetune::MinilmFinetune,
     // The data appendix.
     datasets::Datasets,

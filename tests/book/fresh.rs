@@ -90,6 +90,7 @@ fresh! {
     seq2seq_sort,
     ln_placement,
     gpt_shakespeare,
+    transformer_families,
     minilm_finetune,
     datasets,
 }
