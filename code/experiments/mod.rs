@@ -103,6 +103,7 @@ registry! {
     ln_placement::LnPlacement,
     gpt_shakespeare::GptShakespeare,
     gpt_ablation::GptAblation,
+    transformer_families::TransformerFamilies,
     minilm_finetune::MinilmFinetune,
     // The data appendix.
     datasets::Datasets,

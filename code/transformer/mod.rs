@@ -71,6 +71,7 @@ use crate::nn::{
 
 pub mod bert;
 pub mod candle_twin;
+pub mod families;
 pub mod seq2seq;
 
 /// Where a block normalises.

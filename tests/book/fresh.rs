@@ -91,6 +91,7 @@ fresh! {
     ln_placement,
     gpt_shakespeare,
     gpt_ablation,
+    transformer_families,
     minilm_finetune,
     datasets,
 }

@@ -33,6 +33,7 @@ mod ch09_forecast;
 mod ch09_text;
 mod ch10_attention;
 mod ch10_lookup;
+mod ch11_architectures;
 mod ch11_bert;
 mod ch11_finetune;
 mod ch11_gpt;
