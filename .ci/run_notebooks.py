@@ -51,6 +51,12 @@ def run(path, out_dir):
         for o in cell.get("outputs", []):
             if o.get("output_type") == "error":
                 return f"error output: {o.get('ename')}: {o.get('evalue')}"
+            # evcxr reports a panic (a failed assert!) as text on stderr, not as an
+            # error, and runs the next cell: a panic anywhere fails the notebook.
+            text = o.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if o.get("output_type") == "stream" and "panicked at" in text:
+                return "a cell panicked:\n" + text.strip()[:2000]
             mimes.update(o.get("data", {}).keys())
     missing = []
     if not mimes & {"text/markdown", "text/html"}:

@@ -647,3 +647,118 @@ fn the_tanh_gelu_is_close_to_the_exact_one() {
     let committed = committed_ablation().get_fact("gelu_max_gap").unwrap();
     assert!((committed - gap).abs() < 1e-3 * gap, "{committed} vs {gap}");
 }
+
+/// The mean and spread over seeds of the committed ablation's validation loss of `key`.
+fn ablation_val(r: &Report, key: &str) -> (f64, f64) {
+    dlbook::report::Value::mean_std(&seeds(r, &format!("val_{key}")))
+}
+
+#[test]
+fn removing_residuals_costs_by_far_the_most() {
+    let r = committed_ablation();
+    let gap = |k: &str| r.get_fact(&format!("gap_{k}")).unwrap();
+    let worst_other = ["no_positions", "post_ln", "post_ln_warmup", "one_head"]
+        .map(gap)
+        .into_iter()
+        .fold(0.0f64, f64::max);
+    assert!(
+        gap("no_residual") > 5.0 * worst_other,
+        "{} vs {worst_other}",
+        gap("no_residual")
+    );
+}
+
+#[test]
+fn positions_and_pre_ln_each_matter() {
+    let r = committed_ablation();
+    let (reference, ref_sd) = ablation_val(&r, "reference");
+    for key in ["no_positions", "post_ln"] {
+        let (v, sd) = ablation_val(&r, key);
+        assert!(
+            v - reference > 2.0 * sd.max(ref_sd),
+            "{key}: {v} ± {sd} vs {reference} ± {ref_sd}"
+        );
+    }
+}
+
+#[test]
+fn the_warm_up_costs_steps_this_early() {
+    let r = committed_ablation();
+    assert!(ablation_val(&r, "post_ln_warmup").0 > ablation_val(&r, "post_ln").0);
+}
+
+#[test]
+fn one_head_costs_least() {
+    let r = committed_ablation();
+    let one = ablation_val(&r, "one_head").0;
+    for key in ["no_positions", "post_ln", "post_ln_warmup", "no_residual"] {
+        assert!(one < ablation_val(&r, key).0, "one head {one} vs {key}");
+    }
+}
+
+/// The committed heads table: each head's four shares, and the uniform head's.
+fn head_shares(r: &Report) -> (Vec<(String, Vec<f64>)>, Vec<f64>) {
+    let t = r.table("heads").expect("the heads table");
+    let rows: Vec<(String, Vec<f64>)> = t
+        .rows
+        .iter()
+        .map(|row| {
+            let name = match &row[0] {
+                dlbook::report::Value::Text(s) => s.clone(),
+                v => panic!("head name {v:?}"),
+            };
+            let shares = row[1..]
+                .iter()
+                .map(|v| match v {
+                    dlbook::report::Value::Num(x) => *x,
+                    v => panic!("share {v:?}"),
+                })
+                .collect();
+            (name, shares)
+        })
+        .collect();
+    let (uniform, heads): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|(n, _)| n.starts_with("uniform"));
+    assert_eq!(uniform.len(), 1);
+    (heads, uniform[0].1.clone())
+}
+
+#[test]
+fn the_first_block_is_still_nearly_uniform() {
+    let (heads, uniform) = head_shares(&committed_ablation());
+    let first: Vec<_> = heads
+        .iter()
+        .filter(|(n, _)| n.starts_with("block 0"))
+        .collect();
+    assert_eq!(first.len(), 4);
+    for (name, shares) in first {
+        for (s, u) in shares.iter().zip(&uniform) {
+            assert!((s - u).abs() < 0.04, "{name}: {s} vs uniform {u}");
+        }
+    }
+}
+
+#[test]
+fn later_heads_specialise_beyond_uniform() {
+    let r = committed_ablation();
+    let share = |k: &str| r.get_fact(k).unwrap();
+    assert!(share("max_previous") > 3.0 * share("uniform_previous"));
+    assert!(share("max_itself") > 3.0 * share("uniform_itself"));
+    assert!(share("max_space") > 2.0 * share("uniform_space"));
+    // and the maxima are the table's
+    let (heads, _) = head_shares(&r);
+    let col_max = |c: usize| heads.iter().map(|(_, s)| s[c]).fold(0.0f64, f64::max);
+    assert!((col_max(0) - share("max_previous")).abs() < 1e-9);
+    assert!((col_max(3) - share("max_space")).abs() < 1e-9);
+}
+
+#[test]
+fn no_head_is_a_sink_yet() {
+    let r = committed_ablation();
+    let (max_first, uniform) = (
+        r.get_fact("max_first").unwrap(),
+        r.get_fact("uniform_first").unwrap(),
+    );
+    assert!(max_first < uniform + 0.01, "{max_first} vs {uniform}");
+}
