@@ -21,7 +21,10 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -87,6 +90,9 @@ pub struct GptBenchConfig {
     pub eval_every_secs: f64,
     /// Seeds of the budget run (`seed`, `seed + 1`, ...), one full budget each.
     pub budget_seeds: usize,
+    /// Timed steps of each run of the PyTorch twin (`code/bench/gpt_pytorch.py`, run by
+    /// `python3` if PyTorch is installed; 0: not run).
+    pub pytorch_steps: usize,
     /// Seed of the weights and the batches.
     pub seed: u64,
 }
@@ -113,6 +119,7 @@ impl GptBenchConfig {
             val_batches: 2,
             eval_every_secs: 0.5,
             budget_seeds: 1,
+            pytorch_steps: 0,
             ..Self::full()
         }
     }
@@ -134,6 +141,7 @@ impl GptBenchConfig {
             val_batches: 20,
             eval_every_secs: 30.0,
             budget_seeds: 3,
+            pytorch_steps: 30,
             seed: 0,
         }
     }
@@ -141,6 +149,92 @@ impl GptBenchConfig {
     fn tokens_per_step(&self) -> f64 {
         (self.batch_size * self.model.seq_len) as f64
     }
+}
+
+/// The PyTorch twin of the reference model (run by `python3 -c`).
+const PYTORCH_SCRIPT: &str = include_str!("gpt_pytorch.py");
+
+/// What the PyTorch twin measured.
+struct PyTorchTimes {
+    /// `torch.__version__`.
+    version: String,
+    /// Tokens/s on `threads` threads, one per run.
+    rates: Vec<f64>,
+    /// CPU-ms per 1,000 tokens on one thread, one per run.
+    cpu_1: Vec<f64>,
+}
+
+/// One run of the PyTorch twin on `threads` threads: tokens/s, CPU-ms per 1,000 tokens
+/// and its parameter count.
+fn pytorch_run(cfg: &GptBenchConfig, text: &Path, threads: usize) -> Result<[f64; 3]> {
+    let m = &cfg.model;
+    let args = [
+        threads.to_string(),
+        cfg.pytorch_steps.to_string(),
+        text.display().to_string(),
+        m.n_layers.to_string(),
+        m.n_heads.to_string(),
+        m.d_model.to_string(),
+        m.seq_len.to_string(),
+        cfg.batch_size.to_string(),
+    ];
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(PYTORCH_SCRIPT)
+        .args(&args)
+        .output()
+        .context("running python3")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{}", stderr.lines().last().unwrap_or("python3 failed"));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    let value = |key: &str| -> Result<f64> {
+        let i = words.iter().position(|w| *w == key).ok_or_else(|| {
+            anyhow!("no `{key}` in the PyTorch twin's output: {stdout}")
+        })?;
+        Ok(words.get(i + 1).unwrap_or(&"").parse()?)
+    };
+    Ok([
+        value("tokens_per_s")?,
+        value("cpu_ms_per_1k")?,
+        value("params")?,
+    ])
+}
+
+/// `cfg.runs` runs of the PyTorch twin on `cfg.threads` threads and on one, or `None`
+/// (with the reason on the terminal) where PyTorch is not installed or fails.
+fn time_pytorch(cfg: &GptBenchConfig, text: &Path) -> Option<PyTorchTimes> {
+    let attempt = || -> Result<PyTorchTimes> {
+        let version = Command::new("python3")
+            .args(["-c", "import torch; print(torch.__version__)"])
+            .output()
+            .context("running python3")?;
+        if !version.status.success() {
+            bail!("python3 cannot import torch");
+        }
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+        let (mut rates, mut cpu_1) = (vec![], vec![]);
+        for _ in 0..cfg.runs {
+            let [rate, _, params] = pytorch_run(cfg, text, cfg.threads)?;
+            ensure!(
+                params as usize == cfg.model.n_params(),
+                "the PyTorch twin has {params} parameters, the model {}",
+                cfg.model.n_params()
+            );
+            rates.push(rate);
+            cpu_1.push(pytorch_run(cfg, text, 1)?[1]);
+        }
+        Ok(PyTorchTimes {
+            version,
+            rates,
+            cpu_1,
+        })
+    };
+    attempt()
+        .map_err(|e| progress::println(&format!("PyTorch not timed: {e:#}")))
+        .ok()
 }
 
 /// Generated tokens per second, with the cache or without, over `cfg.runs` runs.
@@ -219,6 +313,12 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
         }
         Ok((rates, cpu))
     })?;
+    let pytorch = if cfg.pytorch_steps == 0 {
+        None
+    } else {
+        let text = dir.verified(TINY_SHAKESPEARE)?;
+        measuring("GPT, PyTorch", || time_pytorch(cfg, &text))
+    };
     let gen_cached = pool_n
         .install(|| measuring("generation, KV cache", || time_generation(cfg, true)));
     let gen_full = pool_n
@@ -296,6 +396,44 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
             row("generation without a cache", &gen_full, "tokens/s"),
         ],
     ));
+    if let Some(pt) = &pytorch {
+        r.tables.push(summary_table(
+            "pytorch",
+            format!(
+                "The same model and training in PyTorch {} (`code/bench/gpt_pytorch.py`, \
+                 nanoGPT-style: fused causal attention, AdamW, clipping), run by this \
+                 benchmark beside the from-scratch model: median, min and max over {} \
+                 runs of {} steps after one warm-up step, and the from-scratch figures \
+                 of the same run again. {load}",
+                pt.version, cfg.runs, cfg.pytorch_steps
+            ),
+            1,
+            vec![
+                row(
+                    &format!("PyTorch, {threads} threads"),
+                    &pt.rates,
+                    "tokens/s",
+                ),
+                row(
+                    &format!("from scratch, {threads} threads"),
+                    &rates,
+                    "tokens/s",
+                ),
+                row("PyTorch, 1 thread, CPU time", &pt.cpu_1, CPU_MS),
+                row("from scratch, 1 thread, CPU time", &ms(&cpu_1), CPU_MS),
+            ],
+        ));
+        r.fact(
+            "scratch_over_pytorch",
+            median_min_max(&rates).0 / median_min_max(&pt.rates).0,
+            Format::Fixed(2),
+        );
+        r.fact(
+            "pytorch_tokens_per_s",
+            median_min_max(&pt.rates).0,
+            Format::Int,
+        );
+    }
     r.tables.push(summary_table(
         "compute",
         format!(
