@@ -233,7 +233,7 @@ fn time_pytorch(cfg: &GptBenchConfig, text: &Path) -> Option<PyTorchTimes> {
         })
     };
     attempt()
-        .map_err(|e| progress::println(&format!("PyTorch not timed: {e:#}")))
+        .map_err(|e| progress::println(format!("PyTorch not timed: {e:#}")))
         .ok()
 }
 
