@@ -25,9 +25,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::steps::{measuring, profile_steps, profile_table, time_steps};
+use super::steps::{
+    fma_peaks, measuring, profile_steps, profile_table, time_steps, try_time_steps,
+};
 use super::tables::{summary_row as row, summary_table};
-use super::{load_average, median_min_max, peak, process_cpu_seconds, Clock};
+use super::{load_average, median_min_max, Clock};
 use crate::data::{data_ref, DataDir};
 use crate::nn::candle_twin::to_tensor;
 use crate::nn::loss::softmax_cross_entropy;
@@ -389,18 +391,11 @@ fn time_candle(
     batches: &[Batch],
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let mut twin = CandleCharLstm::new(model, f64::from(cfg.lr), DType::F32)?;
-    twin.train_step(&batches[0], cfg.clip)?;
-    let (mut rates, mut cpu) = (vec![], vec![]);
-    for _ in 0..cfg.runs {
-        let (t, c) = (Instant::now(), process_cpu_seconds());
-        for b in batches.iter().cycle().take(cfg.candle_steps) {
-            std::hint::black_box(twin.train_step(b, cfg.clip)?);
-        }
-        let tokens = cfg.candle_steps as f64 * cfg.tokens_per_step();
-        rates.push(tokens / t.elapsed().as_secs_f64());
-        cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
-    }
-    Ok((rates, cpu))
+    let tokens = cfg.tokens_per_step();
+    try_time_steps(cfg.runs, cfg.candle_steps, tokens, batches, &mut |b| {
+        std::hint::black_box(twin.train_step(b, cfg.clip)?);
+        Ok(())
+    })
 }
 
 /// Runs the throughput benchmark on Tiny Shakespeare batches; the report is named
@@ -433,17 +428,7 @@ pub fn run(cfg: &CharLstmBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
     let (candle_rates, candle_cpu) = measuring("char LSTM, candle", || {
         time_candle(cfg, &CharLstm::new(&mcfg, cfg.seed), &batches)
     })?;
-    let isa = peak::Isa::detect();
-    let peak_n: Vec<f64> = measuring("FMA peak", || {
-        (0..cfg.runs)
-            .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
-            .collect()
-    });
-    let peak_1: Vec<f64> = measuring("FMA peak, 1 thread", || {
-        (0..cfg.runs)
-            .map(|_| peak::fma_gflops(isa, 1, cfg.peak_iters))
-            .collect()
-    });
+    let (peak_n, peak_1) = fma_peaks(cfg.runs, cfg.threads, cfg.peak_iters);
     let load_after = load_average();
 
     let flops = mcfg.train_flops_per_char();

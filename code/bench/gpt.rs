@@ -29,9 +29,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::steps::{measuring, profile_steps, profile_table, time_steps};
+use super::steps::{
+    fma_peaks, measuring, profile_steps, profile_table, time_steps, try_time_steps,
+};
 use super::tables::{summary_row as row, summary_table};
-use super::{load_average, median_min_max, peak, process_cpu_seconds, Clock};
+use super::{load_average, median_min_max, process_cpu_seconds, Clock};
 use crate::data::{data_ref, DataDir};
 use crate::gpt::candle_twin::CandleTrainer;
 use crate::gpt::{train_step, Gpt, GptConfig, GptOptimizer, Sampling};
@@ -300,18 +302,11 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
     let (candle_rates, candle_cpu) = measuring("GPT, candle", || -> Result<_> {
         let mut model = Gpt::new(&cfg.model, cfg.seed);
         let mut tr = CandleTrainer::new(&mut model, 1e-3, 0.99, 0.1, 1.0)?;
-        tr.train_step(&batches[0])?;
-        let (mut rates, mut cpu) = (vec![], vec![]);
-        for _ in 0..cfg.runs {
-            let (t, c) = (Instant::now(), process_cpu_seconds());
-            for b in batches.iter().cycle().take(cfg.candle_steps) {
-                std::hint::black_box(tr.train_step(b)?);
-            }
-            let tokens = cfg.candle_steps as f64 * cfg.tokens_per_step();
-            rates.push(tokens / t.elapsed().as_secs_f64());
-            cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
-        }
-        Ok((rates, cpu))
+        let tokens = cfg.tokens_per_step();
+        try_time_steps(cfg.runs, cfg.candle_steps, tokens, &batches, &mut |b| {
+            std::hint::black_box(tr.train_step(b)?);
+            Ok(())
+        })
     })?;
     let pytorch = if cfg.pytorch_steps == 0 {
         None
@@ -323,17 +318,7 @@ pub fn run(cfg: &GptBenchConfig, dir: &DataDir, name: &str) -> Result<Report> {
         .install(|| measuring("generation, KV cache", || time_generation(cfg, true)));
     let gen_full = pool_n
         .install(|| measuring("generation, no cache", || time_generation(cfg, false)));
-    let isa = peak::Isa::detect();
-    let peak_n: Vec<f64> = measuring("FMA peak", || {
-        (0..cfg.runs)
-            .map(|_| peak::fma_gflops(isa, cfg.threads, cfg.peak_iters))
-            .collect()
-    });
-    let peak_1: Vec<f64> = measuring("FMA peak, 1 thread", || {
-        (0..cfg.runs)
-            .map(|_| peak::fma_gflops(isa, 1, cfg.peak_iters))
-            .collect()
-    });
+    let (peak_n, peak_1) = fma_peaks(cfg.runs, cfg.threads, cfg.peak_iters);
     let load_after = load_average();
 
     let flops = cfg.model.train_flops_per_token(t_len);

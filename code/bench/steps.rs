@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use super::{process_cpu_seconds, thread_cpu_seconds, Clock};
+use anyhow::Result;
+
+use super::{peak, process_cpu_seconds, thread_cpu_seconds, Clock};
 use crate::progress;
 use crate::report::{col, Format, Table, Value};
 use crate::rnn::profile;
@@ -28,18 +30,46 @@ pub fn time_steps<B>(
     batches: &[B],
     step: &mut dyn FnMut(&B),
 ) -> (Vec<f64>, Vec<f64>) {
-    step(&batches[0]);
+    try_time_steps(runs, steps, tokens_per_step, batches, &mut |b| {
+        step(b);
+        Ok(())
+    })
+    .expect("a step that cannot fail")
+}
+
+/// [`time_steps`] for a step that can fail (a framework's training step): the first
+/// error ends the timing.
+pub fn try_time_steps<B>(
+    runs: usize,
+    steps: usize,
+    tokens_per_step: f64,
+    batches: &[B],
+    step: &mut dyn FnMut(&B) -> Result<()>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    step(&batches[0])?;
     let (mut rates, mut cpu) = (vec![], vec![]);
     for _ in 0..runs {
         let (t, c) = (Instant::now(), process_cpu_seconds());
         for b in batches.iter().cycle().take(steps) {
-            step(b);
+            step(b)?;
         }
         let tokens = steps as f64 * tokens_per_step;
         rates.push(tokens / t.elapsed().as_secs_f64());
         cpu.push((process_cpu_seconds() - c) / tokens * 1000.0);
     }
-    (rates, cpu)
+    Ok((rates, cpu))
+}
+
+/// The FMA peak in GFLOP/s on `threads` threads and on one, `runs` measurements each
+/// of `iters` rounds per thread.
+pub fn fma_peaks(runs: usize, threads: usize, iters: u64) -> (Vec<f64>, Vec<f64>) {
+    let isa = peak::Isa::detect();
+    let on = |t: usize| -> Vec<f64> {
+        (0..runs).map(|_| peak::fma_gflops(isa, t, iters)).collect()
+    };
+    let n = measuring("FMA peak", || on(threads));
+    let one = measuring("FMA peak, 1 thread", || on(1));
+    (n, one)
 }
 
 /// Milliseconds per step of each operation timed by [`profile`] over `steps` calls of
