@@ -486,7 +486,7 @@ fn attention_maps(
     let short: Vec<bool> = test
         .texts
         .iter()
-        .map(|t| Ok(tok.encode(&[t.as_str()])?.cols <= cfg.attention_max_tokens))
+        .map(|t| -> Result<bool> { Ok(tok.encode(&[t.as_str()])?.cols <= cfg.attention_max_tokens) })
         .collect::<Result<_>>()?;
     let last = tuned.encoder.layers.len() - 1;
     for (label, key) in [(1, "positive"), (0, "negative")] {

@@ -522,7 +522,7 @@ fn twin_weights(c: &mut ScratchClassifier, dtype: DType) -> BTreeMap<String, Ten
         dlbook::nn::candle_twin::to_tensor(&p.value, dtype).unwrap()
     };
     c.encoder.visit_hf(&mut |name, p| {
-        w.insert(name.to_string(), to(p));
+        w.insert(name.to_string(), to(&*p));
     });
     w.insert(HEAD_WEIGHT.into(), to(&c.head.weight));
     w.insert(HEAD_BIAS.into(), to(&c.head.bias));
