@@ -23,7 +23,7 @@ use dlbook::models::bert_finetune::{
 };
 use dlbook::nn::candle_twin::to_array;
 use dlbook::nn::gradcheck::{finite_diff, normal, rel_error};
-use dlbook::nn::Module;
+use dlbook::nn::Module as _;
 use dlbook::report::{Report, Value};
 use dlbook::transformer::bert::ScratchMiniLm;
 use dlbook::transformer::bert_classifier::{ScratchClassifier, ScratchFinetuner};
@@ -380,7 +380,7 @@ fn candle_checkpoint_round_trip() {
         .to_vec1::<f32>()
         .unwrap();
     assert_ne!(before, after, "the step must change the trained layers");
-    let dir = scratch("ckpt");
+    let dir = scratch("candle-ckpt");
     let path = dir.join("finetuned.safetensors");
     ft.model.save(&path).unwrap();
     let loaded = MiniLmClassifier::load(&path, config(), 2).unwrap();
@@ -574,6 +574,21 @@ fn candle_grads(
     (to_array(&z).unwrap(), out)
 }
 
+/// The key projection's bias adds $q \cdot b_k$ to every score of a query, a constant
+/// that the softmax removes: its true gradient is exactly zero, and what each method
+/// computes is rounding noise, which a relative error cannot compare. Such tensors
+/// are checked to be zero to within that noise instead.
+fn zero_by_symmetry(name: &str, grads: &[&ArrayD<f64>]) -> bool {
+    if !name.ends_with("attention.self.key.bias") {
+        return false;
+    }
+    for g in grads {
+        let m = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(m < 1e-4, "{name}: should be zero, has {m:e}");
+    }
+    true
+}
+
 /// The whole classifier's backward (head, masked mean pooling, every post-LN block
 /// with padding, the embeddings' layer norm, the word, position and segment tables)
 /// checked three ways on a tiny random encoder, over three seeds: manual against finite
@@ -609,6 +624,9 @@ fn classifier_gradient_three_ways() {
             });
             visit_named(&mut c, &name, &mut |p| p.value.assign(&value));
             let (m, k) = (&manual[&name], &candle[&name]);
+            if zero_by_symmetry(&name, &[m, k, &fd]) {
+                continue;
+            }
             worst.0 = worst.0.max(rel_error(m, &fd));
             worst.1 = worst.1.max(rel_error(m, k));
             worst.2 = worst.2.max(rel_error(&fd, k));
@@ -656,6 +674,9 @@ fn freezing_skips_the_backward_below_k() {
             name.starts_with("encoder.layer.1.") || name.starts_with("classifier");
         if trainable {
             assert_eq!(g, &want[name], "{name}: not the unfrozen gradient");
+            if zero_by_symmetry(name, &[g, &candle[name]]) {
+                continue;
+            }
             assert!(rel_error(g, &candle[name]) < 1e-5, "{name}: vs candle");
             assert!(g.iter().any(|&v| v != 0.0), "{name}: no gradient");
         } else {
@@ -695,6 +716,9 @@ fn real_classifier_gradients_match_candle() {
     let mut worst = (0.0f64, String::new());
     assert_eq!(manual.len(), candle.len());
     for (name, g) in &manual {
+        if zero_by_symmetry(name, &[g, &candle[name]]) {
+            continue;
+        }
         let e = rel_error(g, &candle[name]);
         if e > worst.0 {
             worst = (e, name.clone());
