@@ -1,29 +1,36 @@
 //! Experiment `minilm_finetune`: all-MiniLM-L6-v2 fine-tuned for sentence polarity
 //! (Pang & Lee's Rotten Tomatoes sentences), against frozen embeddings with logistic
 //! regression, against freezing the lower layers, and against the same architecture
-//! trained from random initialisation. Test accuracy over seeds on one fixed split, the
-//! accuracy after every epoch, and (full preset only, since times vary from run to
-//! run) training sentences per second.
+//! trained from random initialisation. Every variant trains the from-scratch classifier
+//! ([`ScratchClassifier`]: its hand-written backward, AdamW from [`crate::optim`]). Test
+//! accuracy over seeds on one fixed split, the accuracy after every epoch, (full preset
+//! only, since times vary from run to run) training sentences per second, and the
+//! attention maps of the fine-tuned model on test sentences it gets right and the
+//! logistic regression gets wrong.
 
 use std::time::Instant;
 
-use anyhow::Result;
-use candle_core::{Device, Tensor};
+use anyhow::{anyhow, Result};
+use ndarray::{s, Array2};
 use serde::Serialize;
 
 use super::{Experiment, Preset};
 use crate::bench::load_average;
 use crate::data::polarity::{self, LabeledText};
 use crate::data::{data_ref, DataDir, Dataset};
-use crate::models::bert::{self, mean_pool_normalize, BertConfig, MiniLmTokenizer};
-use crate::models::bert_finetune::{
-    argmax, load_weights, random_weights, FinetuneConfig, Finetuner, MiniLmClassifier, Start,
-};
+use crate::models::bert::{self, BertConfig, MiniLmTokenizer};
+use crate::models::bert_finetune::{argmax, FinetuneConfig};
 use crate::models::count::thousands;
+use crate::nn::Module;
 use crate::optim::Adam;
-use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
+use crate::report::attention::AttentionPlot;
+use crate::report::{
+    attention_figure, col, Figure, Format, Plot, Report, Scale, Series, Table, Value,
+};
 use crate::train::{fit, ClassifierLoss, TrainSpec};
 use crate::transfer::folder::Head;
+use crate::transformer::bert::ScratchMiniLm;
+use crate::transformer::bert_classifier::{embeddings, ScratchClassifier, ScratchFinetuner};
 
 /// Experiment `minilm_finetune`, registered in [`super::all`].
 pub struct MinilmFinetune;
@@ -64,6 +71,9 @@ pub struct Config {
     pub logreg_epochs: usize,
     /// Its AdamW learning rate.
     pub logreg_lr: f32,
+    /// Test sentences drawn as attention maps (one positive, one negative), at most
+    /// this many tokens each (`[CLS]` and `[SEP]` included), so the maps stay legible.
+    pub attention_max_tokens: usize,
     /// Whether to time the variants (full preset only: times differ from run to run,
     /// and the quick preset's outcome must be reproducible).
     pub timed: bool,
@@ -79,14 +89,14 @@ pub const EXPORT: &str = "minilm_finetuned/sentence_polarity.safetensors";
 impl Preset for Config {
     fn full() -> Self {
         Config {
-            train_per_class: 64,
-            test_per_class: 100,
+            train_per_class: 1000,
+            test_per_class: 500,
             split_seed: 11,
             seeds: vec![0, 1, 2],
             coverage: 0.95,
             epochs: 2,
             finetune: FinetuneConfig {
-                batch_size: 16,
+                batch_size: 32,
                 lr_encoder: 5e-5,
                 lr_head: 1e-3,
                 weight_decay: 0.01,
@@ -94,6 +104,7 @@ impl Preset for Config {
             frozen: vec![3, 6],
             logreg_epochs: 100,
             logreg_lr: 1e-3,
+            attention_max_tokens: 12,
             timed: true,
             export: Some(EXPORT.into()),
         }
@@ -111,6 +122,7 @@ impl Preset for Config {
                 ..Self::full().finetune
             },
             logreg_epochs: 20,
+            attention_max_tokens: 64,
             timed: false,
             export: None,
             ..Self::full()
@@ -139,44 +151,18 @@ fn quantile(v: &[usize], q: f64) -> usize {
     s[rank - 1]
 }
 
-/// Mean-pooled, normalised embeddings of `texts` from the (frozen) encoder of `model`.
-fn embeddings(
-    model: &MiniLmClassifier,
-    tok: &MiniLmTokenizer,
-    texts: &[String],
-) -> Result<ndarray::Array2<f32>> {
-    let d = model.config.hidden_size;
-    let mut out = ndarray::Array2::<f32>::zeros((texts.len(), d));
-    for (c, chunk) in texts.chunks(32).enumerate() {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let batch = tok.encode(&refs)?;
-        let hidden = model.hidden_states(&batch)?;
-        let mask = Tensor::from_slice(&batch.mask, (batch.rows, batch.cols), &Device::Cpu)?;
-        for (i, row) in mean_pool_normalize(&hidden, &mask)?
-            .to_vec2::<f32>()?
-            .into_iter()
-            .enumerate()
-        {
-            for (j, x) in row.into_iter().enumerate() {
-                out[[c * 32 + i, j]] = x;
-            }
-        }
-    }
-    Ok(out)
-}
-
 // ANCHOR: logreg
 /// Logistic regression on frozen embeddings with the book's own code: chapter 6's head
 /// (features standardised with the training set's statistics, then one linear layer),
-/// trained by `train::fit` with AdamW on the cross-entropy. Test accuracy.
+/// trained by `train::fit` with AdamW on the cross-entropy. The predicted class of
+/// every test sentence.
 fn logistic_regression(
-    train_x: &ndarray::Array2<f32>,
+    train_x: &Array2<f32>,
     train: &LabeledText,
-    test_x: &ndarray::Array2<f32>,
-    test: &LabeledText,
+    test_x: &Array2<f32>,
     cfg: &Config,
     seed: u64,
-) -> Result<f64> {
+) -> Result<Vec<usize>> {
     let mut head = Head::new(train_x, train.n_classes, seed);
     let set = Dataset::classes(head.standardise(train_x).into_dyn(), train.labels.clone());
     let mut opt = Adam::adamw(cfg.logreg_lr, cfg.finetune.weight_decay as f32);
@@ -195,16 +181,20 @@ fn logistic_regression(
         &spec,
         &mut [],
     )?;
-    let right = head
+    Ok(head
         .logits(test_x)
         .rows()
         .into_iter()
-        .zip(&test.labels)
-        .filter(|(z, &l)| argmax(z.as_slice().expect("a contiguous row")) == l)
-        .count();
-    Ok(right as f64 / test.len() as f64)
+        .map(|z| argmax(z.as_slice().expect("a contiguous row")))
+        .collect())
 }
 // ANCHOR_END: logreg
+
+/// The share of `pred` equal to `labels`.
+fn share_right(pred: &[usize], labels: &[usize]) -> f64 {
+    let right = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
+    right as f64 / labels.len() as f64
+}
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
 pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
@@ -248,50 +238,52 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     r.fact("batch", cfg.finetune.batch_size as f64, Format::Int);
     r.fact("lr_encoder", cfg.finetune.lr_encoder, Format::Sci(0));
     r.fact("lr_head", cfg.finetune.lr_head, Format::Sci(0));
+    r.fact("weight_decay", cfg.finetune.weight_decay, Format::Fixed(2));
     r.fact("n_seeds", cfg.seeds.len() as f64, Format::Int);
 
-    // The weights are read once (sha256 checked); every variant starts from them.
+    // The pre-trained encoder is read once (sha256 checked); every variant starts from a
+    // copy of it.
     let t = Instant::now();
-    let bert_cfg = BertConfig::from_file(&dir.verified(bert::CONFIG)?)?;
-    let pretrained = load_weights(&dir.verified(bert::WEIGHTS)?, &bert_cfg)?;
+    let mut pretrained = ScratchMiniLm::load(dir)?;
     let load_secs = t.elapsed().as_secs_f64();
+    let bert_cfg: BertConfig = pretrained.config.clone();
     let layers = bert_cfg.num_hidden_layers;
-    // (a) Frozen embeddings + logistic regression: the encoder runs once.
-    let frozen = MiniLmClassifier::new(bert_cfg.clone(), &pretrained, 2, layers, 0)?;
     let bar = crate::progress::bar(
-        (cfg.seeds.len() * (1 + cfg.frozen.len() + 2) * cfg.epochs) as u64,
+        (cfg.seeds.len() * (2 + cfg.frozen.len()) * cfg.epochs) as u64,
         "finetune",
     );
+    // (a) Frozen embeddings + logistic regression: the encoder runs once.
     bar.set_message("embeddings for logistic regression");
     let t = Instant::now();
-    let train_x = embeddings(&frozen, &tok, &train.texts)?;
-    let test_x = embeddings(&frozen, &tok, &test.texts)?;
+    let train_x = embeddings(&mut pretrained, &tok, &train.texts)?;
+    let test_x = embeddings(&mut pretrained, &tok, &test.texts)?;
     let embed_secs = t.elapsed().as_secs_f64();
-    let logreg: Vec<f64> = cfg
+    let logreg_pred: Vec<Vec<usize>> = cfg
         .seeds
         .iter()
-        .map(|&s| logistic_regression(&train_x, &train, &test_x, &test, cfg, s))
+        .map(|&s| logistic_regression(&train_x, &train, &test_x, cfg, s))
         .collect::<Result<_>>()?;
-    drop(frozen);
+    let logreg: Vec<f64> = logreg_pred
+        .iter()
+        .map(|p| share_right(p, &test.labels))
+        .collect();
 
     // (b)-(d): fine-tuned variants, every one trained the same way.
-    let mut plans: Vec<(String, Start, usize)> =
-        vec![(format!("fine-tuned, all {layers} layers"), Start::Pretrained, 0)];
+    let mut plans: Vec<(String, bool, usize)> =
+        vec![(format!("fine-tuned, all {layers} layers"), true, 0)];
     for &k in &cfg.frozen {
         let name = if k == layers {
             format!("head only (all {k} layers frozen)")
         } else {
             format!("fine-tuned, lower {k} layers frozen")
         };
-        plans.push((name, Start::Pretrained, k));
+        plans.push((name, true, k));
     }
-    plans.push((
-        format!("random initialisation, all {layers} layers"),
-        Start::Random(0),
-        0,
-    ));
+    plans.push((format!("random initialisation, all {layers} layers"), false, 0));
     let mut variants = vec![];
-    for (name, start, k) in plans {
+    // The first seed's fully fine-tuned model, kept for its attention maps.
+    let mut tuned: Option<ScratchClassifier> = None;
+    for (name, is_pretrained, k) in plans {
         let mut v = Variant {
             name,
             trainable: 0,
@@ -302,13 +294,15 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         };
         for &seed in &cfg.seeds {
             bar.set_message(format!("{} (seed {seed})", v.name));
-            let weights = match start {
-                Start::Random(_) => random_weights(&pretrained, 1000 + seed)?,
-                Start::Pretrained => pretrained.clone(),
+            let tokenizer = MiniLmTokenizer::load(dir)?;
+            let encoder = if is_pretrained {
+                pretrained.copy_with(tokenizer)?
+            } else {
+                ScratchMiniLm::random(bert_cfg.clone(), tokenizer, 1000 + seed)?
             };
-            let model = MiniLmClassifier::new(bert_cfg.clone(), &weights, 2, k, seed)?;
-            v.trainable = model.trainable_params();
-            let mut ft = Finetuner::new(model, &cfg.finetune)?;
+            let mut model = ScratchClassifier::new(encoder, 2, k, seed)?;
+            v.trainable = model.trainable().n_params();
+            let mut ft = ScratchFinetuner::new(model, &cfg.finetune)?;
             let mut curve = vec![];
             let mut loss = f64::NAN;
             for e in 0..cfg.epochs {
@@ -320,18 +314,15 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
                 bar.inc(1);
             }
             v.curves.push(curve);
-            if let (Some(rel), true, 0) = (&cfg.export, seed == cfg.seeds[0], k) {
-                if matches!(start, Start::Pretrained) {
-                    let path = dir.path(rel);
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    ft.model.save(&path)?;
-                }
-            }
             // Kept to three decimals: the last bits depend on how matrix products split
             // their sums over threads.
             v.last_loss.push((loss * 1000.0).round() / 1000.0);
+            if is_pretrained && k == 0 && seed == cfg.seeds[0] {
+                if let Some(rel) = &cfg.export {
+                    ft.model.save(&dir.path(rel))?;
+                }
+                tuned = Some(ft.model);
+            }
         }
         variants.push(v);
     }
@@ -374,15 +365,17 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         caption: format!(
             "Sentence polarity, {} training and {} test sentences (one fixed stratified \
              split), tokens capped at {cap}: test accuracy after {} epoch(s), mean ± std over \
-             {} seed(s), and the last epoch's mean training loss. Fine-tuning: AdamW, \
-             batch {}, learning rate {:e} for the encoder and {:e} for the head.",
+             {} seed(s), and the last epoch's mean training loss. Fine-tuning: the \
+             from-scratch encoder and its hand-written backward, AdamW, batch {}, learning \
+             rate {:e} for the encoder and {:e} for the head, weight decay {} on matrices.",
             train.len(),
             test.len(),
             cfg.epochs,
             cfg.seeds.len(),
             cfg.finetune.batch_size,
             cfg.finetune.lr_encoder,
-            cfg.finetune.lr_head
+            cfg.finetune.lr_head,
+            cfg.finetune.weight_decay,
         ),
         columns: vec![
             col("variant", Format::Int),
@@ -428,6 +421,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
         },
     });
 
+    let mut tuned = tuned.ok_or_else(|| anyhow!("no fully fine-tuned model"))?;
+    attention_maps(cfg, &tok, &test, &logreg_pred[0], &mut pretrained, &mut tuned, r)?;
+
     if cfg.timed {
         let mut rows = vec![vec![
             Value::from("encoder forward only (embeddings for logistic regression)"),
@@ -439,6 +435,13 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
                 Value::from(v.sentences as f64 / v.seconds),
             ]);
         }
+        let rate = |v: &Variant| v.sentences as f64 / v.seconds;
+        r.fact("speed_full", rate(&variants[0]), Format::Fixed(1));
+        r.fact("speed_frozen3", rate(&variants[1]), Format::Fixed(1));
+        r.fact("speedup_frozen3", rate(&variants[1]) / rate(&variants[0]), Format::Fixed(1));
+        r.fact("speed_head", rate(&variants[2]), Format::Fixed(1));
+        r.fact("load_before", load_before, Format::Fixed(1));
+        r.fact("load_after", load_after, Format::Fixed(1));
         r.fact("load_secs", load_secs, Format::Fixed(1));
         r.tables.push(Table {
             name: "speed".into(),
@@ -459,6 +462,123 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     }
     Ok(())
 }
+
+// ANCHOR: attention
+/// Attention maps of the fully fine-tuned model on one positive and one negative test
+/// sentence of at most `attention_max_tokens` tokens, each chosen as the first that the
+/// fine-tuned model classifies right and the logistic regression on frozen embeddings
+/// wrong (failing that, the first it gets right; failing that, the first): every head
+/// of the last layer, and the head whose weights moved most in fine-tuning, before and
+/// after.
+fn attention_maps(
+    cfg: &Config,
+    tok: &MiniLmTokenizer,
+    test: &LabeledText,
+    logreg_pred: &[usize],
+    pretrained: &mut ScratchMiniLm,
+    tuned: &mut ScratchClassifier,
+    r: &mut Report,
+) -> Result<()> {
+    let tuned_pred: Vec<usize> = tuned
+        .predict_logits(tok, &test.texts, 64)?
+        .iter()
+        .map(|z| argmax(z))
+        .collect();
+    let short: Vec<bool> = test
+        .texts
+        .iter()
+        .map(|t| -> Result<bool> { Ok(tok.encode(&[t.as_str()])?.cols <= cfg.attention_max_tokens) })
+        .collect::<Result<_>>()?;
+    let last = tuned.encoder.layers.len() - 1;
+    for (label, key) in [(1, "positive"), (0, "negative")] {
+        // 2: right here and wrong for the logistic regression; 1: right here; 0: any.
+        let candidate = |level: u8| {
+            (0..test.len()).find(|&i| {
+                test.labels[i] == label
+                    && short[i]
+                    && (level < 1 || tuned_pred[i] == label)
+                    && (level < 2 || logreg_pred[i] != label)
+            })
+        };
+        let (i, fixed) = match (candidate(2), candidate(1), candidate(0)) {
+            (Some(i), _, _) => (i, true),
+            (None, Some(i), _) | (None, None, Some(i)) => (i, false),
+            (None, None, None) => {
+                return Err(anyhow!(
+                    "no {key} test sentence of at most {} tokens",
+                    cfg.attention_max_tokens
+                ))
+            }
+        };
+        let sentence = test.texts[i].as_str();
+        r.fact(&format!("attention_{key}"), sentence.to_string(), Format::Int);
+        r.fact(
+            &format!("attention_{key}_fixed"),
+            if fixed { "yes" } else { "no" }.to_string(),
+            Format::Int,
+        );
+        let batch = tok.encode(&[sentence])?;
+        let tokens = batch.tokens[0].clone();
+        pretrained.hidden_states(&batch)?;
+        tuned.logits(&batch)?;
+        let weights = |m: &ScratchMiniLm| -> Result<ndarray::Array3<f32>> {
+            let w = m.attention_weights()[last].ok_or_else(|| anyhow!("no attention weights"))?;
+            Ok(w.slice(s![0, .., .., ..])
+                .to_owned()
+                .into_dimensionality::<ndarray::Ix3>()?)
+        };
+        let (before, after) = (weights(pretrained)?, weights(&tuned.encoder)?);
+        r.figures.push(attention_figure(
+            &format!("attention-{key}"),
+            &format!(
+                "Fine-tuned, layer {}: every head on a {key} test sentence",
+                last + 1
+            ),
+            after.view(),
+            &tokens,
+            &tokens,
+        ));
+        // The head that fine-tuning moved most on this sentence (mean absolute change).
+        let change = |h: usize| {
+            (&before.slice(s![h, .., ..]) - &after.slice(s![h, .., ..]))
+                .mapv(f32::abs)
+                .mean()
+                .unwrap_or(0.0)
+        };
+        let head = (0..before.shape()[0])
+            .max_by(|&a, &b| change(a).total_cmp(&change(b)))
+            .expect("heads");
+        r.fact(&format!("attention_{key}_head"), head as f64, Format::Int);
+        r.fact(&format!("attention_{key}_change"), f64::from(change(head)), Format::Fixed(3));
+        let panel = |w: &ndarray::Array3<f32>| -> Vec<Vec<f64>> {
+            w.slice(s![head, .., ..])
+                .outer_iter()
+                .map(|row| row.iter().map(|&v| f64::from(v)).collect())
+                .collect()
+        };
+        r.figures.push(Figure {
+            name: format!("compare-{key}"),
+            title: format!(
+                "Layer {}, head {head} on a {key} test sentence: pre-trained and fine-tuned",
+                last + 1
+            ),
+            plot: Plot::Attention(AttentionPlot {
+                panels: vec!["pre-trained".into(), "fine-tuned".into()],
+                query_labels: tokens.clone(),
+                key_labels: tokens.clone(),
+                weights: vec![panel(&before), panel(&after)],
+            }),
+        });
+    }
+    r.fact("attention_layer", (last + 1) as f64, Format::Int);
+    r.fact(
+        "attention_max_tokens",
+        cfg.attention_max_tokens as f64,
+        Format::Int,
+    );
+    Ok(())
+}
+// ANCHOR_END: attention
 
 /// Parameters of the logistic regression on `d` features: one weight per feature and
 /// class, and a bias per class.

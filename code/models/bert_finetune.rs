@@ -303,9 +303,11 @@ impl MiniLmClassifier {
         let encoder_vars = VarMap::new();
         let head_vars = VarMap::new();
         let device = Device::Cpu;
+        // F32 as loaded; F64 when a gradient check hands in F64 weights.
+        let dtype = weights["embeddings.word_embeddings.weight"].dtype();
         let mut b = Builder {
             weights,
-            vb: VarBuilder::from_varmap(&encoder_vars, DType::F32, &device),
+            vb: VarBuilder::from_varmap(&encoder_vars, dtype, &device),
             varmap: &encoder_vars,
             frozen: vec![],
         };
@@ -351,8 +353,8 @@ impl MiniLmClassifier {
                     .map(|_| normal.sample(&mut rng))
                     .collect();
                 (
-                    Tensor::from_vec(w, (n_classes, d), &device)?,
-                    Tensor::zeros(n_classes, DType::F32, &device)?,
+                    Tensor::from_vec(w, (n_classes, d), &device)?.to_dtype(dtype)?,
+                    Tensor::zeros(n_classes, dtype, &device)?,
                 )
             }
         };
@@ -462,7 +464,7 @@ impl MiniLmClassifier {
         let eps = c.layer_norm_eps;
         let mut x = layer_norm(&x, &self.emb_norm.gain, &self.emb_norm.shift, eps)?;
         // Padding gets a large negative score, so the softmax gives it no weight.
-        let mask = Tensor::from_slice(&batch.mask, (n, t), &dev)?.to_dtype(DType::F32)?;
+        let mask = Tensor::from_slice(&batch.mask, (n, t), &dev)?.to_dtype(x.dtype())?;
         let min = f32::MIN as f64;
         let bias = mask.affine(-min, min)?.reshape((n, 1, 1, t))?; // 0 or f32::MIN
         let (h, hs) = (c.num_attention_heads, c.head_size());

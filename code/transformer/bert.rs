@@ -78,6 +78,32 @@ fn hf_name(layer: usize, ours: &str) -> Result<String> {
     Ok(format!("encoder.layer.{layer}.{hf_module}.{hf_leaf}"))
 }
 
+/// The Hugging Face name of one of [`ScratchMiniLm`]'s dotted parameter names
+/// (`layers.3.attn.q.weight` is `encoder.layer.3.attention.self.query.weight`,
+/// `emb_ln.gamma` is `embeddings.LayerNorm.weight`): an error for a name it does not
+/// have.
+pub fn hf_param_name(ours: &str) -> Result<String> {
+    Ok(match ours {
+        "word.weight" => "embeddings.word_embeddings.weight".into(),
+        "position.weight" => "embeddings.position_embeddings.weight".into(),
+        "token_type.weight" => "embeddings.token_type_embeddings.weight".into(),
+        "emb_ln.gamma" => "embeddings.LayerNorm.weight".into(),
+        "emb_ln.beta" => "embeddings.LayerNorm.bias".into(),
+        _ => {
+            let rest = ours
+                .strip_prefix("layers.")
+                .ok_or_else(|| anyhow!("unexpected parameter {ours}"))?;
+            let (layer, name) = rest
+                .split_once('.')
+                .ok_or_else(|| anyhow!("unexpected parameter {ours}"))?;
+            let layer: usize = layer
+                .parse()
+                .map_err(|_| anyhow!("unexpected parameter {ours}"))?;
+            hf_name(layer, name)?
+        }
+    })
+}
+
 // ANCHOR: scratch_minilm
 /// all-MiniLM-L6-v2 from scratch: embeddings and [`EncoderBlock`]s on `ndarray`.
 ///
@@ -116,12 +142,6 @@ impl ScratchMiniLm {
         tokenizer: MiniLmTokenizer,
         weights: &Path,
     ) -> Result<Self> {
-        if config.hidden_act != "gelu" {
-            bail!(
-                "activation {:?}: only BERT's exact gelu is built",
-                config.hidden_act
-            );
-        }
         let bytes = std::fs::read(weights)
             .with_context(|| format!("reading {}", weights.display()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -131,14 +151,55 @@ impl ScratchMiniLm {
         } else {
             ""
         };
-        let get = |name: &str, shape: &[usize]| -> Result<ArrayD<f32>> {
+        Self::build(config, tokenizer, &mut |name, shape| {
             read_tensor(&st, &format!("{prefix}{name}"), shape)
-        };
+        })
+    }
+
+    /// The architecture of `config` with BERT's initialisation drawn from `seed`: every
+    /// weight matrix and embedding $\mathcal N(0, 0.02^2)$, biases 0, layer-norm gains 1
+    /// (the same shapes as the pre-trained model, none of its training).
+    pub fn random(
+        config: BertConfig,
+        tokenizer: MiniLmTokenizer,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+        let normal = rand_distr::Normal::new(0.0f32, 0.02).expect("a valid normal");
+        Self::build(config, tokenizer, &mut |name, shape| {
+            Ok(if name.ends_with("LayerNorm.weight") {
+                ArrayD::ones(shape.to_vec())
+            } else if name.ends_with(".bias") {
+                ArrayD::zeros(shape.to_vec())
+            } else {
+                ArrayD::from_shape_simple_fn(shape.to_vec(), || {
+                    rand_distr::Distribution::sample(&normal, &mut rng)
+                })
+            })
+        })
+    }
+
+    /// Builds the encoder of `config`, asking `get` for each tensor by its Hugging Face
+    /// name and shape.
+    fn build(
+        config: BertConfig,
+        tokenizer: MiniLmTokenizer,
+        get: &mut dyn FnMut(&str, &[usize]) -> Result<ArrayD<f32>>,
+    ) -> Result<Self> {
+        if config.hidden_act != "gelu" {
+            bail!(
+                "activation {:?}: only BERT's exact gelu is built",
+                config.hidden_act
+            );
+        }
         let d = config.hidden_size;
-        let emb = |name: &str, rows: usize| -> Result<Embedding> {
+        let mut emb = |name: &str, rows: usize| -> Result<Embedding> {
             let w = get(&format!("embeddings.{name}.weight"), &[rows, d])?;
             Ok(Embedding::from_weights(w.into_dimensionality::<Ix2>()?))
         };
+        let word = emb("word_embeddings", config.vocab_size)?;
+        let position = emb("position_embeddings", config.max_position_embeddings)?;
+        let token_type = emb("token_type_embeddings", config.type_vocab_size)?;
         let eps = config.layer_norm_eps as f32;
         let mut emb_ln = SeqLayerNorm::new(d, eps);
         emb_ln.ln.gamma.value = get("embeddings.LayerNorm.weight", &[d])?;
@@ -172,14 +233,39 @@ impl ScratchMiniLm {
             layers.push(blk);
         }
         Ok(ScratchMiniLm {
-            word: emb("word_embeddings", config.vocab_size)?,
-            position: emb("position_embeddings", config.max_position_embeddings)?,
-            token_type: emb("token_type_embeddings", config.type_vocab_size)?,
+            word,
+            position,
+            token_type,
             emb_ln,
             layers,
             config,
             tokenizer,
         })
+    }
+
+    /// A copy of the encoder (its configuration and current parameters) with
+    /// `tokenizer`: a fresh start from the same weights without reading the file again.
+    pub fn copy_with(&mut self, tokenizer: MiniLmTokenizer) -> Result<Self> {
+        let mut values = std::collections::HashMap::new();
+        self.visit_hf(&mut |name, p| {
+            values.insert(name.to_string(), p.value.clone());
+        });
+        Self::build(self.config.clone(), tokenizer, &mut |name, _| {
+            values
+                .remove(name)
+                .ok_or_else(|| anyhow!("no parameter {name} to copy"))
+        })
+    }
+
+    /// Calls `f` on every parameter under its Hugging Face name
+    /// (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`,
+    /// ...), in visiting order: what a checkpoint in MiniLM's own names holds.
+    pub fn visit_hf(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        self.visit_params("", &mut |name, p| {
+            let hf =
+                hf_param_name(name).expect("every parameter has a Hugging Face name");
+            f(&hf, p)
+        });
     }
 
     /// The last hidden states of a tokenized batch, `(rows, cols, hidden_size)`.

@@ -70,6 +70,7 @@ use crate::nn::{
 };
 
 pub mod bert;
+pub mod bert_classifier;
 pub mod candle_twin;
 pub mod families;
 pub mod seq2seq;

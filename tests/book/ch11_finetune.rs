@@ -1,7 +1,10 @@
 //! Chapter 11.6, fine-tuning: the sentence-polarity data (reader, split, errors), the
-//! trainable candle encoder (same function as candle-transformers' `BertModel`, gradients
-//! that reach exactly the trainable layers), the safetensors checkpoint, and the claims
-//! of the comparison. The tests need `dlbook data fetch minilm sentence_polarity`.
+//! from-scratch classifier's backward checked three ways (manual, finite differences,
+//! candle autograd in `F64` on its twin `MiniLmClassifier`), on a tiny random encoder and
+//! on the real one, freezing, the trainable candle encoder (same function as
+//! candle-transformers' `BertModel`, gradients that reach exactly the trainable layers),
+//! the safetensors checkpoint, and the claims of the comparison. The tests need
+//! `dlbook data fetch minilm sentence_polarity`.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +13,7 @@ use candle_nn::Module;
 use dlbook::data::polarity::{self, parse, LabeledText};
 use dlbook::data::DataDir;
 use dlbook::experiments;
+use dlbook::models::bert::TokenBatch;
 use dlbook::models::bert::{
     self, mean_pool_normalize, BertConfig, CandleMiniLm, MiniLmTokenizer,
 };
@@ -17,7 +21,18 @@ use dlbook::models::bert_finetune::{
     encoder_names, layer_norm, FinetuneConfig, Finetuner, MiniLmClassifier, Start,
     HEAD_BIAS, HEAD_WEIGHT,
 };
+use dlbook::nn::candle_twin::to_array;
+use dlbook::nn::gradcheck::{finite_diff, normal, rel_error};
+use dlbook::nn::Module as _;
 use dlbook::report::{Report, Value};
+use dlbook::transformer::bert::ScratchMiniLm;
+use dlbook::transformer::bert_classifier::{ScratchClassifier, ScratchFinetuner};
+use ndarray::ArrayD;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::ch08_rnn::{assert_three_ways, f64v};
 
 fn data() -> DataDir {
     DataDir::resolve(None)
@@ -342,11 +357,11 @@ fn gradients_reach_exactly_the_trainable_layers() {
     );
 }
 
-/// A fine-tuned classifier saved as safetensors and loaded back predicts identically
-/// (the same logits, bit for bit), and the file holds MiniLM's tensor names plus the
-/// head, so any encoder that reads all-MiniLM-L6-v2 reads the fine-tuned one.
+/// The candle twin's own checkpoint: saved as safetensors and loaded back, it predicts
+/// identically (the same logits, bit for bit), and the file holds MiniLM's tensor names
+/// plus the head.
 #[test]
-fn checkpoint_round_trip_predicts_identically() {
+fn candle_checkpoint_round_trip() {
     let tok = tokenizer(32);
     let set = tiny_set();
     let model =
@@ -365,7 +380,7 @@ fn checkpoint_round_trip_predicts_identically() {
         .to_vec1::<f32>()
         .unwrap();
     assert_ne!(before, after, "the step must change the trained layers");
-    let dir = scratch("ckpt");
+    let dir = scratch("candle-ckpt");
     let path = dir.join("finetuned.safetensors");
     ft.model.save(&path).unwrap();
     let loaded = MiniLmClassifier::load(&path, config(), 2).unwrap();
@@ -427,4 +442,431 @@ fn pretrained_beats_random_init() {
     );
     // And random initialisation stays near chance on this little data.
     assert!(mean(&rnd) < 0.7, "random {rnd:?}");
+}
+
+// --- the from-scratch classifier ---
+
+/// Finite-difference step for the `f32` code.
+const H: f32 = 1e-2;
+
+/// A tiny BERT: 2 layers of width 8, 2 heads, 12 ids, 6 positions.
+fn tiny_config() -> BertConfig {
+    BertConfig {
+        vocab_size: 12,
+        hidden_size: 8,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 16,
+        hidden_act: "gelu".into(),
+        max_position_embeddings: 6,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        pad_token_id: 0,
+    }
+}
+
+/// A tiny classifier whose parameters are drawn from `seed`: layer-norm gains $1 + 0.3z$,
+/// everything else $0.5z$ ($z$ standard normal), so that the layer norms do not divide
+/// by tiny deviations and a finite-difference step of `1e-2` stays small.
+fn tiny_classifier(seed: u64, frozen: usize) -> ScratchClassifier {
+    let enc = ScratchMiniLm::random(tiny_config(), tokenizer(8), seed).unwrap();
+    let mut c = ScratchClassifier::new(enc, 2, frozen, seed).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+    c.visit_params("", &mut |name, p| {
+        let z = normal(p.value.shape(), &mut rng);
+        p.value = if name.ends_with("gamma") {
+            z * 0.3 + 1.0
+        } else {
+            z * 0.5
+        };
+    });
+    c
+}
+
+/// Two sentences of 5 and 3 tokens (the second padded), both segments, random ids.
+fn tiny_batch(seed: u64) -> TokenBatch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (rows, cols) = (2, 5);
+    TokenBatch {
+        rows,
+        cols,
+        ids: (0..rows * cols).map(|_| rng.random_range(0..12)).collect(),
+        type_ids: (0..rows * cols).map(|_| rng.random_range(0..2)).collect(),
+        mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+        tokens: vec![],
+    }
+}
+
+/// Mean cross-entropy in `f64` of logits rows against `labels`.
+fn cross_entropy(z: &ndarray::Array2<f32>, labels: &[usize]) -> f64 {
+    z.outer_iter()
+        .zip(labels)
+        .map(|(row, &y)| {
+            let m = row.iter().fold(f64::MIN, |m, &v| m.max(f64::from(v)));
+            let lse = m + row
+                .iter()
+                .map(|&v| (f64::from(v) - m).exp())
+                .sum::<f64>()
+                .ln();
+            lse - f64::from(row[y])
+        })
+        .sum::<f64>()
+        / labels.len() as f64
+}
+
+/// The classifier's tensors under MiniLM's names (and the head's), as candle tensors of
+/// `dtype`: the weights of its candle twin.
+fn twin_weights(c: &mut ScratchClassifier, dtype: DType) -> BTreeMap<String, Tensor> {
+    let mut w = BTreeMap::new();
+    let to = |p: &dlbook::nn::Param| {
+        dlbook::nn::candle_twin::to_tensor(&p.value, dtype).unwrap()
+    };
+    c.encoder.visit_hf(&mut |name, p| {
+        w.insert(name.to_string(), to(&*p));
+    });
+    w.insert(HEAD_WEIGHT.into(), to(&c.head.weight));
+    w.insert(HEAD_BIAS.into(), to(&c.head.bias));
+    w
+}
+
+/// The scratch classifier's gradients under MiniLM's names, in `f64`.
+fn scratch_grads(c: &mut ScratchClassifier) -> BTreeMap<String, ArrayD<f64>> {
+    let mut g = BTreeMap::new();
+    c.encoder.visit_hf(&mut |name, p| {
+        g.insert(name.to_string(), f64v(&p.grad));
+    });
+    g.insert(HEAD_WEIGHT.into(), f64v(&c.head.weight.grad));
+    g.insert(HEAD_BIAS.into(), f64v(&c.head.bias.grad));
+    g
+}
+
+/// The candle twin's (`MiniLmClassifier`, in `F64`) logits and gradients of the mean
+/// cross-entropy, by name, for its trainable tensors.
+fn candle_grads(
+    c: &mut ScratchClassifier,
+    batch: &TokenBatch,
+    labels: &[usize],
+) -> (ArrayD<f64>, HashMap<String, ArrayD<f64>>) {
+    let cfg = c.config().clone();
+    let twin =
+        MiniLmClassifier::new(cfg, &twin_weights(c, DType::F64), 2, c.frozen_layers, 0)
+            .unwrap();
+    let z = twin.logits(batch).unwrap();
+    let target = Tensor::from_vec(
+        labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+        labels.len(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let grads = candle_nn::loss::cross_entropy(&z, &target)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let mut out = HashMap::new();
+    for vm in [&twin.encoder_vars, &twin.head_vars] {
+        for (name, v) in vm.data().lock().unwrap().iter() {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient"));
+            out.insert(name.clone(), to_array(g).unwrap());
+        }
+    }
+    (to_array(&z).unwrap(), out)
+}
+
+/// The key projection's bias adds $q \cdot b_k$ to every score of a query, a constant
+/// that the softmax removes: its true gradient is exactly zero, and what each method
+/// computes is rounding noise, which a relative error cannot compare. Such tensors
+/// are checked to be zero to within that noise instead.
+fn zero_by_symmetry(name: &str, grads: &[&ArrayD<f64>]) -> bool {
+    if !name.ends_with("attention.self.key.bias") {
+        return false;
+    }
+    for g in grads {
+        let m = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(m < 1e-4, "{name}: should be zero, has {m:e}");
+    }
+    true
+}
+
+/// The whole classifier's backward (head, masked mean pooling, every post-LN block
+/// with padding, the embeddings' layer norm, the word, position and segment tables)
+/// checked three ways on a tiny random encoder, over three seeds: manual against finite
+/// differences against candle autograd on the twin `MiniLmClassifier` in `F64`, every
+/// parameter; and the logits agree.
+#[test]
+fn classifier_gradient_three_ways() {
+    let labels = [1, 0];
+    for seed in [0, 1, 2] {
+        let mut c = tiny_classifier(seed, 0);
+        let batch = tiny_batch(seed);
+        c.zero_grad();
+        c.loss_and_backward(&batch, &labels).unwrap();
+        let manual = scratch_grads(&mut c);
+        let (z, candle) = candle_grads(&mut c, &batch, &labels);
+        let ours = f64v(&c.logits(&batch).unwrap().into_dyn());
+        assert!(rel_error(&ours, &z) < 1e-5, "seed {seed}: logits vs candle");
+        // finite differences, tensor by tensor, through the Hugging Face names
+        let mut worst = (0.0f64, 0.0f64, 0.0f64);
+        let names: Vec<String> = manual.keys().cloned().collect();
+        assert_eq!(
+            names.len(),
+            candle.len(),
+            "every tensor has a candle gradient"
+        );
+        for name in names {
+            let mut value = None;
+            visit_named(&mut c, &name, &mut |p| value = Some(p.value.clone()));
+            let value = value.unwrap();
+            let fd = finite_diff(&value, H, |v| {
+                visit_named(&mut c, &name, &mut |p| p.value.assign(v));
+                cross_entropy(&c.logits(&batch).unwrap(), &labels)
+            });
+            visit_named(&mut c, &name, &mut |p| p.value.assign(&value));
+            let (m, k) = (&manual[&name], &candle[&name]);
+            if zero_by_symmetry(&name, &[m, k, &fd]) {
+                continue;
+            }
+            worst.0 = worst.0.max(rel_error(m, &fd));
+            worst.1 = worst.1.max(rel_error(m, k));
+            worst.2 = worst.2.max(rel_error(&fd, k));
+        }
+        assert_three_ways(&format!("tiny classifier, seed {seed}"), worst);
+    }
+}
+
+/// Calls `f` on the parameter of `c` with this Hugging Face (or head) name.
+fn visit_named(
+    c: &mut ScratchClassifier,
+    name: &str,
+    f: &mut dyn FnMut(&mut dlbook::nn::Param),
+) {
+    match name {
+        HEAD_WEIGHT => f(&mut c.head.weight),
+        HEAD_BIAS => f(&mut c.head.bias),
+        _ => c.encoder.visit_hf(&mut |n, p| {
+            if n == name {
+                f(p)
+            }
+        }),
+    }
+}
+
+/// Freezing the lower `k` layers runs no backward below them: their gradients and the
+/// embeddings' stay exactly zero, the optimiser sees only layers `k..` and the head, and
+/// the gradients of those are the same as without freezing (and as candle's with the
+/// same layers frozen).
+#[test]
+fn freezing_skips_the_backward_below_k() {
+    let labels = [0, 1];
+    let batch = tiny_batch(5);
+    let mut full = tiny_classifier(5, 0);
+    full.zero_grad();
+    full.loss_and_backward(&batch, &labels).unwrap();
+    let want = scratch_grads(&mut full);
+    let mut c = tiny_classifier(5, 1);
+    c.zero_grad();
+    c.loss_and_backward(&batch, &labels).unwrap();
+    let got = scratch_grads(&mut c);
+    let (_, candle) = candle_grads(&mut c, &batch, &labels);
+    for (name, g) in &got {
+        let trainable =
+            name.starts_with("encoder.layer.1.") || name.starts_with("classifier");
+        if trainable {
+            assert_eq!(g, &want[name], "{name}: not the unfrozen gradient");
+            if zero_by_symmetry(name, &[g, &candle[name]]) {
+                continue;
+            }
+            assert!(rel_error(g, &candle[name]) < 1e-5, "{name}: vs candle");
+            assert!(g.iter().any(|&v| v != 0.0), "{name}: no gradient");
+        } else {
+            assert!(
+                g.iter().all(|&v| v == 0.0),
+                "{name}: frozen, but has a gradient"
+            );
+            assert!(!candle.contains_key(name), "{name}: trainable in the twin");
+        }
+    }
+    let mut names = vec![];
+    c.trainable()
+        .visit_params("", &mut |n, _| names.push(n.to_string()));
+    assert!(names
+        .iter()
+        .all(|n| n.starts_with("encoder.layers.1.") || n.starts_with("head.")));
+    assert_eq!(names.len(), candle.len());
+}
+
+/// The real all-MiniLM-L6-v2 classifier on two short sentences: the hand-written
+/// gradient of every one of its tensors (the 30,522-row word table included) agrees
+/// with candle autograd on the twin in `F64`, and so do the logits.
+#[test]
+fn real_classifier_gradients_match_candle() {
+    let enc = ScratchMiniLm::load(&data()).unwrap();
+    let mut c = ScratchClassifier::new(enc, 2, 0, 7).unwrap();
+    let batch = tokenizer(16)
+        .encode(&["a gorgeous , moving film .", "dull ."])
+        .unwrap();
+    let labels = [1, 0];
+    c.zero_grad();
+    c.loss_and_backward(&batch, &labels).unwrap();
+    let manual = scratch_grads(&mut c);
+    let (z, candle) = candle_grads(&mut c, &batch, &labels);
+    let ours = f64v(&c.logits(&batch).unwrap().into_dyn());
+    let logits = rel_error(&ours, &z);
+    let mut worst = (0.0f64, String::new());
+    assert_eq!(manual.len(), candle.len());
+    for (name, g) in &manual {
+        if zero_by_symmetry(name, &[g, &candle[name]]) {
+            continue;
+        }
+        let e = rel_error(g, &candle[name]);
+        if e > worst.0 {
+            worst = (e, name.clone());
+        }
+    }
+    eprintln!(
+        "real classifier: logits {logits:e}, worst gradient {:e} ({})",
+        worst.0, worst.1
+    );
+    assert!(logits < 1e-5, "logits vs candle {logits:e}");
+    assert!(
+        worst.0 < 1e-4,
+        "{}: manual vs candle {:e}",
+        worst.1,
+        worst.0
+    );
+}
+
+/// A fine-tuned scratch classifier saved in MiniLM's names and loaded back predicts
+/// bit for bit the same; the candle twin reads the same file and gives the same logits
+/// to float precision on real sentences of different lengths; a truncated file or one
+/// without a head is an error.
+#[test]
+fn checkpoint_round_trip_predicts_identically() {
+    let tok = tokenizer(32);
+    let set = tiny_set();
+    let enc = ScratchMiniLm::load(&data()).unwrap();
+    let model = ScratchClassifier::new(enc, 2, 4, 3).unwrap();
+    // Large rates, so one epoch visibly changes the weights.
+    let mut ft = ScratchFinetuner::new(model, &recipe(4, 1e-3, 1e-2)).unwrap();
+    let before = ft.model.encoder.layers[5].ffn.fc2.weight.value.clone();
+    ft.epoch(&tok, &set, 0).unwrap();
+    assert_ne!(
+        before, ft.model.encoder.layers[5].ffn.fc2.weight.value,
+        "the step must change the trained layers"
+    );
+    assert_eq!(
+        before.len(),
+        ft.model.encoder.layers[5].ffn.fc2.weight.value.len()
+    );
+    let dir = scratch("ckpt");
+    let path = dir.join("finetuned.safetensors");
+    ft.model.save(&path).unwrap();
+    let mut loaded = ScratchClassifier::load(&path, config(), tokenizer(32), 2).unwrap();
+    let want = ft.model.predict_logits(&tok, &set.texts, 4).unwrap();
+    assert_eq!(want, loaded.predict_logits(&tok, &set.texts, 4).unwrap());
+    let twin = MiniLmClassifier::load(&path, config(), 2).unwrap();
+    let got = twin.predict_logits(&tok, &set.texts, 4).unwrap();
+    let worst = want
+        .iter()
+        .flatten()
+        .zip(got.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "scratch vs candle logits: {worst}");
+    let file = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let mut names: Vec<String> = file.keys().cloned().collect();
+    names.sort();
+    let mut want_names = encoder_names(&config());
+    want_names.extend([HEAD_WEIGHT.to_string(), HEAD_BIAS.to_string()]);
+    want_names.sort();
+    assert_eq!(names, want_names);
+    // A file without a head, and a truncated one, are errors, not panics.
+    let encoder_only = dir.join("encoder.safetensors");
+    let mut tensors: HashMap<String, Tensor> = file;
+    tensors.remove(HEAD_WEIGHT);
+    candle_core::safetensors::save(&tensors, &encoder_only).unwrap();
+    let msg = format!(
+        "{:#}",
+        ScratchClassifier::load(&encoder_only, config(), tokenizer(32), 2)
+            .err()
+            .unwrap()
+    );
+    assert!(msg.contains("no classifier head"), "{msg}");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let msg = format!(
+        "{:#}",
+        ScratchClassifier::load(&path, config(), tokenizer(32), 2)
+            .err()
+            .unwrap()
+    );
+    assert!(msg.contains("not a safetensors file"), "{msg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad input to the scratch classifier is a clear error: labels out of range or of the
+/// wrong count, an empty batch, a batch longer than the model's positions, data with
+/// other classes, too many frozen layers, a single class.
+#[test]
+fn scratch_classifier_bad_input_is_an_error() {
+    let mut c = tiny_classifier(0, 0);
+    let batch = tiny_batch(0);
+    let err = |r: anyhow::Result<f32>| format!("{:#}", r.unwrap_err());
+    assert!(err(c.loss_and_backward(&batch, &[0, 2]))
+        .contains("label 2 of sentence 1 is out of range"));
+    assert!(err(c.loss_and_backward(&batch, &[0])).contains("1 labels for a batch of 2"));
+    let empty = TokenBatch {
+        rows: 0,
+        cols: 0,
+        ids: vec![],
+        type_ids: vec![],
+        mask: vec![],
+        tokens: vec![],
+    };
+    assert!(format!("{:#}", c.logits(&empty).unwrap_err()).contains("an empty batch"));
+    let long = TokenBatch {
+        rows: 1,
+        cols: 7,
+        ids: vec![1; 7],
+        type_ids: vec![0; 7],
+        mask: vec![1; 7],
+        tokens: vec![],
+    };
+    assert!(format!("{:#}", c.logits(&long).unwrap_err())
+        .contains("more than the model's 6 positions"));
+    let three = LabeledText::new(vec!["a".into(), "b".into()], vec![0, 2], 3).unwrap();
+    let mut ft = ScratchFinetuner::new(c, &recipe(2, 3e-5, 1e-3)).unwrap();
+    let msg = format!("{:#}", ft.epoch(&tokenizer(8), &three, 0).unwrap_err());
+    assert!(
+        msg.contains("the data has 3 classes, the classifier 2"),
+        "{msg}"
+    );
+    let enc = ScratchMiniLm::random(tiny_config(), tokenizer(8), 0).unwrap();
+    let msg = format!("{:#}", ScratchClassifier::new(enc, 2, 3, 0).err().unwrap());
+    assert!(
+        msg.contains("3 frozen layers, but the encoder has 2"),
+        "{msg}"
+    );
+    let enc = ScratchMiniLm::random(tiny_config(), tokenizer(8), 0).unwrap();
+    let msg = format!("{:#}", ScratchClassifier::new(enc, 1, 0, 0).err().unwrap());
+    assert!(msg.contains("at least 2"), "{msg}");
+}
+
+/// A few steps of the scratch trainer fit four sentences: the training loss falls.
+#[test]
+fn scratch_finetuning_lowers_the_loss() {
+    let tok = tokenizer(32);
+    let enc = ScratchMiniLm::load(&data()).unwrap();
+    let model = ScratchClassifier::new(enc, 2, 5, 0).unwrap();
+    let mut ft = ScratchFinetuner::new(model, &recipe(4, 1e-4, 1e-2)).unwrap();
+    let set = tiny_set();
+    let first = ft.epoch(&tok, &set, 0).unwrap().loss;
+    let mut last = first;
+    for e in 1..6 {
+        last = ft.epoch(&tok, &set, e).unwrap().loss;
+    }
+    assert!(last < first, "loss {first} -> {last}");
+    let acc = ft.model.accuracy(&tok, &set, 4).unwrap();
+    assert_eq!(acc, 1.0, "four sentences, fitted");
 }
