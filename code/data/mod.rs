@@ -24,6 +24,7 @@ pub mod corpus;
 pub mod dataset;
 pub mod fetch;
 pub mod folder;
+pub mod folds;
 pub mod idx;
 pub mod image;
 pub mod imagenet;
