@@ -127,6 +127,9 @@ pub struct ScratchMiniLm {
     pub layers: Vec<EncoderBlock>,
 }
 
+/// Where [`ScratchMiniLm`]'s builder gets each tensor: by Hugging Face name and shape.
+type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<ArrayD<f32>> + 'a;
+
 impl ScratchMiniLm {
     /// Loads the fetched model (each file's sha256 checked first).
     pub fn load(data: &DataDir) -> Result<Self> {
@@ -184,7 +187,7 @@ impl ScratchMiniLm {
     fn build(
         config: BertConfig,
         tokenizer: MiniLmTokenizer,
-        get: &mut dyn FnMut(&str, &[usize]) -> Result<ArrayD<f32>>,
+        get: &mut TensorSource,
     ) -> Result<Self> {
         if config.hidden_act != "gelu" {
             bail!(

@@ -429,6 +429,9 @@ pub struct FinetuneOptimizer {
     pub groups: [Adam; 4],
 }
 
+/// Which parameters (by name) one optimiser group updates.
+type Selector = dyn Fn(&str, &Param) -> bool;
+
 impl FinetuneOptimizer {
     /// AdamW with `cfg`'s learning rates and weight decay.
     pub fn new(cfg: &FinetuneConfig) -> Self {
@@ -450,7 +453,7 @@ impl FinetuneOptimizer {
     /// One update of the trainable parameters of `model` from their gradients.
     pub fn step(&mut self, model: &mut ScratchClassifier) {
         let mut params = model.trainable();
-        let selectors: [&dyn Fn(&str, &Param) -> bool; 4] = [
+        let selectors: [&Selector; 4] = [
             &|n: &str, p: &Param| !n.starts_with("head") && is_weight(p),
             &|n: &str, p: &Param| !n.starts_with("head") && !is_weight(p),
             &|n: &str, p: &Param| n.starts_with("head") && is_weight(p),

@@ -446,8 +446,6 @@ fn pretrained_beats_random_init() {
 
 // --- the from-scratch classifier ---
 
-/// Finite-difference step for the `f32` code.
-
 /// A tiny BERT: 2 layers of width 8, 2 heads, 12 ids, 6 positions.
 fn tiny_config() -> BertConfig {
     BertConfig {
