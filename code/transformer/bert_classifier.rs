@@ -13,11 +13,11 @@
 //! - the head: $\bar W = \bar z^\top p$, $\bar b = \sum_r \bar z_r$, $\bar p = \bar z W$;
 //! - the pooling spreads $\bar p_r$ evenly over the real tokens,
 //!   $\bar h_{r,c} = m_{r,c}\, \bar p_r / n_r$, and gives padding nothing;
-//! - every trainable block, top down, through [`EncoderBlock`]'s own backward (its
+//! - every trainable block, top down, through [`EncoderBlock`](crate::transformer::EncoderBlock)'s own backward (its
 //!   attention weights on padding keys are 0, so no gradient flows to padding
 //!   through attention either);
 //! - when nothing is frozen, the embeddings' layer norm, then the three lookups: the
-//!   gradient of the sum $E_\text{word}[x] + E_\text{pos}[c] + E_\text{type}[s]$ reaches
+//!   gradient of the sum $E_\text{word}(x) + E_\text{pos}(c) + E_\text{type}(s)$ reaches
 //!   each table unchanged and is added into the rows its ids selected.
 //!
 //! **Freezing** the lower $k$ layers stops the loop at layer $k$: the backward pass of
