@@ -607,6 +607,31 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
+/// One epoch over `data` in an order shuffled by `seed`, `batch_size` sentences at a
+/// time: `step` trains on one batch (its texts and labels) and returns its mean loss.
+pub fn epoch_batches(
+    data: &LabeledText,
+    batch_size: usize,
+    seed: u64,
+    mut step: impl FnMut(&[&str], &[usize]) -> Result<f64>,
+) -> Result<EpochStats> {
+    let start = Instant::now();
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let (mut total, mut steps) = (0.0, 0);
+    for chunk in order.chunks(batch_size) {
+        let texts: Vec<&str> = chunk.iter().map(|&i| data.texts[i].as_str()).collect();
+        let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
+        total += step(&texts, &labels)?;
+        steps += 1;
+    }
+    Ok(EpochStats {
+        loss: total / steps as f64,
+        sentences: data.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
 impl Finetuner {
     /// Wraps `model` with AdamW on its encoder `Var`s and on its head.
     pub fn new(model: MiniLmClassifier, cfg: &FinetuneConfig) -> Result<Self> {
@@ -653,30 +678,18 @@ impl Finetuner {
                 self.model.n_classes
             );
         }
-        let start = Instant::now();
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let (mut total, mut steps) = (0.0, 0);
-        for chunk in order.chunks(self.batch_size) {
-            let texts: Vec<&str> =
-                chunk.iter().map(|&i| data.texts[i].as_str()).collect();
-            let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i] as u32).collect();
-            let batch = tok.encode(&texts)?;
+        epoch_batches(data, self.batch_size, seed, |texts, labels| {
+            let batch = tok.encode(texts)?;
             let logits = self.model.logits(&batch)?;
-            let target = Tensor::from_vec(labels, chunk.len(), &Device::Cpu)?;
+            let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+            let target = Tensor::from_vec(labels, texts.len(), &Device::Cpu)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &target)?;
             let grads = loss.backward()?;
             if let Some(opt) = &mut self.encoder_opt {
                 opt.step(&grads)?;
             }
             self.head_opt.step(&grads)?;
-            total += loss.to_scalar::<f32>()? as f64;
-            steps += 1;
-        }
-        Ok(EpochStats {
-            loss: total / steps as f64,
-            sentences: data.len(),
-            seconds: start.elapsed().as_secs_f64(),
+            Ok(loss.to_scalar::<f32>()? as f64)
         })
     }
 }

@@ -26,11 +26,9 @@
 //! time: the forward pass is the same.
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array2, ArrayD, Axis, Ix2};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -39,7 +37,7 @@ use super::bert::ScratchMiniLm;
 use crate::data::polarity::LabeledText;
 use crate::models::bert::{BertConfig, MiniLmTokenizer, TokenBatch};
 use crate::models::bert_finetune::{
-    argmax, EpochStats, FinetuneConfig, HEAD_BIAS, HEAD_WEIGHT,
+    argmax, epoch_batches, EpochStats, FinetuneConfig, HEAD_BIAS, HEAD_WEIGHT,
 };
 use crate::nn::regularization::is_weight;
 use crate::nn::{softmax_cross_entropy, Layer, Linear, Mode, Module, Param};
@@ -502,24 +500,12 @@ impl ScratchFinetuner {
         seed: u64,
     ) -> Result<EpochStats> {
         self.model.check_classes(data)?;
-        let start = Instant::now();
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let (mut total, mut steps) = (0.0, 0);
-        for chunk in order.chunks(self.batch_size) {
-            let texts: Vec<&str> =
-                chunk.iter().map(|&i| data.texts[i].as_str()).collect();
-            let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
-            let batch = tok.encode(&texts)?;
+        epoch_batches(data, self.batch_size, seed, |texts, labels| {
+            let batch = tok.encode(texts)?;
             self.model.trainable().zero_grad();
-            total += f64::from(self.model.loss_and_backward(&batch, &labels)?);
+            let loss = f64::from(self.model.loss_and_backward(&batch, labels)?);
             self.opt.step(&mut self.model);
-            steps += 1;
-        }
-        Ok(EpochStats {
-            loss: total / steps as f64,
-            sentences: data.len(),
-            seconds: start.elapsed().as_secs_f64(),
+            Ok(loss)
         })
     }
 }
