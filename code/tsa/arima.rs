@@ -417,7 +417,7 @@ fn kalman(ss: &StateSpace, w: &[f64]) -> Option<Filtered> {
         // Z picks the first state: v = w - a_0, F = P_00.
         let v = wt - a[0];
         let f = p[0];
-        if !(f > 0.0) {
+        if f.is_nan() || f <= 0.0 {
             return None;
         }
         let k: Vec<f64> = (0..r).map(|i| p[i * r] / f).collect();

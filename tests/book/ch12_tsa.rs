@@ -259,3 +259,81 @@ fn order_search_matches_statsmodels() {
     assert_eq!((a.p, a.q), (2, 3));
     assert_eq!((b.p, b.q), (2, 2));
 }
+
+fn fact(name: &str) -> f64 {
+    let r = dlbook::experiments::quick("tsa_arima", &DataDir::resolve(None)).unwrap();
+    r.facts[name]
+        .value
+        .number()
+        .unwrap_or_else(|| panic!("fact {name} is not a number"))
+}
+
+#[test]
+fn levels_look_nonstationary_and_differences_stationary() {
+    for s in ["air_passengers", "co2", "sunspots"] {
+        // ADF cannot reject a unit root at 5 %; KPSS rejects stationarity at 5 %.
+        assert!(fact(&format!("adf_p_{s}_levels")) > 0.05, "{s}");
+        assert!(fact(&format!("kpss_p_{s}_levels")) < 0.05, "{s}");
+    }
+    for key in [
+        "air_passengers_log_differenced",
+        "co2_differenced",
+        "sunspots_differenced",
+    ] {
+        assert!(fact(&format!("kpss_p_{key}")) > 0.05, "{key}");
+    }
+    assert!(
+        fact("adf_p_co2_differenced") < 0.01 && fact("adf_p_sunspots_differenced") < 0.01
+    );
+}
+
+#[test]
+fn the_log_alone_does_not_remove_the_unit_root() {
+    assert!(fact("adf_p_air_passengers_log") > 0.1);
+    assert!(fact("adf_p_air_passengers_log") < fact("adf_p_air_passengers_levels"));
+}
+
+#[test]
+fn sunspots_pacf_leaves_the_band_at_several_lags() {
+    assert!(fact("sunspots_pacf_beyond_band") >= 2.0);
+}
+
+#[test]
+fn airline_residuals_pass_ljung_box() {
+    assert!(fact("airline_ljung_box_p24") > 0.05);
+}
+
+#[test]
+fn aic_picks_a_larger_model_than_bic() {
+    let aic = (fact("search_aic_p"), fact("search_aic_q"));
+    let bic = (fact("search_bic_p"), fact("search_bic_q"));
+    assert_ne!(aic, bic);
+    assert!(aic.0 + aic.1 > bic.0 + bic.1);
+}
+
+#[test]
+fn arima_beats_the_seasonal_naive_forecast_on_every_tail() {
+    for s in ["air_passengers", "co2", "sunspots"] {
+        assert!(
+            fact(&format!("arima_mase_{s}")) < fact(&format!("snaive_mase_{s}")),
+            "{s}"
+        );
+    }
+}
+
+/// CSS and exact ML land close on the airline model (within one ML standard error) but
+/// not on the same point: CSS ignores what the first thirteen differences say.
+#[test]
+fn css_lands_near_the_exact_ml_estimate() {
+    let y: Vec<f64> = series(Named::AirPassengers)
+        .iter()
+        .map(|v| v.ln())
+        .collect();
+    let order = Order::new(0, 1, 1).seasonal(0, 1, 1, 12);
+    let ml = Arima::new(order).fit(&y).unwrap();
+    let css = Arima::new(order).css().fit(&y).unwrap();
+    for i in 0..2 {
+        let gap = (ml.params[i] - css.params[i]).abs();
+        assert!(gap > 1e-3 && gap < ml.bse[i], "{i}: gap {gap}");
+    }
+}
