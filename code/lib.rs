@@ -55,3 +55,4 @@ pub mod seq;
 pub mod train;
 pub mod transfer;
 pub mod transformer;
+pub mod tsa;
