@@ -21,6 +21,9 @@
 //!   under a symmetric Dirichlet($\alpha$) prior is
 //!   $(N_{v, u, x} + \alpha) / (N_{v, u} + \alpha\,|X_v|)$.
 
+// The recursions index states and time steps the way the equations above do.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeSet;
 
 use anyhow::{bail, ensure, Result};

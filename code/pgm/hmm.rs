@@ -31,6 +31,9 @@
 //! $B_{jk} \propto \sum_{t: o_t = k} \gamma_t(j)$. Each step cannot lower the
 //! likelihood.
 
+// The recursions index states and time steps the way the equations above do.
+#![allow(clippy::needless_range_loop)]
+
 use anyhow::{ensure, Result};
 use ndarray::ArrayView2;
 use rand::{Rng, SeedableRng};

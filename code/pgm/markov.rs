@@ -17,6 +17,9 @@
 //! * **Entropy rate** of a stationary chain: $H = \sum_i \pi_i H(P_{i\cdot})$, the
 //!   uncertainty of the next state given the current one.
 
+// The recursions index states and time steps the way the equations above do.
+#![allow(clippy::needless_range_loop)]
+
 use anyhow::{ensure, Context, Result};
 use ndarray::{Array1, Array2};
 use ndarray_linalg::{Eig as _, Inverse as _};
