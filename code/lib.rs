@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod pgm;
 pub mod progress;
 pub mod report;
 pub mod rnn;

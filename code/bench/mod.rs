@@ -35,6 +35,7 @@ pub mod char_lstm;
 pub mod depthwise;
 pub mod detector;
 pub mod gpt;
+pub mod hmm;
 mod measure;
 pub mod mha;
 pub mod minilm;

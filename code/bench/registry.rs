@@ -13,6 +13,7 @@ use super::char_lstm::CharLstmBenchConfig;
 use super::depthwise::DepthwiseConfig;
 use super::detector::DetectorBenchConfig;
 use super::gpt::GptBenchConfig;
+use super::hmm::HmmBenchConfig;
 use super::mha::MhaBenchConfig;
 use super::minilm::MiniLmBenchConfig;
 use super::rnn_cells::RnnCellsConfig;
@@ -79,6 +80,7 @@ knobs!(
     MhaBenchConfig,
     MiniLmBenchConfig,
     GptBenchConfig,
+    HmmBenchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -195,6 +197,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch11",
         what: "the GPT trained for ten minutes, once per seed",
         run: |o, dir, _| super::gpt::run_budget(&configured(o), dir, "gpt_budget"),
+    },
+    Timing {
+        stem: "hmm_speed",
+        aliases: &[],
+        chapter: "ch12",
+        what: "the hidden Markov model on a million observations, ours and hmmlearn's",
+        run: |o, _, _| super::hmm::run(&configured(o), "hmm_speed"),
     },
 ];
 

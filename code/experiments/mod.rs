@@ -107,6 +107,7 @@ registry! {
     minilm_finetune::MinilmFinetune,
     // Week 12: statistical machine learning.
     tsa_arima::TsaArima,
+    pgm::Pgm,
     // The data appendix.
     datasets::Datasets,
 }

@@ -94,6 +94,7 @@ fresh! {
     transformer_families,
     minilm_finetune,
     tsa_arima,
+    pgm,
     datasets,
 }
 

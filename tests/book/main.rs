@@ -39,6 +39,7 @@ mod ch11_finetune;
 mod ch11_gpt;
 mod ch11_transformer;
 mod ch12_tsa;
+mod ch12_pgm;
 mod data_dataset;
 mod data_io;
 mod fresh;
