@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::backbone::BackboneConfig;
 use super::char_lstm::CharLstmBenchConfig;
+use super::cluster::ClusterBenchConfig;
 use super::depthwise::DepthwiseConfig;
 use super::detector::DetectorBenchConfig;
 use super::gpt::GptBenchConfig;
@@ -79,6 +80,7 @@ knobs!(
     MhaBenchConfig,
     MiniLmBenchConfig,
     GptBenchConfig,
+    ClusterBenchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -195,6 +197,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch11",
         what: "the GPT trained for ten minutes, once per seed",
         run: |o, dir, _| super::gpt::run_budget(&configured(o), dir, "gpt_budget"),
+    },
+    Timing {
+        stem: "cluster_speed",
+        aliases: &["cluster"],
+        chapter: "ch12",
+        what: "k-means, DBSCAN and Ward linkage against scikit-learn",
+        run: |o, dir, _| super::cluster::run(&configured(o), dir, "cluster_speed"),
     },
 ];
 
