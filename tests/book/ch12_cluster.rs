@@ -281,3 +281,31 @@ fn bad_hyper_parameters_are_errors_not_panics() {
     let tree = Agglomerative::new(Linkage::Ward).fit(&x).unwrap();
     assert!(msg(tree.cut(0).map(|_| ())).contains("1 <= k"));
 }
+
+/// Single linkage separates the moons perfectly (the gap between them is wider than any
+/// step along a moon) but chains on real data: on wine and digits nearly every sample
+/// ends in one cluster (ARI near 0), where Ward linkage finds most of the classes.
+#[test]
+fn single_linkage_follows_the_moons_but_chains_on_real_data() {
+    assert!(fact("ari_moons_single_linkage") > 0.95);
+    for set in ["wine", "digits"] {
+        let single = fact(&format!("ari_{set}_single_linkage"));
+        let ward = fact(&format!("ari_{set}_ward_linkage"));
+        assert!(single < 0.05, "{set}: single linkage ARI {single}");
+        assert!(ward > 0.7, "{set}: Ward ARI {ward}");
+    }
+}
+
+/// Ward is the best of the four linkages on digits and on MNIST, and beats k-means
+/// (mean over seeds) on digits.
+#[test]
+fn ward_is_the_best_linkage_on_the_digits() {
+    for set in ["digits", "mnist_pca50"] {
+        let ward = fact(&format!("ari_{set}_ward_linkage"));
+        for other in ["single", "complete", "average"] {
+            let o = fact(&format!("ari_{set}_{other}_linkage"));
+            assert!(ward > o, "{set}: Ward {ward} vs {other} {o}");
+        }
+    }
+    assert!(fact("ari_digits_ward_linkage") > fact("ari_digits_k_means"));
+}
