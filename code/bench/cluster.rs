@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::measure::{load_average, process_cpu_seconds};
+use super::measure::{load_average, median_min_max, process_cpu_seconds};
 use crate::cluster::metrics::as_i64;
 use crate::cluster::moons::make_moons;
 use crate::cluster::{adjusted_rand_index, Agglomerative, Dbscan, KMeans, Linkage};
@@ -168,16 +168,6 @@ fn sklearn_version() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len();
-    if m % 2 == 1 {
-        v[m / 2]
-    } else {
-        0.5 * (v[m / 2 - 1] + v[m / 2])
-    }
-}
-
 /// Runs the benchmark and returns its report, named `stem`.
 pub fn run(cfg: &ClusterBenchConfig, dir: &DataDir, stem: &str) -> Result<Report> {
     crate::gemm::single_threaded_blas();
@@ -282,7 +272,7 @@ pub fn run(cfg: &ClusterBenchConfig, dir: &DataDir, stem: &str) -> Result<Report
             if v.is_empty() {
                 Value::Text("–".into())
             } else {
-                Value::Num(median(v))
+                Value::Num(median_min_max(&v).0)
             }
         };
         let spread = |v: Vec<f64>| {
