@@ -36,6 +36,7 @@ pub mod autograd;
 pub mod bayes;
 pub mod bench;
 pub mod book;
+pub mod cluster;
 pub mod cnn;
 pub mod data;
 pub mod detect;

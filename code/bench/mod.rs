@@ -32,6 +32,7 @@ use crate::nn::Named;
 pub mod backbone;
 pub mod candle;
 pub mod char_lstm;
+pub mod cluster;
 pub mod depthwise;
 pub mod detector;
 pub mod gpt;

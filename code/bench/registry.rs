@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::backbone::BackboneConfig;
 use super::char_lstm::CharLstmBenchConfig;
+use super::cluster::ClusterBenchConfig;
 use super::depthwise::DepthwiseConfig;
 use super::detector::DetectorBenchConfig;
 use super::gpt::GptBenchConfig;
@@ -81,6 +82,7 @@ knobs!(
     MiniLmBenchConfig,
     GptBenchConfig,
     HmmBenchConfig,
+    ClusterBenchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -204,6 +206,11 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "the hidden Markov model on a million observations, ours and hmmlearn's",
         run: |o, _, _| super::hmm::run(&configured(o), "hmm_speed"),
+        stem: "cluster_speed",
+        aliases: &["cluster"],
+        chapter: "ch12",
+        what: "k-means, DBSCAN and Ward linkage against scikit-learn",
+        run: |o, dir, _| super::cluster::run(&configured(o), dir, "cluster_speed"),
     },
 ];
 

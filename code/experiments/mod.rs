@@ -108,6 +108,7 @@ registry! {
     // Week 12: statistical machine learning.
     tsa_arima::TsaArima,
     pgm::Pgm,
+    clustering::Clustering,
     // The data appendix.
     datasets::Datasets,
 }

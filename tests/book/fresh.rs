@@ -95,6 +95,7 @@ fresh! {
     minilm_finetune,
     tsa_arima,
     pgm,
+    clustering,
     datasets,
 }
 

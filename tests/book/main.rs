@@ -40,6 +40,7 @@ mod ch11_gpt;
 mod ch11_transformer;
 mod ch12_tsa;
 mod ch12_pgm;
+mod ch12_cluster;
 mod data_dataset;
 mod data_io;
 mod fresh;
