@@ -206,6 +206,8 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "the hidden Markov model on a million observations, ours and hmmlearn's",
         run: |o, _, _| super::hmm::run(&configured(o), "hmm_speed"),
+    },
+    Timing {
         stem: "cluster_speed",
         aliases: &["cluster"],
         chapter: "ch12",
