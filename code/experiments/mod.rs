@@ -105,6 +105,7 @@ registry! {
     gpt_ablation::GptAblation,
     transformer_families::TransformerFamilies,
     minilm_finetune::MinilmFinetune,
+    svm_classify::SvmClassify,
     // The data appendix.
     datasets::Datasets,
 }

@@ -31,6 +31,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    // ANCHOR: from_dot
     /// The kernel value from the dot product `d = x . z` and the squared norms.
     #[inline]
     pub fn from_dot(&self, d: f64, xx: f64, zz: f64) -> f64 {
@@ -45,6 +46,7 @@ impl Kernel {
             Kernel::Rbf { gamma } => (-gamma * (xx + zz - 2.0 * d).max(0.0)).exp(),
         }
     }
+    // ANCHOR_END: from_dot
 
     /// `K(x, z)` of two points. Panics if their lengths differ.
     pub fn eval(&self, x: &[f64], z: &[f64]) -> f64 {

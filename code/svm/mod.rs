@@ -91,6 +91,7 @@ impl Svc {
     /// The kernel with `gamma` resolved on the training rows `x` `(N, F)`.
     pub fn resolve_kernel(&self, x: &Array2<f64>) -> Result<Kernel> {
         let gamma = match self.gamma {
+            // ANCHOR: gamma_scale
             Gamma::Scale => {
                 let var = x.var(0.0);
                 if var > 0.0 {
@@ -99,6 +100,7 @@ impl Svc {
                     1.0
                 }
             }
+            // ANCHOR_END: gamma_scale
             Gamma::Auto => 1.0 / x.ncols() as f64,
             Gamma::Value(g) => {
                 if !(g > 0.0 && g.is_finite()) {

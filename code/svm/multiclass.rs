@@ -190,6 +190,7 @@ impl FittedSvc {
         }
     }
 
+    // ANCHOR: predict
     /// Class labels by one-vs-one voting, ties to the smaller class index.
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
         let dec = self.decision_ovo(x);
@@ -212,6 +213,7 @@ impl FittedSvc {
             })
             .collect()
     }
+    // ANCHOR_END: predict
 
     /// Accuracy of [`FittedSvc::predict`] against labels `y`.
     pub fn score(&self, x: &Array2<f64>, y: &[usize]) -> f64 {

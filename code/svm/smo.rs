@@ -47,6 +47,7 @@ pub fn solve(
     let lower = |a: f64| a <= 0.0;
     let mut iter = 0;
     loop {
+        // ANCHOR: select
         // Working-set selection, libsvm's select_working_set: i maximises -y_i G_i over
         // the indices that may move up (I_up) ...
         let mut gmax = f64::NEG_INFINITY;
@@ -97,6 +98,7 @@ pub fn solve(
         if gmax + gmax2 < eps || j_sel == usize::MAX {
             break;
         }
+        // ANCHOR_END: select
         if iter >= max_iter {
             bail!(
                 "SMO did not reach the KKT tolerance {eps} in {max_iter} steps \
@@ -105,6 +107,7 @@ pub fn solve(
             );
         }
         iter += 1;
+        // ANCHOR: update
         let (i, j) = (i_sel, j_sel);
         let (qi, qj) = q.rows2(i, j);
         let (old_i, old_j) = (alpha[i], alpha[j]);
@@ -167,6 +170,7 @@ pub fn solve(
         for k in 0..n {
             g[k] += qi[k] as f64 * di + qj[k] as f64 * dj;
         }
+        // ANCHOR_END: update
     }
     let rho = rho_of(&alpha, &g, y, c);
     // f(a) = 1/2 a^T Q a - e^T a = 1/2 a^T (G - e) since G = Q a - e.
@@ -188,6 +192,7 @@ pub fn solve(
 /// The offset from the KKT conditions (libsvm's `calculate_rho`): every free support
 /// vector satisfies `y_i G_i = rho` exactly at the optimum, so their mean; with none free,
 /// the midpoint of the interval the bounded ones allow.
+// ANCHOR: rho
 fn rho_of(alpha: &[f64], g: &[f64], y: &[f64], c: f64) -> f64 {
     let (mut ub, mut lb) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut n_free, mut sum_free) = (0usize, 0.0);
@@ -216,3 +221,4 @@ fn rho_of(alpha: &[f64], g: &[f64], y: &[f64], c: f64) -> f64 {
         (ub + lb) / 2.0
     }
 }
+// ANCHOR_END: rho

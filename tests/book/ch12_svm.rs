@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use dlbook::data::DataDir;
+use dlbook::experiments;
+use dlbook::report::{Plot, Report};
 use dlbook::svm::kernel::{Kernel, QMatrix};
 use dlbook::svm::{smo, FittedSvc, Gamma, KernelKind, PairModel, Svc};
 use ndarray::{array, Array2};
@@ -337,4 +340,96 @@ fn vote_ties_go_to_the_smaller_class() {
     // Break the cycle for class 7: it now has two votes.
     model.pairs[2].coef[0] = -1.0;
     assert_eq!(model.predict(&array![[1.0]]), vec![7]);
+}
+
+fn report() -> &'static Report {
+    experiments::quick("svm_classify", &DataDir::resolve(None)).unwrap()
+}
+
+fn column(table: &str, header: &str) -> Vec<f64> {
+    let t = report()
+        .table(table)
+        .unwrap_or_else(|| panic!("no table {table}"));
+    let k = t
+        .columns
+        .iter()
+        .position(|c| c.header == header)
+        .expect(header);
+    t.rows
+        .iter()
+        .map(|row| row[k].number().expect("a number"))
+        .collect()
+}
+
+/// On two breast-cancer features, a smaller C buys a wider margin with more support
+/// vectors, most of them at the bound C (inside the margin or misclassified).
+#[test]
+fn smaller_c_widens_the_margin_and_adds_support_vectors() {
+    let (c, margin) = (column("c_sweep", "C"), column("c_sweep", "margin 2/‖w‖"));
+    let (svs, bound) = (
+        column("c_sweep", "support vectors"),
+        column("c_sweep", "at the bound C"),
+    );
+    assert!(c.len() >= 3 && c.windows(2).all(|w| w[0] < w[1]), "C {c:?}");
+    assert!(margin.windows(2).all(|w| w[0] > w[1]), "margins {margin:?}");
+    assert!(
+        svs.windows(2).all(|w| w[0] >= w[1]),
+        "support vectors {svs:?}"
+    );
+    assert!(
+        svs.windows(2).any(|w| w[0] > w[1]),
+        "support vectors {svs:?}"
+    );
+    for (b, s) in bound.iter().zip(&svs) {
+        assert!(*b > 0.5 * s, "at the bound {b} of {s}");
+    }
+}
+
+/// A large gamma (a narrow RBF) fits the training rows best and the test rows worst.
+#[test]
+fn large_gamma_fits_the_training_rows_and_loses_test_accuracy() {
+    let train = column("gamma_sweep", "train accuracy");
+    let test = column("gamma_sweep", "test accuracy");
+    let (tr_last, te_last) = (*train.last().unwrap(), *test.last().unwrap());
+    assert!(train.iter().all(|&a| a <= tr_last), "train {train:?}");
+    assert!(test.iter().all(|&a| a >= te_last), "test {test:?}");
+    assert!(test[0] > te_last, "test {test:?}");
+}
+
+/// The RBF SVC with scikit-learn's defaults classifies breast cancer's held-out rows
+/// at 95 % or better and digits' at 97 % or better.
+#[test]
+fn svm_is_accurate_on_breast_cancer_and_digits() {
+    let r = report();
+    let bc = r.get_fact("bc_test_accuracy").unwrap();
+    let digits = r.get_fact("digits_test_accuracy").unwrap();
+    assert!(bc >= 0.95, "breast cancer {bc}");
+    assert!(digits >= 0.97, "digits {digits}");
+}
+
+/// The grid search's choice is the best mean cross-validated accuracy of the grid, and
+/// the grid spans a visible range (its worst cell is below its best).
+#[test]
+fn grid_search_reports_its_best_cell() {
+    let r = report();
+    let best = r.get_fact("grid_best_cv_accuracy").unwrap();
+    let worst = r.get_fact("grid_worst_cv_accuracy").unwrap();
+    let fig = r
+        .figures
+        .iter()
+        .find(|f| f.name == "grid")
+        .expect("grid figure");
+    let Plot::Heatmap { values, .. } = &fig.plot else {
+        panic!("the grid figure is not a heat map")
+    };
+    let top = values
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        (top - 100.0 * best).abs() < 1e-9,
+        "heat map top {top}, best {best}"
+    );
+    assert!(worst < best, "worst {worst}, best {best}");
 }

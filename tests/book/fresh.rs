@@ -93,6 +93,7 @@ fresh! {
     gpt_ablation,
     transformer_families,
     minilm_finetune,
+    svm_classify,
     datasets,
 }
 
