@@ -196,6 +196,13 @@ pub const TIMINGS: &[Timing] = &[
         what: "the GPT trained for ten minutes, once per seed",
         run: |o, dir, _| super::gpt::run_budget(&configured(o), dir, "gpt_budget"),
     },
+    Timing {
+        stem: "svm_speed",
+        aliases: &[],
+        chapter: "ch12",
+        what: "the RBF SVC, ours and scikit-learn's, on breast cancer and MNIST 10k",
+        run: |o, dir, out| super::svm::run(o.quick, dir, out),
+    },
 ];
 
 /// The timing report `name` asks for (its stem or an alias), or an error listing them.
