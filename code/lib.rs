@@ -55,6 +55,7 @@ pub mod progress;
 pub mod report;
 pub mod rnn;
 pub mod seq;
+pub mod svm;
 pub mod train;
 pub mod transfer;
 pub mod transformer;

@@ -44,6 +44,7 @@ pub mod peak;
 mod registry;
 pub mod rnn_cells;
 mod steps;
+pub mod svm;
 mod tables;
 
 pub use measure::{

@@ -213,6 +213,11 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "k-means, DBSCAN and Ward linkage against scikit-learn",
         run: |o, dir, _| super::cluster::run(&configured(o), dir, "cluster_speed"),
+        stem: "svm_speed",
+        aliases: &[],
+        chapter: "ch12",
+        what: "the RBF SVC, ours and scikit-learn's, on breast cancer and MNIST 10k",
+        run: |o, dir, out| super::svm::run(o.quick, dir, out),
     },
 ];
 

@@ -109,6 +109,7 @@ registry! {
     tsa_arima::TsaArima,
     pgm::Pgm,
     clustering::Clustering,
+    svm_classify::SvmClassify,
     // The data appendix.
     datasets::Datasets,
 }

@@ -96,6 +96,7 @@ fresh! {
     tsa_arima,
     pgm,
     clustering,
+    svm_classify,
     datasets,
 }
 

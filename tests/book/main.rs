@@ -41,6 +41,7 @@ mod ch11_transformer;
 mod ch12_cluster;
 mod ch12_pgm;
 mod ch12_tsa;
+mod ch12_svm;
 mod data_dataset;
 mod data_io;
 mod fresh;
