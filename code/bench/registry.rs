@@ -213,6 +213,8 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "k-means, DBSCAN and Ward linkage against scikit-learn",
         run: |o, dir, _| super::cluster::run(&configured(o), dir, "cluster_speed"),
+    },
+    Timing {
         stem: "svm_speed",
         aliases: &[],
         chapter: "ch12",
