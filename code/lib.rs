@@ -39,6 +39,7 @@ pub mod book;
 pub mod cnn;
 pub mod data;
 pub mod detect;
+pub mod ensemble;
 pub mod experiments;
 pub mod gemm;
 pub mod gpt;

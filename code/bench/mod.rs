@@ -34,6 +34,7 @@ pub mod candle;
 pub mod char_lstm;
 pub mod depthwise;
 pub mod detector;
+pub mod ensemble;
 pub mod gpt;
 mod measure;
 pub mod mha;

@@ -12,6 +12,7 @@ use super::backbone::BackboneConfig;
 use super::char_lstm::CharLstmBenchConfig;
 use super::depthwise::DepthwiseConfig;
 use super::detector::DetectorBenchConfig;
+use super::ensemble::EnsembleBenchConfig;
 use super::gpt::GptBenchConfig;
 use super::mha::MhaBenchConfig;
 use super::minilm::MiniLmBenchConfig;
@@ -79,6 +80,7 @@ knobs!(
     MhaBenchConfig,
     MiniLmBenchConfig,
     GptBenchConfig,
+    EnsembleBenchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -195,6 +197,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch11",
         what: "the GPT trained for ten minutes, once per seed",
         run: |o, dir, _| super::gpt::run_budget(&configured(o), dir, "gpt_budget"),
+    },
+    Timing {
+        stem: "ensemble_speed",
+        aliases: &[],
+        chapter: "ch12",
+        what: "trees and ensembles against scikit-learn and XGBoost",
+        run: |o, dir, _| super::ensemble::run(&configured(o), dir, "ensemble_speed"),
     },
 ];
 

@@ -105,6 +105,8 @@ registry! {
     gpt_ablation::GptAblation,
     transformer_families::TransformerFamilies,
     minilm_finetune::MinilmFinetune,
+    // Week 12: statistical machine learning.
+    ensemble_breast_cancer::EnsembleBreastCancer,
     // The data appendix.
     datasets::Datasets,
 }

@@ -93,6 +93,7 @@ fresh! {
     gpt_ablation,
     transformer_families,
     minilm_finetune,
+    ensemble_breast_cancer,
     datasets,
 }
 

@@ -38,6 +38,7 @@ mod ch11_bert;
 mod ch11_finetune;
 mod ch11_gpt;
 mod ch11_transformer;
+mod ch12_ensemble;
 mod data_dataset;
 mod data_io;
 mod fresh;
