@@ -97,6 +97,9 @@ const ROWS: [(&str, &str, &str); 6] = [
     ),
 ];
 
+/// MNIST as `u8` columns: training pixels and labels, then test pixels and labels.
+type Digits = (Columns<u8>, Vec<usize>, Columns<u8>, Vec<usize>);
+
 /// Accuracy, CPU-seconds and wall seconds of one fit + predict.
 type Measured = (f64, f64, f64);
 
@@ -163,7 +166,7 @@ pub fn run(cfg: &EnsembleBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
         Columns::from_rows(btr.features.view()),
         Columns::from_rows(bte.features.view()),
     );
-    let load_mnist = || -> Result<(Columns<u8>, Vec<usize>, Columns<u8>, Vec<usize>)> {
+    let load_mnist = || -> Result<Digits> {
         let (a, b) = (mnist(dir, Split::Train)?, mnist(dir, Split::Test)?);
         let n = cfg.mnist_train.min(a.images.n);
         let cols = |im: &crate::data::idx::Images, n: usize| {

@@ -62,7 +62,7 @@ impl AdaBoost {
         y: &[usize],
         k: usize,
     ) -> Result<FittedAdaBoost> {
-        if self.n_rounds == 0 || !(self.lr > 0.0) {
+        if self.n_rounds == 0 || self.lr.is_nan() || self.lr <= 0.0 {
             bail!(
                 "AdaBoost needs n_rounds >= 1 and lr > 0 (got {}, {})",
                 self.n_rounds,

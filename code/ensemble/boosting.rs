@@ -251,7 +251,8 @@ impl GradientBoosting {
         if n == 0 || y.len() != n {
             bail!("{} targets for {n} rows", y.len());
         }
-        if self.n_rounds == 0 || !(self.lr > 0.0) || self.max_depth == 0 {
+        if self.n_rounds == 0 || self.lr.is_nan() || self.lr <= 0.0 || self.max_depth == 0
+        {
             bail!(
                 "need n_rounds >= 1, lr > 0 and max_depth >= 1 (got {}, {}, {})",
                 self.n_rounds,
@@ -259,9 +260,12 @@ impl GradientBoosting {
                 self.max_depth
             );
         }
-        if !(self.lambda >= 0.0)
-            || !(self.gamma >= 0.0)
-            || !(self.min_child_weight >= 0.0)
+        if self.lambda.is_nan()
+            || self.lambda < 0.0
+            || self.gamma.is_nan()
+            || self.gamma < 0.0
+            || self.min_child_weight.is_nan()
+            || self.min_child_weight < 0.0
         {
             bail!("lambda, gamma and min_child_weight must be >= 0");
         }

@@ -89,10 +89,10 @@ impl LogisticRegression {
 
     /// Fits on `(N, F)` row-major features with labels in `0..k`.
     pub fn fit(&self, x: &[f64], y: &[usize], k: usize) -> Result<FittedLogistic> {
-        if y.is_empty() || x.len() % y.len() != 0 {
+        if y.is_empty() || !x.len().is_multiple_of(y.len()) {
             bail!("{} feature values for {} labels", x.len(), y.len());
         }
-        if !(self.c > 0.0) || k < 2 || y.iter().any(|&c| c >= k) {
+        if self.c.is_nan() || self.c <= 0.0 || k < 2 || y.iter().any(|&c| c >= k) {
             bail!(
                 "need C > 0 (got {}) and labels in 0..{k} with k >= 2",
                 self.c

@@ -410,7 +410,7 @@ impl DecisionTree {
         weights: &[f64],
     ) -> Result<FittedTree> {
         self.validate(x.n_rows(), x.n_cols(), &target)?;
-        if weights.len() != x.n_rows() || weights.iter().any(|w| !(*w >= 0.0)) {
+        if weights.len() != x.n_rows() || weights.iter().any(|w| w.is_nan() || *w < 0.0) {
             bail!("need one non-negative weight per row ({} rows)", x.n_rows());
         }
         if rows.is_empty() {
