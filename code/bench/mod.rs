@@ -35,6 +35,7 @@ pub mod char_lstm;
 pub mod cluster;
 pub mod depthwise;
 pub mod detector;
+pub mod ensemble;
 pub mod gpt;
 pub mod hmm;
 mod measure;

@@ -13,6 +13,7 @@ use super::char_lstm::CharLstmBenchConfig;
 use super::cluster::ClusterBenchConfig;
 use super::depthwise::DepthwiseConfig;
 use super::detector::DetectorBenchConfig;
+use super::ensemble::EnsembleBenchConfig;
 use super::gpt::GptBenchConfig;
 use super::hmm::HmmBenchConfig;
 use super::mha::MhaBenchConfig;
@@ -83,6 +84,7 @@ knobs!(
     GptBenchConfig,
     HmmBenchConfig,
     ClusterBenchConfig,
+    EnsembleBenchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -220,6 +222,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "the RBF SVC, ours and scikit-learn's, on breast cancer and MNIST 10k",
         run: |o, dir, out| super::svm::run(o.quick, dir, out),
+    },
+    Timing {
+        stem: "ensemble_speed",
+        aliases: &[],
+        chapter: "ch12",
+        what: "trees and ensembles against scikit-learn and XGBoost",
+        run: |o, dir, _| super::ensemble::run(&configured(o), dir, "ensemble_speed"),
     },
 ];
 

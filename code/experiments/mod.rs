@@ -110,6 +110,7 @@ registry! {
     pgm::Pgm,
     clustering::Clustering,
     svm_classify::SvmClassify,
+    ensemble_breast_cancer::EnsembleBreastCancer,
     // The data appendix.
     datasets::Datasets,
 }

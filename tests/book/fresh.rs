@@ -97,6 +97,7 @@ fresh! {
     pgm,
     clustering,
     svm_classify,
+    ensemble_breast_cancer,
     datasets,
 }
 
