@@ -41,7 +41,7 @@ use crate::progress;
 
 /// Quantile cuts of every feature: bin `b` of feature `j` holds the values
 /// `cuts[j][b-1] <= x < cuts[j][b]` (XGBoost's convention), so a split "bin <= t" is the
-/// split "x < cuts[j][t]".
+/// split `x < cuts[j][t]`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Binner {
     /// Per feature, the sorted upper edges of its bins but the last.
