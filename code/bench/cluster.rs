@@ -8,14 +8,14 @@
 //! scikit-learn runs through `python3 -c` (the script `cluster_sklearn.py`, embedded)
 //! when it is importable; otherwise its columns are empty and the reason is printed.
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use ndarray::Array2;
 use serde::Serialize;
 
 use super::measure::{load_average, median_min_max, process_cpu_seconds};
+use super::python;
 use crate::cluster::metrics::as_i64;
 use crate::cluster::moons::make_moons;
 use crate::cluster::{adjusted_rand_index, Agglomerative, Dbscan, KMeans, Linkage};
@@ -118,28 +118,10 @@ fn sklearn(
         seed.to_string(),
         out.display().to_string(),
     ];
-    let run = Command::new("python3")
-        .arg("-c")
-        .arg(SKLEARN_SCRIPT)
-        .args(&args)
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .output()
-        .context("running python3");
+    let env = [("OMP_NUM_THREADS", threads.to_string())];
+    let text = python::run(SKLEARN_SCRIPT, &args, &env, None);
     let _ = std::fs::remove_file(&data);
-    let run = run?;
-    if !run.status.success() {
-        let err = String::from_utf8_lossy(&run.stderr);
-        bail!("{}", err.lines().last().unwrap_or("python3 failed"));
-    }
-    let text = String::from_utf8_lossy(&run.stdout).to_string();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let value = |key: &str| -> Result<f64> {
-        let i = words
-            .iter()
-            .position(|w| *w == key)
-            .ok_or_else(|| anyhow!("no `{key}` in: {text}"))?;
-        Ok(words.get(i + 1).unwrap_or(&"").parse()?)
-    };
+    let text = text?;
     let labels = std::fs::read_to_string(&out)
         .context("reading scikit-learn's labels")?
         .lines()
@@ -147,25 +129,18 @@ fn sklearn(
         .collect::<Result<Vec<_>>>()?;
     let _ = std::fs::remove_file(&out);
     Ok(Timed {
-        cpu: value("cpu_s")?,
-        wall: value("wall_s")?,
+        cpu: python::value(&text, "cpu_s")?,
+        wall: python::value(&text, "wall_s")?,
         labels,
     })
 }
 
 /// scikit-learn's version, or why it cannot run.
 fn sklearn_version() -> Result<String> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sklearn, threadpoolctl; print(sklearn.__version__)",
-        ])
-        .output()
-        .context("running python3")?;
-    if !out.status.success() {
-        bail!("python3 cannot import scikit-learn and threadpoolctl");
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    python::version(
+        "import sklearn, threadpoolctl; print(sklearn.__version__)",
+        "scikit-learn and threadpoolctl",
+    )
 }
 
 /// Runs the benchmark and returns its report, named `stem`.

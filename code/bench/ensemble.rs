@@ -5,13 +5,12 @@
 //! `ensemble_sklearn.py` is embedded) when scikit-learn and XGBoost import; otherwise
 //! the report says why they were skipped.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 use serde::Serialize;
 
+use super::python;
 use super::{load_average, process_cpu_seconds};
 use crate::data::folds::stratified_split;
 use crate::data::idx::mnist;
@@ -115,27 +114,14 @@ fn references(
     cfg: &EnsembleBenchConfig,
     tasks: &[serde_json::Value],
 ) -> Result<(Vec<(String, Measured)>, String)> {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(include_str!("ensemble_sklearn.py"))
-        .arg(dir.root())
-        .arg(cfg.threads.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running python3")?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(serde_json::to_string(tasks)?.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!("{}", err.lines().last().unwrap_or("python3 failed"));
-    }
+    let args = [dir.root().display().to_string(), cfg.threads.to_string()];
+    let input = serde_json::to_string(tasks)?;
+    let stdout = python::run(
+        include_str!("ensemble_sklearn.py"),
+        &args,
+        &[],
+        Some(input.as_bytes()),
+    )?;
     let mut rows = Vec::new();
     let mut versions = String::new();
     for line in stdout.lines() {

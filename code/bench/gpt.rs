@@ -22,13 +22,13 @@
 use std::time::Instant;
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::python;
 use super::steps::{
     fma_peaks, measuring, profile_steps, profile_table, time_steps, try_time_steps,
 };
@@ -180,24 +180,9 @@ fn pytorch_run(cfg: &GptBenchConfig, text: &Path, threads: usize) -> Result<[f64
         m.seq_len.to_string(),
         cfg.batch_size.to_string(),
     ];
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PYTORCH_SCRIPT)
-        .args(&args)
-        .output()
-        .context("running python3")?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("{}", stderr.lines().last().unwrap_or("python3 failed"));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let words: Vec<&str> = stdout.split_whitespace().collect();
-    let value = |key: &str| -> Result<f64> {
-        let i = words.iter().position(|w| *w == key).ok_or_else(|| {
-            anyhow!("no `{key}` in the PyTorch twin's output: {stdout}")
-        })?;
-        Ok(words.get(i + 1).unwrap_or(&"").parse()?)
-    };
+    let stdout = python::run(PYTORCH_SCRIPT, &args, &[], None)?;
+    let value =
+        |key: &str| python::value(&stdout, key).context("the PyTorch twin's output");
     Ok([
         value("tokens_per_s")?,
         value("cpu_ms_per_1k")?,
@@ -209,14 +194,7 @@ fn pytorch_run(cfg: &GptBenchConfig, text: &Path, threads: usize) -> Result<[f64
 /// (with the reason on the terminal) where PyTorch is not installed or fails.
 fn time_pytorch(cfg: &GptBenchConfig, text: &Path) -> Option<PyTorchTimes> {
     let attempt = || -> Result<PyTorchTimes> {
-        let version = Command::new("python3")
-            .args(["-c", "import torch; print(torch.__version__)"])
-            .output()
-            .context("running python3")?;
-        if !version.status.success() {
-            bail!("python3 cannot import torch");
-        }
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+        let version = python::version("import torch; print(torch.__version__)", "torch")?;
         let (mut rates, mut cpu_1) = (vec![], vec![]);
         for _ in 0..cfg.runs {
             let [rate, _, params] = pytorch_run(cfg, text, cfg.threads)?;

@@ -7,15 +7,14 @@
 //! sides run on one thread) and wall seconds, with the load average before and after.
 //! Never asserted by tests.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::python;
 use super::{load_average, median_min_max, process_cpu_seconds};
 use crate::pgm::Hmm;
 use crate::progress;
@@ -109,26 +108,17 @@ fn hmmlearn(cfg: &HmmBenchConfig, hmm: &Hmm, obs: &[usize]) -> Result<Theirs> {
         "obs": obs,
         "runs": cfg.runs,
     });
-    let mut child = Command::new("python3")
-        .args(["-c", HMMLEARN_SCRIPT])
-        .env("OMP_NUM_THREADS", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running python3")?;
-    child
-        .stdin
-        .take()
-        .context("python3's stdin")?
-        .write_all(input.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!("{}", err.lines().last().unwrap_or("python3 failed"));
-    }
-    serde_json::from_slice(&out.stdout).context("reading hmmlearn's timings")
+    let env = [
+        ("OMP_NUM_THREADS", "1".to_string()),
+        ("OPENBLAS_NUM_THREADS", "1".to_string()),
+    ];
+    let out = python::run(
+        HMMLEARN_SCRIPT,
+        &[],
+        &env,
+        Some(input.to_string().as_bytes()),
+    )?;
+    serde_json::from_str(&out).context("reading hmmlearn's timings")
 }
 
 /// Times ours and hmmlearn's and returns the report `name` (chapter `ch12`).

@@ -42,6 +42,7 @@ mod measure;
 pub mod mha;
 pub mod minilm;
 pub mod peak;
+pub mod python;
 mod registry;
 pub mod rnn_cells;
 mod steps;

@@ -3,15 +3,14 @@
 //! seconds. scikit-learn runs by `python3 -c` when it imports; otherwise its rows say why
 //! they were skipped.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ndarray::Array2;
 
 use super::measure::{load_average, process_cpu_seconds};
+use super::python;
 use crate::data::{self, DataDir, Split};
 use crate::experiments::svm_classify::{breast_cancer, mnist};
 use crate::report::{col, Format, Report, Table, Value};
@@ -50,25 +49,8 @@ fn ours(row: &Row) -> Result<Measured> {
 
 fn sklearn(rows: &[Row]) -> Result<(String, Vec<Measured>)> {
     let req = serde_json::json!({ "rows": rows.iter().map(|r| &r.request).collect::<Vec<_>>() });
-    let mut child = Command::new("python3")
-        .args(["-c", SKLEARN_SCRIPT])
-        .env("OMP_NUM_THREADS", "2")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running python3")?;
-    child
-        .stdin
-        .take()
-        .context("python3's stdin")?
-        .write_all(req.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!("{}", err.lines().last().unwrap_or("python3 failed"));
-    }
-    let text = String::from_utf8(out.stdout)?;
+    let env = [("OMP_NUM_THREADS", "2".to_string())];
+    let text = python::run(SKLEARN_SCRIPT, &[], &env, Some(req.to_string().as_bytes()))?;
     let mut lines = text.lines();
     let head: serde_json::Value =
         serde_json::from_str(lines.next().context("no output")?)?;
