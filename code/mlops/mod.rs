@@ -1,0 +1,3 @@
+//! Production machine learning (chapter 13): experiment tracking that MLflow reads.
+
+pub mod tracking;
