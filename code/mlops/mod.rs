@@ -1,3 +1,4 @@
 //! Production machine learning (chapter 13): experiment tracking that MLflow reads.
 
+pub mod rest;
 pub mod tracking;

@@ -26,6 +26,11 @@
 //!
 //! Keys become file names, so they are checked as MLflow checks them (letters, digits,
 //! `_ - . / space`, at most 250 characters) and may not climb out of their folder.
+//!
+//! **A server instead.** [`Tracker::from_env`] reads `MLFLOW_TRACKING_URI` as MLflow's
+//! own client does: an `http(s)://` URI sends the same calls to a tracking server over
+//! its REST API ([`super::rest`]); a path or `file://` URI is a file store; unset, the
+//! store is the folder the caller names.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -34,7 +39,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use super::rest::{self, RestClient};
 
 /// The longest key MLflow accepts.
 pub const MAX_KEY_LEN: usize = 250;
@@ -59,6 +67,27 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// MLflow's name of the status in its REST API.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Finished,
+            RunStatus::Failed,
+            RunStatus::Killed,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+
     fn from_code(code: i64) -> Option<RunStatus> {
         Some(match code {
             1 => RunStatus::Running,
@@ -165,11 +194,32 @@ fn read_yaml(path: &Path) -> Result<BTreeMap<String, String>> {
     Ok(map)
 }
 
-/// A tracking store: one `mlruns` folder.
+/// Writes experiment `id`'s `meta.yaml` in the file store at `root`.
+fn write_experiment(root: &Path, id: &str, name: &str) -> Result<()> {
+    let t = now_ms();
+    let meta = format!(
+        "artifact_location: file://{}\ncreation_time: {t}\nexperiment_id: '{id}'\n\
+         last_update_time: {t}\nlifecycle_stage: active\nname: {}\n",
+        root.join(id).display(),
+        yaml_str(name)
+    );
+    write_atomic(&root.join(id).join("meta.yaml"), meta.as_bytes())
+}
+
+/// Where runs go: an `mlruns` folder, or an MLflow tracking server.
 #[derive(Clone, Debug)]
 pub struct Tracker {
-    root: PathBuf,
+    store: Store,
 }
+
+#[derive(Clone, Debug)]
+enum Store {
+    File(PathBuf),
+    Rest(RestClient),
+}
+
+/// The environment variable MLflow's clients read for the tracking store.
+pub const TRACKING_URI_VAR: &str = "MLFLOW_TRACKING_URI";
 
 impl Tracker {
     /// Opens the store at `root`, creating it (with MLflow's Default experiment) if it
@@ -180,36 +230,77 @@ impl Tracker {
         let root = root
             .canonicalize()
             .with_context(|| format!("resolving {}", root.display()))?;
-        let t = Tracker { root };
         let (id, name) = DEFAULT_EXPERIMENT;
-        if !t.root.join(id).join("meta.yaml").exists() {
-            t.write_experiment(id, name)?;
+        if !root.join(id).join("meta.yaml").exists() {
+            write_experiment(&root, id, name)?;
         }
-        Ok(t)
+        Ok(Tracker {
+            store: Store::File(root),
+        })
     }
 
-    /// The store's folder.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// A tracker that logs to the MLflow tracking server at `uri` (`http://host:port`),
+    /// each call failing after `timeout`. Nothing is sent until the first call.
+    pub fn connect(uri: &str, timeout: std::time::Duration) -> Result<Tracker> {
+        Ok(Tracker {
+            store: Store::Rest(RestClient::new(uri, timeout)?),
+        })
     }
 
-    fn write_experiment(&self, id: &str, name: &str) -> Result<()> {
-        let t = now_ms();
-        let meta = format!(
-            "artifact_location: file://{}\ncreation_time: {t}\nexperiment_id: '{id}'\n\
-             last_update_time: {t}\nlifecycle_stage: active\nname: {}\n",
-            self.root.join(id).display(),
-            yaml_str(name)
-        );
-        write_atomic(&self.root.join(id).join("meta.yaml"), meta.as_bytes())
+    /// The store `MLFLOW_TRACKING_URI` names, as MLflow's client reads it (`http(s)://`
+    /// a server, `file://` or a bare path a folder), or the folder `default_root` when
+    /// it is unset or empty. Other schemes (`sqlite:`, `databricks`) are errors: this
+    /// client speaks to them only through a server.
+    pub fn from_env(default_root: &Path) -> Result<Tracker> {
+        match std::env::var(TRACKING_URI_VAR) {
+            Ok(uri) if !uri.trim().is_empty() => Tracker::from_uri(uri.trim()),
+            _ => Tracker::open(default_root),
+        }
+    }
+
+    /// The store a tracking URI names (see [`Tracker::from_env`]).
+    pub fn from_uri(uri: &str) -> Result<Tracker> {
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            Tracker::connect(uri, rest::DEFAULT_TIMEOUT)
+        } else if let Some(path) = uri.strip_prefix("file://") {
+            Tracker::open(Path::new(path))
+        } else if uri.contains("://") || uri.contains(':') && !uri.starts_with('/') {
+            bail!(
+                "{TRACKING_URI_VAR}={uri:?}: this client writes a file store (a path or \
+                 file://) or talks to a server (http:// or https://); start `mlflow server \
+                 --backend-store-uri {uri}` and point {TRACKING_URI_VAR} at it"
+            )
+        } else {
+            Tracker::open(Path::new(uri))
+        }
+    }
+
+    /// The store's folder, for a file store.
+    pub fn root(&self) -> Option<&Path> {
+        match &self.store {
+            Store::File(root) => Some(root),
+            Store::Rest(_) => None,
+        }
+    }
+
+    /// Where the runs go, for messages: the folder or the server's URI.
+    pub fn location(&self) -> String {
+        match &self.store {
+            Store::File(root) => root.display().to_string(),
+            Store::Rest(c) => c.uri().to_string(),
+        }
     }
 
     /// Every experiment as `(id, name)`, in id order; folders without a readable
     /// `meta.yaml` are skipped, as MLflow skips them.
     pub fn experiments(&self) -> Result<Vec<(String, String)>> {
+        let root = match &self.store {
+            Store::File(root) => root,
+            Store::Rest(c) => return c.experiments(),
+        };
         let mut out = vec![];
-        for entry in fs::read_dir(&self.root)
-            .with_context(|| format!("listing {}", self.root.display()))?
+        for entry in
+            fs::read_dir(root).with_context(|| format!("listing {}", root.display()))?
         {
             let entry = entry?;
             let id = entry.file_name().to_string_lossy().to_string();
@@ -236,6 +327,10 @@ impl Tracker {
         if name.trim().is_empty() {
             bail!("an experiment needs a name");
         }
+        let root = match &self.store {
+            Store::File(root) => root,
+            Store::Rest(c) => return c.experiment(name),
+        };
         let existing = self.experiments()?;
         if let Some((id, _)) = existing.iter().find(|(_, n)| n == name) {
             return Ok(id.clone());
@@ -247,9 +342,9 @@ impl Tracker {
             .map_or(1, |m| m + 1);
         loop {
             let id = next.to_string();
-            match fs::create_dir(self.root.join(&id)) {
+            match fs::create_dir(root.join(&id)) {
                 Ok(()) => {
-                    self.write_experiment(&id, name)?;
+                    write_experiment(root, &id, name)?;
                     return Ok(id);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => next += 1,
@@ -268,11 +363,31 @@ impl Tracker {
         run_name: &str,
         tags: &[(&str, &str)],
     ) -> Result<Run> {
-        let exp_dir = self.root.join(experiment_id);
-        if !exp_dir.join("meta.yaml").exists() {
-            bail!("no experiment {experiment_id} in {}", self.root.display());
-        }
         let start = now_ms();
+        let root = match &self.store {
+            Store::File(root) => root,
+            Store::Rest(c) => {
+                let mut all = vec![("mlflow.runName", run_name)];
+                all.extend_from_slice(tags);
+                let (run_id, artifact_uri) =
+                    c.create_run(experiment_id, run_name, start, &all)?;
+                return Ok(Run {
+                    backend: RunBackend::Rest {
+                        client: c.clone(),
+                        artifact_uri,
+                    },
+                    run_id,
+                    experiment_id: experiment_id.to_string(),
+                    run_name: run_name.to_string(),
+                    start_time: start,
+                    ended: false,
+                });
+            }
+        };
+        let exp_dir = root.join(experiment_id);
+        if !exp_dir.join("meta.yaml").exists() {
+            bail!("no experiment {experiment_id} in {}", root.display());
+        }
         // A fresh id: the time, the process and a counter, hashed (MLflow's are 32 hex
         // digits from a random UUID; only uniqueness matters).
         static COUNTER: std::sync::atomic::AtomicU64 =
@@ -289,7 +404,7 @@ impl Tracker {
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
         let mut run = Run {
-            dir,
+            backend: RunBackend::File { dir },
             run_id,
             experiment_id: experiment_id.to_string(),
             run_name: run_name.to_string(),
@@ -308,7 +423,19 @@ impl Tracker {
     /// Every run of experiment `experiment_id`, read back (runs without a readable
     /// `meta.yaml` skipped, as MLflow skips them), in start order.
     pub fn runs(&self, experiment_id: &str) -> Result<Vec<RunRecord>> {
-        let exp_dir = self.root.join(experiment_id);
+        let root = match &self.store {
+            Store::File(root) => root,
+            Store::Rest(c) => {
+                let mut out = c
+                    .search_runs(experiment_id)?
+                    .iter()
+                    .map(|r| RunRecord::from_json(c, r))
+                    .collect::<Result<Vec<_>>>()?;
+                out.sort_by_key(|r| (r.start_time, r.run_id.clone()));
+                return Ok(out);
+            }
+        };
+        let exp_dir = root.join(experiment_id);
         let mut out = vec![];
         for entry in fs::read_dir(&exp_dir)
             .with_context(|| format!("listing {}", exp_dir.display()))?
@@ -327,7 +454,7 @@ impl Tracker {
 /// unwinding through the training loop ends here); a killed process leaves it running.
 #[derive(Debug)]
 pub struct Run {
-    dir: PathBuf,
+    backend: RunBackend,
     run_id: String,
     experiment_id: String,
     run_name: String,
@@ -341,18 +468,32 @@ impl Run {
         &self.run_id
     }
 
-    /// The run's folder (its artifacts are in `artifacts/` under it).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The run's folder in a file store (its artifacts are in `artifacts/` under it).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.backend {
+            RunBackend::File { dir } => Some(dir),
+            RunBackend::Rest { .. } => None,
+        }
     }
 
+    /// Writes the run's status: `meta.yaml` in a file store, `runs/update` on a server.
     fn write_meta(&self, status: RunStatus, end: Option<i64>) -> Result<()> {
+        let dir = match &self.backend {
+            RunBackend::File { dir } => dir,
+            RunBackend::Rest { client, .. } => {
+                return client.update_run(
+                    &self.run_id,
+                    status.name(),
+                    end.unwrap_or_else(now_ms),
+                )
+            }
+        };
         let meta = format!(
             "artifact_uri: file://{}\nend_time: {}\nentry_point_name: ''\n\
              experiment_id: '{}'\nlifecycle_stage: active\nrun_id: {id}\nrun_name: {}\n\
              run_uuid: {id}\nsource_name: ''\nsource_type: 4\nsource_version: ''\n\
              start_time: {}\nstatus: {}\ntags: []\nuser_id: dlbook\n",
-            self.dir.join("artifacts").display(),
+            dir.join("artifacts").display(),
             end.map_or("null".to_string(), |t| t.to_string()),
             self.experiment_id,
             yaml_str(&self.run_name),
@@ -360,7 +501,7 @@ impl Run {
             status as i64,
             id = self.run_id,
         );
-        write_atomic(&self.dir.join("meta.yaml"), meta.as_bytes())
+        write_atomic(&dir.join("meta.yaml"), meta.as_bytes())
     }
 
     /// Logs parameter `key`. Parameters are immutable in MLflow: logging a key again
@@ -373,7 +514,14 @@ impl Run {
                 value.len()
             );
         }
-        let path = self.dir.join("params").join(key);
+        let dir = match &self.backend {
+            RunBackend::File { dir } => dir,
+            // The server refuses a changed value itself (INVALID_PARAMETER_VALUE).
+            RunBackend::Rest { client, .. } => {
+                return client.log_batch(&self.run_id, &[(key, value)], &[], &[])
+            }
+        };
+        let path = dir.join("params").join(key);
         if let Ok(old) = fs::read_to_string(&path) {
             if old != value {
                 bail!("parameter {key} is already {old:?}; parameters cannot change within a run");
@@ -385,34 +533,59 @@ impl Run {
 
     /// Appends `value` of metric `key` at `step`, stamped now.
     pub fn log_metric(&mut self, key: &str, value: f64, step: i64) -> Result<()> {
-        check_key(key)?;
-        let path = self.dir.join("metrics").join(key);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+        self.log_metrics(&[(key, value)], step)
+    }
+
+    /// Appends the values of several metrics at `step`, stamped now (one call to a
+    /// server).
+    pub fn log_metrics(&mut self, metrics: &[(&str, f64)], step: i64) -> Result<()> {
+        for (key, _) in metrics {
+            check_key(key)?;
         }
-        // One line, one write call: a killed process wrote all of it or none.
-        let line = format!("{} {} {step}\n", now_ms(), fmt_value(value));
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        f.write_all(line.as_bytes())
-            .with_context(|| format!("appending to {}", path.display()))
+        let t = now_ms();
+        match &self.backend {
+            RunBackend::File { dir } => {
+                for &(key, value) in metrics {
+                    append_metric(dir, key, value, t, step)?;
+                }
+                Ok(())
+            }
+            RunBackend::Rest { client, .. } => {
+                let points: Vec<_> =
+                    metrics.iter().map(|&(k, v)| (k, v, t, step)).collect();
+                client.log_batch(&self.run_id, &[], &points, &[])
+            }
+        }
     }
 
     /// Sets tag `key` (tags may change).
     pub fn set_tag(&mut self, key: &str, value: &str) -> Result<()> {
         check_key(key)?;
-        write_atomic(&self.dir.join("tags").join(key), value.as_bytes())
+        match &self.backend {
+            RunBackend::File { dir } => {
+                write_atomic(&dir.join("tags").join(key), value.as_bytes())
+            }
+            RunBackend::Rest { client, .. } => {
+                client.log_batch(&self.run_id, &[], &[], &[(key, value)])
+            }
+        }
     }
 
-    /// Copies the file `src` into the run's artifacts as `name`.
+    /// Copies the file `src` into the run's artifacts as `name` (on a server, through
+    /// its artifact proxy).
     pub fn log_artifact(&mut self, src: &Path, name: &str) -> Result<()> {
         check_key(name)?;
         let bytes =
             fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-        write_atomic(&self.dir.join("artifacts").join(name), &bytes)
+        match &self.backend {
+            RunBackend::File { dir } => {
+                write_atomic(&dir.join("artifacts").join(name), &bytes)
+            }
+            RunBackend::Rest {
+                client,
+                artifact_uri,
+            } => client.put_artifact(artifact_uri, name, &bytes),
+        }
     }
 
     /// Ends the run with `status`.
@@ -420,6 +593,35 @@ impl Run {
         self.ended = true;
         self.write_meta(status, Some(now_ms()))
     }
+}
+
+/// Where a run's records go.
+#[derive(Debug)]
+enum RunBackend {
+    File {
+        dir: PathBuf,
+    },
+    Rest {
+        client: RestClient,
+        artifact_uri: String,
+    },
+}
+
+/// Appends one value of metric `key` to run folder `dir`.
+fn append_metric(dir: &Path, key: &str, value: f64, t: i64, step: i64) -> Result<()> {
+    let path = dir.join("metrics").join(key);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    // One line, one write call: a killed process wrote all of it or none.
+    let line = format!("{t} {} {step}\n", fmt_value(value));
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("appending to {}", path.display()))
 }
 
 impl Drop for Run {
@@ -463,6 +665,54 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A run as a server's `runs/search` returns it, with each metric's whole history
+    /// fetched.
+    fn from_json(client: &RestClient, run: &Value) -> Result<RunRecord> {
+        let info = run.get("info").context("a run without info")?;
+        let run_id = rest::str_of(info, "run_id")?.to_string();
+        let status_name = rest::str_of(info, "status")?;
+        let status = RunStatus::from_name(status_name)
+            .with_context(|| format!("run {run_id}: unknown status {status_name}"))?;
+        let pairs = |k: &str| -> Result<BTreeMap<String, String>> {
+            let mut m = BTreeMap::new();
+            for kv in run
+                .pointer(&format!("/data/{k}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                m.insert(
+                    rest::str_of(kv, "key")?.to_string(),
+                    rest::str_of(kv, "value")?.to_string(),
+                );
+            }
+            Ok(m)
+        };
+        let mut metrics = BTreeMap::new();
+        for m in run
+            .pointer("/data/metrics")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = rest::str_of(m, "key")?;
+            metrics.insert(key.to_string(), client.metric_history(&run_id, key)?);
+        }
+        Ok(RunRecord {
+            name: info
+                .get("run_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            status,
+            start_time: info.get("start_time").and_then(rest::i64_of).unwrap_or(0),
+            params: pairs("params")?,
+            tags: pairs("tags")?,
+            metrics,
+            run_id,
+        })
+    }
+
     /// Reads the run in folder `dir`; a malformed file is an error naming it.
     pub fn read(dir: &Path) -> Result<RunRecord> {
         let meta = read_yaml(&dir.join("meta.yaml"))?;
