@@ -48,6 +48,7 @@ pub mod gpt;
 pub mod info;
 pub mod linalg;
 pub mod metrics;
+pub mod mlops;
 pub mod models;
 pub mod nn;
 pub mod optim;

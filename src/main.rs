@@ -234,13 +234,27 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
             resume,
         } => {
             let recipe = dlbook::train::mnist::Recipe::new(epochs, seed);
+            let (tracker, mut run) = track_training(
+                "mnist_cnn",
+                &format!("seed {seed}"),
+                &dlbook::data::mnist_refs(),
+                &serde_json::json!({
+                    "n_epochs": recipe.n_epochs, "seed": recipe.seed,
+                    "n_train": recipe.n_train, "n_test": recipe.n_test,
+                    "batch_size": recipe.batch_size, "lr": recipe.lr,
+                }),
+            )?;
             let accs = dlbook::train::mnist::train_and_save(
                 dir,
                 &recipe,
                 &out,
                 checkpoint.as_deref(),
                 resume.as_deref(),
+                Some(&mut run),
             )?;
+            run.log_artifact(&out, "model.safetensors")?;
+            println!("logged run {} to {}", run.id(), tracker.location());
+            run.end(dlbook::mlops::tracking::RunStatus::Finished)?;
             for (e, a) in accs.iter().enumerate() {
                 println!("epoch {}: test accuracy {:.2} %", e + 1, 100.0 * a);
             }
@@ -288,6 +302,35 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tracker of the book's folder (or `MLFLOW_TRACKING_URI`) and a run started in
+/// its experiment `experiment`, tagged with the commit, the data and the configuration.
+fn track_training(
+    experiment: &str,
+    run_name: &str,
+    data: &[dlbook::report::DataRef],
+    config: &serde_json::Value,
+) -> Result<(
+    dlbook::mlops::tracking::Tracker,
+    dlbook::mlops::tracking::Run,
+)> {
+    // Outside the book's folder, `mlruns/` goes where the command runs.
+    let root = match book_root() {
+        Ok(root) => root,
+        Err(_) => std::env::current_dir()?,
+    };
+    let tracker = dlbook::mlops::logging::store_for(&root)?;
+    let data: Vec<(String, String)> = data
+        .iter()
+        .map(|d| (d.file.clone(), d.sha256.clone()))
+        .collect();
+    let commit = dlbook::mlops::logging::git_commit(&root);
+    let run = dlbook::mlops::logging::start_run(
+        &tracker, experiment, run_name, &commit, &data, config,
+    )
+    .with_context(|| format!("starting a run in {}", tracker.location()))?;
+    Ok((tracker, run))
 }
 
 /// The backbone `--backbone` names, for training, at `--input-size` or its own default.
@@ -555,6 +598,9 @@ fn regen(
         bail!("no experiments for `{chapter}` (expected ch01 ... ch13, a name, or all)");
     }
     let gen = dlbook::book::generated_dir(&root);
+    // Every run is also an MLflow run (a re-rendered fingerprint is not a run).
+    let tracker = dlbook::mlops::logging::store_for(&root)?;
+    let commit = dlbook::mlops::logging::git_commit(&root);
     let bar = progress::bar(exps.len() as u64, "regen");
     for e in &exps {
         bar.set_message(e.name);
@@ -570,11 +616,20 @@ fn regen(
         } else {
             experiments::run_full(e, dir)?
         };
-        for p in report.write_to(&out)? {
+        let written = report.write_to(&out)?;
+        for p in &written {
             progress::println(format!(
                 "wrote {}",
-                p.strip_prefix(&root).unwrap_or(&p).display()
+                p.strip_prefix(&root).unwrap_or(p).display()
             ));
+        }
+        if !fingerprint_only {
+            let preset = if quick { "quick" } else { "full" };
+            let id = dlbook::mlops::logging::log_report(
+                &tracker, &report, preset, &commit, &written,
+            )
+            .with_context(|| format!("logging {} to {}", e.name, tracker.location()))?;
+            progress::println(format!("logged run {id} to {}", tracker.location()));
         }
         progress::println(format!(
             "{} took {:.1} s",

@@ -47,13 +47,15 @@ impl Recipe {
 /// Trains the seed CNN by `recipe` and saves it to `out` as safetensors; returns the
 /// test accuracy after each epoch (those before a resume included). With `checkpoint`,
 /// the whole training state is saved there after every epoch; with `resume`, training
-/// continues from such a file, exactly as if it had never stopped.
+/// continues from such a file, exactly as if it had never stopped. With `run`, the
+/// training loss (every 50 steps) and each epoch's metrics are logged to it.
 pub fn train_and_save(
     dir: &DataDir,
     recipe: &Recipe,
     out: &Path,
     checkpoint: Option<&Path>,
     resume: Option<&Path>,
+    run: Option<&mut crate::mlops::tracking::Run>,
 ) -> Result<Vec<f64>> {
     // Images (n, 1, 28, 28): the model's first layer takes them as they are.
     let train = Dataset::mnist(dir, Split::Train, recipe.n_train)?;
@@ -71,15 +73,17 @@ pub fn train_and_save(
         ..TrainSpec::default()
     };
     let mut log = HistoryLogger::new(usize::MAX);
+    // Wraps `log`: a checkpoint keeps the same state with or without tracking.
+    let mut logged = crate::mlops::logging::Logged::new(&mut log, run, 50);
     let loss = ClassifierLoss::CrossEntropy;
     let mut state = match resume {
         Some(p) => {
-            checkpoint::load(p, &mut model, &mut opt, &mut [&mut log], train.len())
+            checkpoint::load(p, &mut model, &mut opt, &mut [&mut logged], train.len())
                 .with_context(|| format!("resuming from {}", p.display()))?
         }
         None => RunState::start(&spec, train.len()),
     };
-    let cb: &mut [&mut dyn super::Callback] = &mut [&mut log];
+    let cb: &mut [&mut dyn super::Callback] = &mut [&mut logged];
     fit_from(
         &mut state,
         &mut model,
@@ -90,6 +94,7 @@ pub fn train_and_save(
         &spec,
         cb,
     )?;
+    logged.finish()?;
     crate::models::checkpoint::save(&mut model, out)?;
     Ok(log.history.test_acc)
 }
