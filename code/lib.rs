@@ -57,6 +57,7 @@ pub mod progress;
 pub mod report;
 pub mod rnn;
 pub mod seq;
+pub mod serve;
 pub mod svm;
 pub mod train;
 pub mod transfer;

@@ -106,6 +106,29 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         top: usize,
     },
+    /// Serve chapter 5's MNIST CNN over HTTP (predictions, health, metrics, OpenAPI).
+    Serve {
+        /// The model file written by `dlbook train mnist-cnn`.
+        model: PathBuf,
+        /// The model's name in the route `/v1/models/{name}/predict`.
+        #[arg(long, default_value = "mnist_cnn")]
+        name: String,
+        /// The version reported (default: the first 12 hex digits of the file's SHA-256).
+        #[arg(long)]
+        model_version: Option<String>,
+        /// Address to listen on (loopback by default: expose it on purpose).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Inference threads, each with its own copy of the model.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Longest wait for a prediction, in milliseconds (then 504).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+        /// No log line per request.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,7 +244,81 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => bench(&dir, quick, runs, threads, &name, out, profile),
         Command::Train { model } => train(&dir, model),
         Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
+        Command::Serve {
+            model,
+            name,
+            model_version,
+            addr,
+            workers,
+            timeout_ms,
+            quiet,
+        } => serve(ServeArgs {
+            model,
+            name,
+            model_version,
+            addr,
+            workers,
+            timeout_ms,
+            quiet,
+        }),
     }
+}
+
+struct ServeArgs {
+    model: PathBuf,
+    name: String,
+    model_version: Option<String>,
+    addr: std::net::SocketAddr,
+    workers: usize,
+    timeout_ms: u64,
+    quiet: bool,
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode> {
+    use dlbook::serve::batcher::{Batcher, Classifier as Model};
+    use dlbook::serve::model::MnistCnn;
+    use dlbook::serve::{AppState, Deployed, ServeConfig};
+    use sha2::{Digest, Sha256};
+    if a.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let version = match a.model_version {
+        Some(v) => v,
+        None => {
+            let bytes = std::fs::read(&a.model)
+                .with_context(|| format!("reading {}", a.model.display()))?;
+            let digest = Sha256::digest(&bytes);
+            digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    // Each inference thread runs its matrix products on one core.
+    dlbook::gemm::single_threaded_blas();
+    let path = a.model.clone();
+    let load = std::sync::Arc::new(move || {
+        MnistCnn::load(&path).map(|m| Box::new(m) as Box<dyn Model>)
+    });
+    let batcher = Batcher::start(load, a.workers, 1024)?;
+    let state = AppState::new(ServeConfig {
+        timeout: std::time::Duration::from_millis(a.timeout_ms),
+        log_requests: !a.quiet,
+    });
+    state.deploy(Deployed::new(&a.name, &version, batcher));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    eprintln!(
+        "serving {} version {version} on http://{} (Ctrl-C stops)",
+        a.name, a.addr
+    );
+    rt.block_on(dlbook::serve::serve(
+        a.addr,
+        state,
+        dlbook::serve::shutdown_signal(),
+    ))?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {

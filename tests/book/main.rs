@@ -45,6 +45,7 @@ mod ch12_svm;
 mod ch12_tsa;
 mod ch13_logging;
 mod ch13_mlflow;
+mod ch13_serve;
 mod ch13_tracking;
 mod data_dataset;
 mod data_io;
