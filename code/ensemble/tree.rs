@@ -801,6 +801,19 @@ fn class_cost(c: impl Iterator<Item = f64> + Clone, crit: Criterion) -> f64 {
 }
 
 impl FittedTree {
+    /// The leaf reached by a row whose feature `j` has the value `value(j)`.
+    fn walk(&self, value: impl Fn(usize) -> f64) -> &Node {
+        let mut node = &self.nodes[0];
+        while let Some(j) = node.feature {
+            node = if value(j) <= node.threshold {
+                &self.nodes[node.left]
+            } else {
+                &self.nodes[node.right]
+            };
+        }
+        node
+    }
+
     /// The leaf that row `x` (one value per feature) falls in.
     pub fn leaf_of<T: Feature>(&self, x: &[T]) -> &Node {
         assert_eq!(
@@ -810,19 +823,16 @@ impl FittedTree {
             x.len(),
             self.n_features
         );
-        let mut node = &self.nodes[0];
-        while let Some(j) = node.feature {
-            node = if x[j].value() <= node.threshold {
-                &self.nodes[node.left]
-            } else {
-                &self.nodes[node.right]
-            };
-        }
-        node
+        self.walk(|j| x[j].value())
     }
 
     /// The leaf that row `i` of `x` falls in (reads the row's values in place).
     pub fn leaf_at<T: Feature>(&self, x: &Columns<T>, i: usize) -> &Node {
+        self.check_columns(x);
+        self.walk(|j| x.col(j)[i].value())
+    }
+
+    fn check_columns<T: Feature>(&self, x: &Columns<T>) {
         assert_eq!(
             x.n_cols(),
             self.n_features,
@@ -831,31 +841,15 @@ impl FittedTree {
             x.n_cols(),
             self.n_features
         );
-        let mut node = &self.nodes[0];
-        while let Some(j) = node.feature {
-            node = if x.col(j)[i].value() <= node.threshold {
-                &self.nodes[node.left]
-            } else {
-                &self.nodes[node.right]
-            };
-        }
-        node
     }
 
     /// The leaf value of every row of `x`: `(N, n_outputs)` row-major (class shares, or
     /// the predicted value).
     pub fn predict_values<T: Feature>(&self, x: &Columns<T>) -> Vec<f64> {
+        self.check_columns(x);
         let mut out = vec![0.0; x.n_rows() * self.n_outputs];
         for (i, o) in out.chunks_mut(self.n_outputs).enumerate() {
-            let mut node = &self.nodes[0];
-            while let Some(j) = node.feature {
-                node = if x.col(j)[i].value() <= node.threshold {
-                    &self.nodes[node.left]
-                } else {
-                    &self.nodes[node.right]
-                };
-            }
-            o.copy_from_slice(&node.value);
+            o.copy_from_slice(&self.walk(|j| x.col(j)[i].value()).value);
         }
         out
     }
