@@ -28,8 +28,8 @@ use crate::report::{col, Format, Report, Table, Value};
 pub struct EnsembleBenchConfig {
     /// MNIST training images (the first ones; the 10,000 test images are all used).
     pub mnist_train: usize,
-    /// Which rows to run: `bc_rf`, `bc_gb`, `bc_ada`, `mnist_rf`, `mnist_gb`,
-    /// `mnist_stack`.
+    /// Which rows to run: `bc_rf`, `bc_gb`, `bc_ada`, `mnist_rf`, `mnist_rf_seed1`,
+    /// `mnist_rf_seed2` (the seed spread), `mnist_gb`, `mnist_stack`.
     pub rows: Vec<String>,
     /// Runs per row (the report keeps the last one's accuracy and the median times).
     pub runs: usize,
@@ -55,6 +55,8 @@ impl EnsembleBenchConfig {
                 "bc_gb",
                 "bc_ada",
                 "mnist_rf",
+                "mnist_rf_seed1",
+                "mnist_rf_seed2",
                 "mnist_gb",
                 "mnist_stack",
             ]
@@ -67,7 +69,7 @@ impl EnsembleBenchConfig {
 }
 
 /// A row: its name, what it is, the reference model.
-const ROWS: [(&str, &str, &str); 6] = [
+const ROWS: [(&str, &str, &str); 8] = [
     (
         "bc_rf",
         "breast cancer: random forest, 100 trees",
@@ -82,6 +84,16 @@ const ROWS: [(&str, &str, &str); 6] = [
     (
         "mnist_rf",
         "MNIST: random forest, 100 trees",
+        "random_forest",
+    ),
+    (
+        "mnist_rf_seed1",
+        "MNIST: random forest, 100 trees, seed 1",
+        "random_forest",
+    ),
+    (
+        "mnist_rf_seed2",
+        "MNIST: random forest, 100 trees, seed 2",
         "random_forest",
     ),
     (
@@ -196,10 +208,14 @@ pub fn run(cfg: &EnsembleBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
                     _ => {
                         let (x, y, xt, yt) = m.as_ref().expect("MNIST loaded");
                         match row {
-                            "mnist_rf" => measure(|| {
-                                let f = Forest::random(100, 0).fit(x, y, 10)?;
-                                Ok(accuracy(&f.predict(xt), yt))
-                            }),
+                            "mnist_rf" | "mnist_rf_seed1" | "mnist_rf_seed2" => {
+                                measure(|| {
+                                    // Seeds far apart: forest seeds count up per tree.
+                                    let f = Forest::random(100, seed(row) * 1000)
+                                        .fit(x, y, 10)?;
+                                    Ok(accuracy(&f.predict(xt), yt))
+                                })
+                            }
                             "mnist_gb" => measure(|| {
                                 let yf: Vec<f64> = y.iter().map(|&c| c as f64).collect();
                                 let f = GradientBoosting {
@@ -235,6 +251,7 @@ pub fn run(cfg: &EnsembleBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
             "model": reference,
             "data": if row.starts_with("mnist") { "mnist" } else { "breast_cancer" },
             "n_train": cfg.mnist_train,
+            "seed": seed(row),
             "train": tr,
             "test": te,
         }));
@@ -292,6 +309,13 @@ pub fn run(cfg: &EnsembleBenchConfig, dir: &DataDir, name: &str) -> Result<Repor
     });
     r.fact("load_average", load_average(), Format::Fixed(1));
     Ok(r)
+}
+
+/// The seed of a row: its `_seedS` suffix, else 0.
+fn seed(row: &str) -> u64 {
+    row.rsplit_once("_seed")
+        .and_then(|(_, s)| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The run with the median CPU time.

@@ -1,7 +1,7 @@
 # The reference side of `dlbook bench --name ensemble_speed`: scikit-learn and XGBoost on
 # the same rows as the book's ensembles. Run as `python3 -c <this> DATA_DIR THREADS` with
 # a JSON task list on stdin: [{"name", "data": "breast_cancer"|"mnist", "n_train",
-# "train": [...], "test": [...]}]. Prints one line per task:
+# "seed", "train": [...], "test": [...]}] (the seed is the random forest's `random_state`). Prints one line per task:
 # `row NAME accuracy A cpu_s C wall_s W`, then `versions SKLEARN XGBOOST`.
 import gzip, json, os, resource, sys, time
 
@@ -48,8 +48,8 @@ def breast(train, test):
     return x[train], y[train], x[test], y[test]
 
 
-def model(name):
-    rf = lambda n: RandomForestClassifier(n_estimators=n, n_jobs=threads, random_state=0)
+def model(name, seed):
+    rf = lambda n: RandomForestClassifier(n_estimators=n, n_jobs=threads, random_state=seed)
     return {
         "random_forest": lambda: rf(100),
         "gradient_boosting": lambda: GradientBoostingClassifier(random_state=0),
@@ -67,7 +67,7 @@ for t in tasks:
         xt, yt, xv, yv = mnist(t["n_train"])
     else:
         xt, yt, xv, yv = breast(t["train"], t["test"])
-    m = model(t["model"])
+    m = model(t["model"], t.get("seed", 0))
     c0, w0 = cpu(), time.perf_counter()
     m.fit(xt, yt)
     acc = float((m.predict(xv) == yv).mean())

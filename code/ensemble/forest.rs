@@ -147,7 +147,7 @@ fn oob<T: Feature>(
         .map(|(t, counts)| {
             let mut v = vec![0.0; n * k];
             for i in (0..n).filter(|&i| counts[i] == 0.0) {
-                let leaf = t.leaf_of(&x.row(i));
+                let leaf = t.leaf_at(x, i);
                 for (a, b) in v[i * k..(i + 1) * k].iter_mut().zip(&leaf.value) {
                     *a += b;
                 }

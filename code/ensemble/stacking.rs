@@ -7,6 +7,10 @@
 //! $k$-fold cross-fitting every training row gets probabilities from base models fitted
 //! on the other folds; the base models are then refitted on every row for test time.
 //!
+//! With two classes a base model's two probabilities sum to one, so only the second is
+//! kept (as scikit-learn does): the pair is collinear with the intercept, and the
+//! penalty would otherwise split each weight between two copies of one feature.
+//!
 //! The meta-model minimises $\sum_i -\ln \mathrm{softmax}(W^\top z_i + b)_{y_i} +
 //! \frac{1}{2C}\lVert W \rVert^2$ (scikit-learn's `LogisticRegression` objective, the
 //! intercept not penalised) with L-BFGS: the gradient is $Z^\top(P - Y) + W/C$.
@@ -246,8 +250,8 @@ impl Stacking {
         if self.bases.is_empty() {
             bail!("stacking needs at least one base model");
         }
-        let (n, m) = (x.n_rows(), self.bases.len());
-        let mut z = vec![0.0; n * m * k]; // (N, M k): model b's probabilities at b k..
+        let (n, m, kw) = (x.n_rows(), self.bases.len(), kept(k));
+        let mut z = vec![0.0; n * m * kw]; // (N, M kw): model b's columns at b kw..
         for (train, val) in stratified_kfold(y, self.n_folds, self.seed)? {
             let (xt, yt): (Columns<T>, Vec<usize>) =
                 (x.select(&train), train.iter().map(|&i| y[i]).collect());
@@ -255,8 +259,8 @@ impl Stacking {
             for (b, base) in self.bases.iter().enumerate() {
                 let p = base.fit(&xt, &yt, k)?.predict_proba(&xv);
                 for (r, &i) in val.iter().enumerate() {
-                    z[i * m * k + b * k..i * m * k + (b + 1) * k]
-                        .copy_from_slice(&p[r * k..(r + 1) * k]);
+                    z[i * m * kw + b * kw..i * m * kw + (b + 1) * kw]
+                        .copy_from_slice(&p[(r + 1) * k - kw..(r + 1) * k]);
                 }
             }
         }
@@ -271,15 +275,27 @@ impl Stacking {
     // ANCHOR_END: stacking_fit
 }
 
+/// Probability columns kept per base model: the last one only with two classes, all
+/// `k` otherwise.
+fn kept(k: usize) -> usize {
+    if k == 2 {
+        1
+    } else {
+        k
+    }
+}
+
 impl FittedStacking {
-    /// The meta-model's features for `x`: the base models' probabilities side by side.
+    /// The meta-model's features for `x`: the base models' probabilities side by side
+    /// (with two classes, each model's probability of class 1 only).
     pub fn features<T: Feature>(&self, x: &Columns<T>) -> Vec<f64> {
         let k = self.meta.n_classes;
+        let kw = kept(k);
         let ps: Vec<Vec<f64>> = self.bases.iter().map(|b| b.predict_proba(x)).collect();
         (0..x.n_rows())
             .flat_map(|i| {
                 ps.iter()
-                    .flat_map(move |p| p[i * k..(i + 1) * k].iter().copied())
+                    .flat_map(move |p| p[(i + 1) * k - kw..(i + 1) * k].iter().copied())
             })
             .collect()
     }

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use dlbook::ensemble::{
     accuracy, AdaBoost, Binner, Columns, Criterion, DecisionTree, FittedTree, Forest,
-    GradientBoosting, Objective, Target,
+    GradientBoosting, LogisticRegression, Objective, Stacking, Target,
 };
+use dlbook::report::Report;
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -298,4 +299,121 @@ fn a_forest_beats_a_single_tree() {
 fn more_trees_lower_the_forest_error() {
     assert!(fact("forest_err_max") < fact("forest_err_1"));
     assert!(fact("bagging_err_max") < fact("bagging_err_1"));
+}
+
+/// The digits table's pixels are the integers 0..16: as `u8` columns, nodes of 48 rows
+/// or more are searched through the 256-code histogram, as `f64` columns every node is
+/// sorted (the path the scikit-learn fixtures above use). With unit weights, and with a
+/// forest's bootstrap counts, class weights are whole numbers, so both searches see the
+/// same costs to the last bit: the trees must be identical, node for node, and so must a
+/// random forest's (the same features are drawn on both paths).
+#[test]
+fn the_histogram_search_grows_the_exact_trees() {
+    let dir = dlbook::data::DataDir::resolve(None);
+    let table =
+        dlbook::data::tables::read_table(&dir, dlbook::data::tables::TableSet::Digits)
+            .unwrap();
+    let xf = Columns::from_rows(table.features.view());
+    let codes: Vec<u8> = (0..xf.n_cols())
+        .flat_map(|j| xf.col(j).iter().map(|&v| v as u8).collect::<Vec<_>>())
+        .collect();
+    assert!((0..xf.n_cols()).all(|j| xf.col(j).iter().all(|&v| v == f64::from(v as u8))));
+    let xb = Columns::new(codes, xf.n_rows(), xf.n_cols());
+    let y = &table.labels;
+    let tree = DecisionTree::default();
+    let (a, b) = (
+        tree.fit(&xf, Target::Classes(y, 10)).unwrap(),
+        tree.fit(&xb, Target::Classes(y, 10)).unwrap(),
+    );
+    assert!(a.nodes[0].n_samples >= 48 && a.nodes.len() > 100);
+    assert_eq!(a, b);
+    let forest = Forest::random(4, 3);
+    let (fa, fb) = (
+        forest.fit(&xf, y, 10).unwrap(),
+        forest.fit(&xb, y, 10).unwrap(),
+    );
+    assert_eq!(fa.trees, fb.trees);
+}
+
+/// The committed report of `dlbook bench --name ensemble_speed` (its caption and
+/// configuration say how many MNIST training digits it used).
+fn speed() -> Report {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("chapters/generated/ch12/ensemble_speed.json");
+    Report::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `(ours: accuracy, CPU-s, reference: accuracy, CPU-s)` of the rows whose label starts
+/// with `prefix`.
+fn speed_rows(r: &Report, prefix: &str) -> Vec<[f64; 4]> {
+    let t = r.table("speed").unwrap();
+    let rows: Vec<[f64; 4]> = t
+        .rows
+        .iter()
+        .filter(|row| matches!(&row[0], dlbook::report::Value::Text(s) if s.starts_with(prefix)))
+        .map(|row| [1, 2, 4, 5].map(|c| row[c].number().unwrap()))
+        .collect();
+    assert!(!rows.is_empty(), "no row {prefix}");
+    rows
+}
+
+/// Random forests on MNIST, three seeds each side: the mean accuracies within 0.003
+/// (30 of the 10,000 test digits; one forest's accuracies over seeds spread over about
+/// that much), and ours fitted and predicted in fewer CPU-seconds on average.
+#[test]
+fn our_forest_matches_scikit_learn_on_mnist_in_fewer_cpu_seconds() {
+    let rows = speed_rows(&speed(), "MNIST: random forest");
+    assert_eq!(rows.len(), 3);
+    let mean = |c: usize| rows.iter().map(|r| r[c]).sum::<f64>() / rows.len() as f64;
+    assert!((mean(0) - mean(2)).abs() <= 0.003, "{rows:?}");
+    assert!(mean(1) < mean(3), "{rows:?}");
+}
+
+/// Histogram boosting with XGBoost's settings (100 rounds, depth 6, lr 0.3) on MNIST:
+/// accuracy no more than 0.003 below XGBoost's (30 test digits: both grow the
+/// same kind of trees from different bin cuts, so a few digits either way are noise),
+/// in fewer CPU-seconds than XGBoost's in the same run.
+#[test]
+fn our_boosting_matches_xgboost_on_mnist_in_fewer_cpu_seconds() {
+    let rows = speed_rows(&speed(), "MNIST: hist boosting");
+    let [acc, cpu, ref_acc, ref_cpu] = rows[0];
+    assert!(acc >= ref_acc - 0.003 && cpu < ref_cpu, "{rows:?}");
+}
+
+/// Stacking RF50 + ExtraTrees50 into a logistic regression on MNIST: accuracy within
+/// 0.005 of scikit-learn's `StackingClassifier` (50 test digits). One seed a side, and
+/// each forest holds half the trees of the forest rows, whose own seeds spread over
+/// about 0.003: a single stack can sit that far from its mean on either side.
+#[test]
+fn our_stacking_matches_scikit_learn_on_mnist() {
+    let rows = speed_rows(&speed(), "MNIST: stacking");
+    let [acc, _, ref_acc, _] = rows[0];
+    assert!((acc - ref_acc).abs() <= 0.005, "{rows:?}");
+}
+
+/// Two noisy classes on one feature, two base models: the meta-model gets two features
+/// (each forest's share of class 1), not four collinear ones.
+#[test]
+fn binary_stacking_keeps_one_probability_per_base_model() {
+    let v: Vec<f64> = (0..80)
+        .map(|i| (i % 2) as f64 + 0.8 * ((i * 7) as f64).sin())
+        .collect();
+    let y: Vec<usize> = (0..80).map(|i| i % 2).collect();
+    let x = Columns::new(v, 80, 1);
+    let fit = Stacking {
+        bases: vec![Forest::random(5, 0), Forest::extra(5, 0)],
+        n_folds: 3,
+        meta: LogisticRegression::default(),
+        seed: 0,
+    }
+    .fit(&x, &y, 2)
+    .unwrap();
+    assert_eq!(fit.meta.n_features, 2);
+    let z = fit.features(&x);
+    assert_eq!(z.len(), 80 * 2);
+    let (p0, p1) = (
+        fit.bases[0].predict_proba(&x),
+        fit.bases[1].predict_proba(&x),
+    );
+    assert!((0..80).all(|i| z[2 * i] == p0[2 * i + 1] && z[2 * i + 1] == p1[2 * i + 1]));
 }
