@@ -179,19 +179,21 @@ fn kernel(rows: [&[f64]; ROWS], panel: &[f64]) -> [[f64; LANES]; ROWS] {
 }
 // ANCHOR_END: kernel
 
+/// The `(n, d)` rows, row-major, and the same rows packed by [`pack_panels`].
+#[derive(Clone, Copy)]
+struct Packed<'a> {
+    x: &'a [f64],
+    panels: &'a [f64],
+    n: usize,
+    d: usize,
+}
+
 /// The distances of rows `i0..i1` to every later row, into `out` (their run of the
 /// condensed vector). Panels are the outer loop, so each is read from memory once per
 /// stripe and then reused from cache by every block of rows.
 #[inline(always)]
-fn stripe(
-    x: &[f64],
-    panels: &[f64],
-    n: usize,
-    d: usize,
-    i0: usize,
-    i1: usize,
-    out: &mut [f64],
-) {
+fn stripe(m: &Packed, i0: usize, i1: usize, out: &mut [f64]) {
+    let Packed { x, panels, n, d } = *m;
     let base = condensed(n, i0, i0 + 1);
     for p in (i0 + 1) / LANES..n.div_ceil(LANES) {
         let panel = &panels[p * d * LANES..(p + 1) * d * LANES];
@@ -219,32 +221,32 @@ fn stripe(
     }
 }
 
+/// [`stripe`] compiled for AVX2: the same operations in wider vectors, so the same
+/// results.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn stripe_avx2(
-    x: &[f64],
-    panels: &[f64],
-    n: usize,
-    d: usize,
-    i0: usize,
-    i1: usize,
-    out: &mut [f64],
-) {
-    stripe(x, panels, n, d, i0, i1, out)
+fn stripe_avx2(m: &Packed, i0: usize, i1: usize, out: &mut [f64]) {
+    stripe(m, i0, i1, out)
 }
 
 // ANCHOR: pdist
 /// All pairwise Euclidean distances, upper triangle row by row (scipy's `pdist`
 /// layout); every distance is the square root of its squared differences summed in
-/// feature order, as a plain loop over the pair would. Stripes of rows run in parallel; within one,
-/// a kernel computes a block of rows against a panel of rows at a time, in AVX2
-/// vectors when the CPU has them.
+/// feature order, as a plain loop over the pair would. Stripes of rows run in
+/// parallel; within one, a kernel computes a block of rows against a panel of rows at
+/// a time, in AVX2 vectors when the CPU has them.
 pub fn condensed_distances(x: &Array2<f64>) -> Vec<f64> {
     let (n, d) = x.dim();
     let x = x.as_standard_layout();
     let rows = x.as_slice().expect("standard layout");
     let panels = pack_panels(&x.view());
-    let mut out = vec![0.0; n * (n - 1) / 2];
+    let m = Packed {
+        x: rows,
+        panels: &panels,
+        n,
+        d,
+    };
+    let mut out = vec![0.0; n * n.saturating_sub(1) / 2];
     let mut tasks = Vec::new();
     let mut rest = out.as_mut_slice();
     for i0 in (0..n.saturating_sub(1)).step_by(STRIPE) {
@@ -260,10 +262,10 @@ pub fn condensed_distances(x: &Array2<f64>) -> Vec<f64> {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU has AVX2, checked above.
-            unsafe { stripe_avx2(rows, &panels, n, d, i0, i1, out) };
+            unsafe { stripe_avx2(&m, i0, i1, out) };
             return;
         }
-        stripe(rows, &panels, n, d, i0, i1, out)
+        stripe(&m, i0, i1, out)
     });
     out
 }
