@@ -1,5 +1,5 @@
 //! Agglomerative (hierarchical) clustering: single, complete, average and Ward linkage,
-//! as a scipy-style linkage matrix, in $O(N^2)$ memory.
+//! as a scipy-style linkage matrix, in $O(N^2)$ memory: one condensed distance matrix.
 //!
 //! # Linkages and the Lance–Williams update
 //!
@@ -31,8 +31,22 @@
 //!
 //! The single-linkage hierarchy is exactly the minimum spanning tree of the complete
 //! distance graph, its edges taken in increasing order. Prim's algorithm builds it in
-//! $O(N^2)$ time computing each distance when needed, so it needs $O(N)$ memory and no
-//! distance matrix at all.
+//! $O(N^2)$ time from the same stored distances.
+//!
+//! # Computing the distances
+//!
+//! The $N(N-1)/2$ distances are most of the work: $N^2 d / 2$ subtractions,
+//! multiplications and additions, against $O(N^2)$ for the whole chain. A plain loop
+//! over one pair waits on its running sum at every feature; instead a small kernel
+//! computes a block of rows against a *panel* of eight other rows stored feature-major,
+//! so eight independent sums advance in one vector instruction and the panel is reused
+//! from cache by every row of the block. Each sum still adds its terms in feature
+//! order, so the distances are bit for bit those of the plain loop, and exact ties
+//! stay ties. The expansion
+//! $\lVert a-b\rVert^2 = \lVert a\rVert^2 + \lVert b\rVert^2 - 2 a\cdot b$ would turn the
+//! work into one matrix product, but it rounds differently for every pair: duplicate
+//! rows would no longer be at distance exactly 0, and tied distances would be broken
+//! by rounding noise, changing the merge order.
 //!
 //! # The linkage matrix
 //!
@@ -41,7 +55,7 @@
 //! the samples. This is scipy's `linkage` format, so the two can be compared row by row.
 
 use anyhow::{bail, Result};
-use ndarray::{Array2, ArrayView1};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use super::kmeans::check_finite;
@@ -101,9 +115,10 @@ impl Agglomerative {
             bail!("agglomerative clustering needs at least 2 samples, got {n}");
         }
         check_finite(x)?;
+        let d = condensed_distances(x);
         let merges = match self.linkage {
-            Linkage::Single => prim_single(x),
-            l => nn_chain(condensed_distances(x), n, l),
+            Linkage::Single => prim_single(&d, n),
+            l => nn_chain(d, n, l),
         };
         Ok(Dendrogram {
             n,
@@ -118,23 +133,143 @@ fn condensed(n: usize, i: usize, j: usize) -> usize {
     n * i - i * (i + 1) / 2 + (j - i - 1)
 }
 
-fn dist(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
-    a.iter()
-        .zip(b.iter())
-        .map(|(u, v)| (u - v) * (u - v))
-        .sum::<f64>()
-        .sqrt()
+/// Rows `j` per panel of the packed matrix: the lanes of the distance kernel.
+const LANES: usize = 8;
+/// Rows `i` per call of the distance kernel.
+const ROWS: usize = 4;
+/// Rows `i` per parallel task: their outputs are one contiguous run of the condensed
+/// vector, and their `d`-vectors stay in the core's cache while the panels stream by.
+const STRIPE: usize = 32;
+
+/// The rows of `x` packed in panels of [`LANES`] rows, each panel stored `[k][lane]`
+/// (feature-major), the last one padded with zero rows. One load then brings feature
+/// `k` of eight rows `j`, and eight distances advance in one vector operation.
+fn pack_panels(x: &ArrayView2<f64>) -> Vec<f64> {
+    let (n, d) = x.dim();
+    let mut panels = vec![0.0; n.div_ceil(LANES) * d * LANES];
+    for (j, row) in x.rows().into_iter().enumerate() {
+        let base = (j / LANES) * d * LANES + j % LANES;
+        for (k, &v) in row.iter().enumerate() {
+            panels[base + k * LANES] = v;
+        }
+    }
+    panels
 }
 
-/// All pairwise Euclidean distances, upper triangle row by row (scipy's `pdist`).
-pub fn condensed_distances(x: &Array2<f64>) -> Vec<f64> {
-    let n = x.nrows();
-    let rows: Vec<Vec<f64>> = (0..n)
-        .into_par_iter()
-        .map(|i| ((i + 1)..n).map(|j| dist(x.row(i), x.row(j))).collect())
-        .collect();
-    rows.concat()
+// ANCHOR: kernel
+/// Squared distances from [`ROWS`] rows to the [`LANES`] rows of one panel. Each lane
+/// sums its pair's squared differences one feature after the other, in the order a
+/// plain loop over one pair would: the vector units work across pairs, never across
+/// the terms of one sum, so the result is the same bit for bit.
+#[inline(always)]
+fn kernel(rows: [&[f64]; ROWS], panel: &[f64]) -> [[f64; LANES]; ROWS] {
+    let d = panel.len() / LANES;
+    let rows = rows.map(|r| &r[..d]);
+    let mut acc = [[0.0f64; LANES]; ROWS];
+    for (k, p) in panel.chunks_exact(LANES).enumerate() {
+        for r in 0..ROWS {
+            let a = rows[r][k];
+            for l in 0..LANES {
+                let t = a - p[l];
+                acc[r][l] += t * t;
+            }
+        }
+    }
+    acc
 }
+// ANCHOR_END: kernel
+
+/// The `(n, d)` rows, row-major, and the same rows packed by [`pack_panels`].
+#[derive(Clone, Copy)]
+struct Packed<'a> {
+    x: &'a [f64],
+    panels: &'a [f64],
+    n: usize,
+    d: usize,
+}
+
+/// The distances of rows `i0..i1` to every later row, into `out` (their run of the
+/// condensed vector). Panels are the outer loop, so each is read from memory once per
+/// stripe and then reused from cache by every block of rows.
+#[inline(always)]
+fn stripe(m: &Packed, i0: usize, i1: usize, out: &mut [f64]) {
+    let Packed { x, panels, n, d } = *m;
+    let base = condensed(n, i0, i0 + 1);
+    for p in (i0 + 1) / LANES..n.div_ceil(LANES) {
+        let panel = &panels[p * d * LANES..(p + 1) * d * LANES];
+        let j_end = ((p + 1) * LANES).min(n);
+        for ib in (i0..i1).step_by(ROWS) {
+            if j_end <= ib + 1 {
+                break;
+            }
+            // Rows past the stripe repeat its last row; their results are dropped.
+            let rows: [&[f64]; ROWS] = std::array::from_fn(|r| {
+                let i = (ib + r).min(i1 - 1);
+                &x[i * d..(i + 1) * d]
+            });
+            let acc = kernel(rows, panel);
+            for (r, acc) in acc.iter().enumerate() {
+                let i = ib + r;
+                if i >= i1 {
+                    break;
+                }
+                for j in (p * LANES).max(i + 1)..j_end {
+                    out[condensed(n, i, j) - base] = acc[j - p * LANES].sqrt();
+                }
+            }
+        }
+    }
+}
+
+/// [`stripe`] compiled for AVX2: the same operations in wider vectors, so the same
+/// results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn stripe_avx2(m: &Packed, i0: usize, i1: usize, out: &mut [f64]) {
+    stripe(m, i0, i1, out)
+}
+
+// ANCHOR: pdist
+/// All pairwise Euclidean distances, upper triangle row by row (scipy's `pdist`
+/// layout); every distance is the square root of its squared differences summed in
+/// feature order, as a plain loop over the pair would. Stripes of rows run in
+/// parallel; within one, a kernel computes a block of rows against a panel of rows at
+/// a time, in AVX2 vectors when the CPU has them.
+pub fn condensed_distances(x: &Array2<f64>) -> Vec<f64> {
+    let (n, d) = x.dim();
+    let x = x.as_standard_layout();
+    let rows = x.as_slice().expect("standard layout");
+    let panels = pack_panels(&x.view());
+    let m = Packed {
+        x: rows,
+        panels: &panels,
+        n,
+        d,
+    };
+    let mut out = vec![0.0; n * n.saturating_sub(1) / 2];
+    let mut tasks = Vec::new();
+    let mut rest = out.as_mut_slice();
+    for i0 in (0..n.saturating_sub(1)).step_by(STRIPE) {
+        let i1 = (i0 + STRIPE).min(n - 1);
+        let len: usize = (i0..i1).map(|i| n - i - 1).sum();
+        let (head, tail) = rest.split_at_mut(len);
+        tasks.push((i0, i1, head));
+        rest = tail;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::is_x86_feature_detected!("avx2");
+    tasks.into_par_iter().for_each(|(i0, i1, out)| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2, checked above.
+            unsafe { stripe_avx2(&m, i0, i1, out) };
+            return;
+        }
+        stripe(&m, i0, i1, out)
+    });
+    out
+}
+// ANCHOR_END: pdist
 
 /// One merge before relabelling: two representatives, the height.
 type Merge = (usize, usize, f64);
@@ -197,9 +332,8 @@ fn nn_chain(mut d: Vec<f64>, n: usize, linkage: Linkage) -> Vec<Merge> {
 // ANCHOR_END: nn_chain
 
 // ANCHOR: prim
-/// Single linkage as Prim's minimum spanning tree, distances computed on the fly.
-fn prim_single(x: &Array2<f64>) -> Vec<Merge> {
-    let n = x.nrows();
+/// Single linkage as Prim's minimum spanning tree over the condensed distances `d`.
+fn prim_single(d: &[f64], n: usize) -> Vec<Merge> {
     let mut merged = vec![false; n];
     let mut best = vec![f64::INFINITY; n];
     let mut merges = Vec::with_capacity(n - 1);
@@ -207,16 +341,13 @@ fn prim_single(x: &Array2<f64>) -> Vec<Merge> {
     for _ in 0..n - 1 {
         merged[cur] = true;
         // Distances from the newest tree vertex lower every outside vertex's best edge.
-        let xc = x.row(cur);
-        best.par_iter_mut()
-            .enumerate()
-            .filter(|(i, _)| !merged[*i])
-            .for_each(|(i, b)| {
-                *b = b.min(dist(xc, x.row(i)));
-            });
         let (mut next, mut h) = (usize::MAX, f64::INFINITY);
         for i in 0..n {
-            if !merged[i] && best[i] < h {
+            if merged[i] {
+                continue;
+            }
+            best[i] = best[i].min(d[condensed(n, cur, i)]);
+            if best[i] < h {
                 (next, h) = (i, best[i]);
             }
         }

@@ -309,3 +309,82 @@ fn ward_is_the_best_linkage_on_the_digits() {
     }
     assert!(fact("ari_digits_ward_linkage") > fact("ari_digits_k_means"));
 }
+
+/// One row of the committed speed benchmark (`dlbook bench --name cluster_speed`):
+/// ours and the reference's median CPU seconds and mean quality.
+fn speed_row(task_prefix: &str) -> [f64; 4] {
+    use dlbook::report::{Report, Value};
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = dlbook::book::generated_dir(&root).join("ch12/cluster_speed.json");
+    let r = Report::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let t = r.table("cluster_speed").expect("cluster_speed table");
+    let row = t
+        .rows
+        .iter()
+        .find(|row| matches!(&row[0], Value::Text(s) if s.starts_with(task_prefix)))
+        .unwrap_or_else(|| panic!("no row {task_prefix}"));
+    let num = |v: &Value| match v {
+        Value::Num(x) => *x,
+        Value::Seeds(v) => v.iter().sum::<f64>() / v.len() as f64,
+        Value::Text(t) => panic!("{task_prefix}: not a number: {t}"),
+    };
+    [num(&row[1]), num(&row[4]), num(&row[3]), num(&row[6])]
+}
+
+/// In the committed benchmark, Ward linkage on 5,000 MNIST images costs fewer CPU
+/// seconds than scikit-learn's in the same run, and reaches the same ARI (to 1e-3: both
+/// build the same tree on the same distances, so only a tie at the cut could differ).
+#[test]
+fn ward_costs_less_cpu_than_scikit_learn_for_the_same_ari() {
+    let [ours, theirs, our_ari, their_ari] = speed_row("Ward");
+    assert!(
+        ours <= theirs,
+        "Ward CPU s: ours {ours}, scikit-learn {theirs}"
+    );
+    assert!(
+        (our_ari - their_ari).abs() < 1e-3,
+        "ARI {our_ari} vs {their_ari}"
+    );
+}
+
+/// Complete, average and single linkage on the same 5,000 images each cost fewer CPU
+/// seconds than scipy's `linkage` (with `fcluster`) in the committed benchmark, with
+/// the same ARI (to 1e-3, as for Ward).
+#[test]
+fn every_linkage_costs_less_cpu_than_scipy_for_the_same_ari() {
+    for name in ["Complete", "Average", "Single"] {
+        let [ours, theirs, our_ari, their_ari] = speed_row(name);
+        assert!(ours <= theirs, "{name} CPU s: ours {ours}, scipy {theirs}");
+        assert!(
+            (our_ari - their_ari).abs() < 1e-3,
+            "{name} ARI {our_ari} vs {their_ari}"
+        );
+    }
+}
+
+/// The tiled distance kernel gives every distance bit for bit as a plain loop over the
+/// pair does (sizes that are not multiples of the panel, block or stripe, and values
+/// whose sums round, so any change of summation order would show), in scipy's
+/// condensed layout.
+#[test]
+fn tiled_distances_equal_the_plain_loop_bit_for_bit() {
+    use dlbook::cluster::agglomerative::condensed_distances;
+    for (n, d) in [(2, 1), (9, 3), (75, 19), (70, 8)] {
+        let x = Array2::from_shape_fn((n, d), |(i, k)| {
+            ((i * 31 + k * 17) % 23) as f64 / 7.0 + (i as f64).sqrt() * 0.1
+        });
+        let got = condensed_distances(&x);
+        let mut want = Vec::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                let mut s = 0.0f64;
+                for k in 0..d {
+                    s += (x[[i, k]] - x[[j, k]]) * (x[[i, k]] - x[[j, k]]);
+                }
+                want.push(s.sqrt());
+            }
+        }
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "n = {n}, d = {d}");
+    }
+}
