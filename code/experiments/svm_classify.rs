@@ -11,14 +11,15 @@
 //! * What gamma does: an RBF SVM on the same two features for several gamma.
 
 use anyhow::Result;
-use ndarray::{Array2, Axis};
+use ndarray::{s, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::{Experiment, Preset};
 use crate::data::folds::{stratified_split, Standardizer};
 use crate::data::tables::{read_table, Table as DataTable, TableSet};
 use crate::data::{self, DataDir, Dataset, Split};
-use crate::report::{col, Figure, Format, Group, Plot, Report, Table, Value};
+use crate::report::contour::iso_lines;
+use crate::report::{col, Figure, Format, Group, Plot, Report, Series, Table, Value};
 use crate::svm::{grid_search, FittedSvc, Gamma, KernelKind, Svc};
 
 /// Experiment `svm_classify`, registered in [`super::all`].
@@ -155,8 +156,8 @@ fn accuracy_row(
     acc
 }
 
-/// The boundary `f = 0`, the margins `f = +-1` (as points where `f - level` changes
-/// sign between neighbouring grid points), the two classes and the support vectors.
+/// The two classes, the support vectors, and as lines the boundary `f = 0` and the
+/// margins `f = +-1` (level sets of the decision value over an `n x n` grid).
 fn margin_figure(
     (name, title): (&str, String),
     model: &FittedSvc,
@@ -183,29 +184,31 @@ fn margin_figure(
         x: model.support_vectors.column(0).to_vec(),
         y: model.support_vectors.column(1).to_vec(),
     });
+    // The boundary and the margins as level sets of f over the grid.
+    let xs: Vec<f64> = (0..n).map(|i| at(0, i)).collect();
+    let ys: Vec<f64> = (0..n).map(|j| at(1, j)).collect();
+    let z: Vec<Vec<f64>> = (0..n).map(|j| f.slice(s![j * n..(j + 1) * n]).to_vec()).collect();
+    let mut lines = vec![];
     for (label, levels) in [("boundary f = 0", &[0.0][..]), ("margins f = ±1", &[-1.0, 1.0][..])] {
-        let mut g = Group { name: label.into(), x: vec![], y: vec![] };
         for &level in levels {
-            for j in 0..n - 1 {
-                for i in 0..n - 1 {
-                    let v = f[j * n + i] - level;
-                    let (right, up) = (f[j * n + i + 1] - level, f[(j + 1) * n + i] - level);
-                    if v * right < 0.0 || v * up < 0.0 {
-                        g.x.push(at(0, i));
-                        g.y.push(at(1, j));
-                    }
-                }
+            for piece in iso_lines(&xs, &ys, &z, level) {
+                lines.push(Series {
+                    name: label.into(),
+                    x: piece.iter().map(|p| p.0).collect(),
+                    y: piece.iter().map(|p| p.1).collect(),
+                    band: None,
+                });
             }
         }
-        groups.push(g);
     }
     Figure {
         name: name.into(),
         title,
-        plot: Plot::Scatter {
+        plot: Plot::ScatterLines {
             x_label: labels[0].into(),
             y_label: labels[1].into(),
             groups,
+            lines,
         },
     }
 }

@@ -167,6 +167,19 @@ pub enum Plot {
         /// The point groups.
         groups: Vec<Group>,
     },
+    /// Points in groups with polylines over them (e.g. a classifier's training points
+    /// with its decision boundary drawn by [`contour::iso_lines`]).
+    ScatterLines {
+        /// x-axis label.
+        x_label: String,
+        /// y-axis label.
+        y_label: String,
+        /// The point groups.
+        groups: Vec<Group>,
+        /// Polylines through their `(x, y)` points; pieces with the same name share a
+        /// colour and one legend entry.
+        lines: Vec<Series>,
+    },
     /// A scalar field over a grid with paths drawn on top (e.g. optimizer trajectories
     /// on a loss surface).
     Contour(contour::ContourPlot),

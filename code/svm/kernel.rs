@@ -1,7 +1,7 @@
 //! Kernels, the kernel-row cache the solver reads, and batched kernel matrices for
 //! prediction.
 //!
-//! A kernel row `K(x_i, x_j)` for all `j` costs `N * F` multiply-adds; SMO asks for the
+//! A kernel row `K(x_i, x_j)` for all `j` costs up to `N * F` multiply-adds; SMO asks for the
 //! same few rows again and again, so an LRU cache of rows bounded in megabytes (libsvm's
 //! `Cache`) turns most requests into a lookup.
 
@@ -120,11 +120,16 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// megabyte, and the same rounding, so SMO takes the same steps as libsvm. The diagonal
 /// stays in `f64`, as in libsvm.
 pub struct QMatrix<'a> {
-    x: ArrayView2<'a, f64>,
     y: &'a [f64],
     kernel: Kernel,
+    /// `(F, N)` the rows of `x` as columns, so one feature of every row is contiguous.
+    xt: Array2<f64>,
+    /// Each row's nonzero features `(feature, value)`, in feature order.
+    nonzero: Vec<Vec<(usize, f64)>>,
     norms: Vec<f64>,
     diag: Vec<f64>,
+    /// `(N,)` scratch for the dot products of one row.
+    acc: Vec<f64>,
     /// `slot_of[i]`: the cache slot holding row `i`, if any.
     slot_of: Vec<Option<usize>>,
     /// Each slot's row and when it was last used.
@@ -138,7 +143,7 @@ pub struct QMatrix<'a> {
 }
 
 impl<'a> QMatrix<'a> {
-    /// The matrix of `x` `(N, F)` (standard layout) with labels `y` in `{-1, +1}`.
+    /// The matrix of `x` `(N, F)` with labels `y` in `{-1, +1}`.
     pub fn new(
         x: ArrayView2<'a, f64>,
         y: &'a [f64],
@@ -152,20 +157,36 @@ impl<'a> QMatrix<'a> {
             x.shape(),
             y.len()
         );
-        assert!(x.is_standard_layout(), "QMatrix: rows must be contiguous");
         let n = x.nrows();
-        let norms: Vec<f64> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let nonzero: Vec<Vec<(usize, f64)>> = x
+            .rows()
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0.0)
+                    .map(|(f, &v)| (f, v))
+                    .collect()
+            })
+            .collect();
+        // The squared norms summed in feature order, as every dot product below is.
+        let norms: Vec<f64> = nonzero
+            .iter()
+            .map(|nz| nz.iter().fold(0.0, |t, &(_, v)| t + v * v))
+            .collect();
         let diag = (0..n)
             .map(|i| kernel.from_dot(norms[i], norms[i], norms[i]))
             .collect();
         let bytes = (cache_mb.max(0.0) * (1 << 20) as f64) as usize;
         let capacity = (bytes / (4 * n.max(1))).clamp(2, n.max(2));
         QMatrix {
-            x,
             y,
             kernel,
+            xt: x.t().as_standard_layout().into_owned(),
+            nonzero,
             norms,
             diag,
+            acc: vec![0.0; n],
             slot_of: vec![None; n],
             slots: Vec::new(),
             capacity,
@@ -185,26 +206,31 @@ impl<'a> QMatrix<'a> {
         self.capacity
     }
 
-    fn fill(&self, i: usize, row: &mut [f32]) {
-        let xi = self.x.row(i);
-        let xi = xi.as_slice().expect("standard layout");
-        let yi = self.y[i];
-        let (k, norms, y, x) = (self.kernel, &self.norms, self.y, &self.x);
-        let work = |(j, v): (usize, &mut f32)| {
-            let xj = x.row(j);
-            let d = dot(xi, xj.as_slice().expect("standard layout"));
-            *v = (yi * y[j] * k.from_dot(d, norms[i], norms[j])) as f32;
-        };
-        // Split a long row over threads; a short one is cheaper on one.
-        if row.len() * xi.len() > 1 << 16 {
-            row.par_iter_mut()
-                .with_min_len(64)
-                .enumerate()
-                .for_each(work);
-        } else {
-            row.iter_mut().enumerate().for_each(work);
+    // ANCHOR: fill
+    /// Row `i` of `Q` into `row`. The dot products `x_i . x_j` for every `j` at once, as
+    /// a sum over the features where `x_i` is nonzero of `x_if` times the contiguous
+    /// column `(x_1f, ..., x_Nf)`: a zero of `x_i` costs nothing (most MNIST pixels are
+    /// zero), the inner loop is a vectorised multiply-add over `N` values, and each sum
+    /// adds its terms in feature order, as libsvm's dense dot product does, so the
+    /// values are bit for bit libsvm's.
+    fn fill(&mut self, i: usize, row: &mut [f32]) {
+        let acc = &mut self.acc;
+        acc.fill(0.0);
+        for &(f, v) in &self.nonzero[i] {
+            let col = self.xt.row(f);
+            let col = col.as_slice().expect("standard layout");
+            for (a, &x) in acc.iter_mut().zip(col) {
+                *a += v * x;
+            }
+        }
+        let (k, yi, ni) = (self.kernel, self.y[i], self.norms[i]);
+        for (((v, &d), &yj), &nj) in
+            row.iter_mut().zip(acc.iter()).zip(self.y).zip(&self.norms)
+        {
+            *v = (yi * yj * k.from_dot(d, ni, nj)) as f32;
         }
     }
+    // ANCHOR_END: fill
 
     /// Makes row `i` resident without evicting row `keep`; returns its slot.
     fn ensure(&mut self, i: usize, keep: Option<usize>) -> usize {
@@ -215,7 +241,7 @@ impl<'a> QMatrix<'a> {
             return s;
         }
         self.misses += 1;
-        let n = self.x.nrows();
+        let n = self.y.len();
         let s = if self.slots.len() < self.capacity {
             self.slots.push((i, self.clock, vec![0.0; n]));
             self.slots.len() - 1

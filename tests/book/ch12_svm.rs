@@ -8,7 +8,8 @@ use std::path::Path;
 
 use dlbook::data::DataDir;
 use dlbook::experiments;
-use dlbook::report::{Plot, Report};
+use dlbook::report::contour::iso_lines;
+use dlbook::report::{Plot, Report, Value};
 use dlbook::svm::kernel::{Kernel, QMatrix};
 use dlbook::svm::{smo, FittedSvc, Gamma, KernelKind, PairModel, Svc};
 use ndarray::{array, Array2};
@@ -193,18 +194,53 @@ fn hard_margin_recovers_the_maximum_margin_line() {
     assert_eq!(model.predict(&array![[0.5, 0.9], [0.5, 1.1]]), vec![1, 0]);
 }
 
-/// At SMO's stopping point the KKT conditions hold to eps: `y_i f(x_i) >= 1` where
-/// `a_i = 0`, `= 1` on free support vectors, `<= 1` at the bound C, and `y^T a = 0`.
-#[test]
-fn smo_solution_satisfies_kkt_conditions() {
+/// The training rows of a two-class fixture case, with labels as the solver takes them:
+/// class 0 is `+1`, class 1 is `-1`.
+fn binary_case(name: &str) -> (Array2<f64>, Vec<f64>) {
     let inputs: BTreeMap<String, Case> = read_fixture("inputs.json");
-    let case = &inputs["bc2_rbf_c10"];
-    let x = matrix(&case.x_train);
-    let y: Vec<f64> = case
+    let case = &inputs[name];
+    let y = case
         .y_train
         .iter()
         .map(|&v| if v == 0 { 1.0 } else { -1.0 })
         .collect();
+    (matrix(&case.x_train), y)
+}
+
+/// The cache's rows hold libsvm's values bit for bit: `y_i y_j K(x_i, x_j)` from dot
+/// products summed one term after another in feature order (libsvm's `dot`), rounded
+/// to `f32`. Summed in another order, a few entries would differ in their last bit.
+#[test]
+fn kernel_rows_are_libsvms_values() {
+    let (x, y) = binary_case("bc2_rbf_c10");
+    let kernel = Kernel::Rbf { gamma: 0.5 };
+    let mut q = QMatrix::new(x.view(), &y, kernel, 1.0);
+    let seq = |a: usize, b: usize| -> f64 {
+        let mut t = 0.0;
+        for f in 0..x.ncols() {
+            t += x[[a, f]] * x[[b, f]];
+        }
+        t
+    };
+    for i in [0, y.len() / 2, y.len() - 1] {
+        let row = q.row(i).to_vec();
+        for (j, &v) in row.iter().enumerate() {
+            let want =
+                (y[i] * y[j] * kernel.from_dot(seq(i, j), seq(i, i), seq(j, j))) as f32;
+            assert_eq!(
+                v.to_bits(),
+                want.to_bits(),
+                "Q[{i}][{j}] = {v}, libsvm's {want}"
+            );
+        }
+    }
+}
+
+/// At SMO's stopping point the KKT conditions hold to eps: `y_i f(x_i) >= 1` where
+/// `a_i = 0`, `= 1` on free support vectors, `<= 1` at the bound C, and `y^T a = 0`.
+#[test]
+fn smo_solution_satisfies_kkt_conditions() {
+    let (x, y) = binary_case("bc2_rbf_c10");
     let (c, eps) = (10.0, 1e-3);
     let kernel = Kernel::Rbf { gamma: 0.5 };
     let mut q = QMatrix::new(x.view(), &y, kernel, 1.0);
@@ -236,14 +272,7 @@ fn smo_solution_satisfies_kkt_conditions() {
 /// same multipliers to the last bit: the cache only decides what is recomputed.
 #[test]
 fn kernel_cache_changes_speed_not_answers() {
-    let inputs: BTreeMap<String, Case> = read_fixture("inputs.json");
-    let case = &inputs["bc_rbf"];
-    let x = matrix(&case.x_train);
-    let y: Vec<f64> = case
-        .y_train
-        .iter()
-        .map(|&v| if v == 0 { 1.0 } else { -1.0 })
-        .collect();
+    let (x, y) = binary_case("bc_rbf");
     let kernel = Kernel::Rbf { gamma: 1.0 / 30.0 };
     let mut tiny = QMatrix::new(x.view(), &y, kernel, 1e-9);
     let mut big = QMatrix::new(x.view(), &y, kernel, 100.0);
@@ -432,4 +461,105 @@ fn grid_search_reports_its_best_cell() {
         "heat map top {top}, best {best}"
     );
     assert!(worst < best, "worst {worst}, best {best}");
+}
+
+/// The committed `svm_speed` run: on every MNIST row our fit and our prediction took
+/// fewer CPU-seconds than scikit-learn's, measured in the same run, at the same test
+/// accuracy.
+#[test]
+fn svm_fit_costs_less_cpu_than_scikit_learn_on_mnist() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("chapters/generated/ch12/svm_speed.json");
+    let r = Report::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let t = &r.tables[0];
+    let col = |name: &str| {
+        t.columns
+            .iter()
+            .position(|c| c.header == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let (data, who, acc) = (col("data"), col("implementation"), col("test accuracy"));
+    let text = |row: &[Value], k: usize| match &row[k] {
+        Value::Text(s) => s.clone(),
+        v => panic!("not text: {v:?}"),
+    };
+    let num = |row: &[Value], k: usize| row[k].number().expect("a number");
+    let mnist: Vec<&Vec<Value>> = t
+        .rows
+        .iter()
+        .filter(|row| text(row, data).starts_with("MNIST"))
+        .collect();
+    assert_eq!(mnist.len(), 4, "ours and scikit-learn's, two values of C");
+    for pair in mnist.chunks(2) {
+        let (ours, theirs) = (pair[0], pair[1]);
+        assert_eq!(text(ours, who), "ours");
+        assert!(
+            text(theirs, who).starts_with("scikit-learn "),
+            "{}",
+            text(theirs, who)
+        );
+        assert_eq!(num(ours, acc), num(theirs, acc), "{}", text(ours, data));
+        for step in ["fit CPU-s", "predict CPU-s"] {
+            let k = col(step);
+            assert!(
+                num(ours, k) < num(theirs, k),
+                "{}: {step} {} against {}",
+                text(ours, data),
+                num(ours, k),
+                num(theirs, k)
+            );
+        }
+    }
+}
+
+/// The margin figures draw the boundary `f = 0` and the margins `f = +-1` as lines (level
+/// sets over the grid of decision values) over the classes and support vectors.
+#[test]
+fn margin_figures_draw_the_boundary_and_margins_as_lines() {
+    let r = report();
+    let figs: Vec<_> = r
+        .figures
+        .iter()
+        .filter(|f| f.name.starts_with("margin_"))
+        .collect();
+    assert!(!figs.is_empty(), "no margin figures");
+    for f in figs {
+        let Plot::ScatterLines { groups, lines, .. } = &f.plot else {
+            panic!("{} is not points with lines", f.name)
+        };
+        assert_eq!(
+            groups.len(),
+            3,
+            "{}: two classes and the support vectors",
+            f.name
+        );
+        for name in ["boundary f = 0", "margins f = ±1"] {
+            assert!(
+                lines.iter().any(|l| l.name == name && l.x.len() >= 2),
+                "{}: no {name} line",
+                f.name
+            );
+        }
+    }
+}
+
+/// The level-set tracer behind the margin figures, on the circle `x^2 + y^2 = 1`: one
+/// closed polyline, every vertex on the circle to within the linear interpolation's
+/// error, which is of the order of the squared grid step (0.01 here).
+#[test]
+fn iso_lines_trace_a_circle() {
+    let g: Vec<f64> = (0..41).map(|k| -2.0 + 0.1 * k as f64).collect();
+    let z: Vec<Vec<f64>> = g
+        .iter()
+        .map(|&y| g.iter().map(|&x| x * x + y * y).collect())
+        .collect();
+    let lines = iso_lines(&g, &g, &z, 1.0);
+    assert_eq!(lines.len(), 1, "{} pieces", lines.len());
+    let line = &lines[0];
+    assert!(line.len() > 40, "{} vertices", line.len());
+    assert_eq!(line[0], line[line.len() - 1], "not closed");
+    for &(x, y) in line {
+        let r = (x * x + y * y).sqrt();
+        assert!((r - 1.0).abs() < 0.01, "vertex at radius {r}");
+    }
 }

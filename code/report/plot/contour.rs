@@ -164,3 +164,116 @@ pub fn render(title: &str, c: &ContourPlot) -> Result<String> {
         },
     )
 }
+
+// ANCHOR: iso_lines
+/// The level set `z = level` of a field `z[j][i]` at `(x[i], y[j])` as polylines, by
+/// marching squares: each grid cell whose corners lie on both sides of `level` holds
+/// one segment (two at a saddle, split the way the cell's mean value says), with its
+/// ends interpolated linearly along the crossed cell edges; segments meeting on an
+/// edge are then chained into polylines. Panics if `z` is not `y.len()` rows of
+/// `x.len()` values.
+pub fn iso_lines(
+    x: &[f64],
+    y: &[f64],
+    z: &[Vec<f64>],
+    level: f64,
+) -> Vec<Vec<(f64, f64)>> {
+    let (nx, ny) = (x.len(), y.len());
+    assert!(
+        z.len() == ny && z.iter().all(|r| r.len() == nx),
+        "iso_lines: z must be {ny} rows of {nx} values"
+    );
+    let above = |i: usize, j: usize| z[j][i] > level;
+    // Where `level` crosses the segment from corner a to corner b (values za, zb).
+    let cross = |(xa, ya, za): (f64, f64, f64), (xb, yb, zb): (f64, f64, f64)| {
+        let t = ((level - za) / (zb - za)).clamp(0.0, 1.0);
+        (xa + t * (xb - xa), ya + t * (yb - ya))
+    };
+    // Edge ids: horizontal edge from (i, j) to (i + 1, j), vertical from (i, j) to (i, j + 1).
+    let h = |i: usize, j: usize| (j * nx + i) * 2;
+    let v = |i: usize, j: usize| (j * nx + i) * 2 + 1;
+    let mut point = std::collections::HashMap::new();
+    let mut at = |e: usize, i0: usize, j0: usize, i1: usize, j1: usize| {
+        point.entry(e).or_insert_with(|| {
+            cross((x[i0], y[j0], z[j0][i0]), (x[i1], y[j1], z[j1][i1]))
+        });
+        e
+    };
+    let mut segments: Vec<(usize, usize)> = vec![];
+    for j in 0..ny.saturating_sub(1) {
+        for i in 0..nx.saturating_sub(1) {
+            let (a00, a10, a01, a11) = (
+                above(i, j),
+                above(i + 1, j),
+                above(i, j + 1),
+                above(i + 1, j + 1),
+            );
+            let mut crossed = vec![];
+            if a00 != a10 {
+                crossed.push(at(h(i, j), i, j, i + 1, j));
+            }
+            if a10 != a11 {
+                crossed.push(at(v(i + 1, j), i + 1, j, i + 1, j + 1));
+            }
+            if a01 != a11 {
+                crossed.push(at(h(i, j + 1), i, j + 1, i + 1, j + 1));
+            }
+            if a00 != a01 {
+                crossed.push(at(v(i, j), i, j, i, j + 1));
+            }
+            match crossed[..] {
+                [p, q] => segments.push((p, q)),
+                // A saddle, crossed as [bottom, right, top, left]: if the mean is on the
+                // side of corners 00 and 11 they connect, and the segments cut off
+                // corners 10 (bottom-right) and 01 (top-left); otherwise 00 and 11.
+                [b, r, t, l] => {
+                    let mean =
+                        (z[j][i] + z[j][i + 1] + z[j + 1][i] + z[j + 1][i + 1]) / 4.0;
+                    if (mean > level) == a00 {
+                        segments.extend([(b, r), (t, l)]);
+                    } else {
+                        segments.extend([(b, l), (r, t)]);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // Chain: an edge is shared by at most two cells, so by at most two segments.
+    let mut on_edge: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for (s, &(p, q)) in segments.iter().enumerate() {
+        on_edge.entry(p).or_default().push(s);
+        on_edge.entry(q).or_default().push(s);
+    }
+    let mut used = vec![false; segments.len()];
+    let mut lines = vec![];
+    for s in 0..segments.len() {
+        if used[s] {
+            continue;
+        }
+        used[s] = true;
+        let mut chain = std::collections::VecDeque::from([segments[s].0, segments[s].1]);
+        for forward in [true, false] {
+            loop {
+                let end = if forward {
+                    chain[chain.len() - 1]
+                } else {
+                    chain[0]
+                };
+                let next = on_edge[&end].iter().copied().find(|&t| !used[t]);
+                let Some(t) = next else { break };
+                used[t] = true;
+                let (p, q) = segments[t];
+                let other = if p == end { q } else { p };
+                if forward {
+                    chain.push_back(other);
+                } else {
+                    chain.push_front(other);
+                }
+            }
+        }
+        lines.push(chain.iter().map(|e| point[e]).collect());
+    }
+    lines
+}
+// ANCHOR_END: iso_lines
