@@ -26,6 +26,7 @@
 
 use std::collections::BTreeSet;
 
+use super::draw;
 use anyhow::{bail, ensure, Result};
 use rand::Rng;
 
@@ -552,18 +553,6 @@ fn normalized(mut p: Vec<f64>) -> Vec<f64> {
     assert!(s > 0.0, "the evidence has probability zero");
     p.iter_mut().for_each(|x| *x /= s);
     p
-}
-
-fn draw(p: &[f64], rng: &mut impl Rng) -> usize {
-    let u: f64 = rng.random();
-    let mut acc = 0.0;
-    for (i, &x) in p.iter().enumerate() {
-        acc += x;
-        if u < acc {
-            return i;
-        }
-    }
-    p.len() - 1
 }
 
 // ANCHOR: classic_networks

@@ -39,6 +39,8 @@ use ndarray::ArrayView2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::draw;
+
 /// Tolerance on the sum of a probability row handed to [`Hmm::new`].
 const ROW_TOLERANCE: f64 = 1e-6;
 
@@ -208,17 +210,6 @@ impl Hmm {
 
     /// A sequence of `n` (states, symbols) drawn from the model.
     pub fn sample(&self, n: usize, rng: &mut impl Rng) -> (Vec<usize>, Vec<usize>) {
-        let draw = |p: &[f64], rng: &mut dyn rand::RngCore| -> usize {
-            let u: f64 = rng.random();
-            let mut acc = 0.0;
-            for (i, &pi) in p.iter().enumerate() {
-                acc += pi;
-                if u < acc {
-                    return i;
-                }
-            }
-            p.len() - 1
-        };
         let (mut states, mut obs) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let mut z = draw(&self.start, rng);
         for t in 0..n {

@@ -25,6 +25,7 @@ use ndarray::{Array1, Array2};
 use ndarray_linalg::{Eig as _, Inverse as _};
 use rand::Rng;
 
+use super::draw;
 use crate::info;
 
 /// A Markov chain: its transition matrix.
@@ -200,18 +201,6 @@ impl MarkovChain {
 pub fn tv_distance(mu: &Array1<f64>, nu: &Array1<f64>) -> f64 {
     assert_eq!(mu.len(), nu.len(), "distributions of different lengths");
     0.5 * (mu - nu).mapv(f64::abs).sum()
-}
-
-fn draw(p: &[f64], rng: &mut impl Rng) -> usize {
-    let u: f64 = rng.random();
-    let mut acc = 0.0;
-    for (i, &x) in p.iter().enumerate() {
-        acc += x;
-        if u < acc {
-            return i;
-        }
-    }
-    p.len() - 1
 }
 
 /// What an absorbing chain's fundamental matrix says, for the transient states in

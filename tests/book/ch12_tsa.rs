@@ -337,3 +337,49 @@ fn css_lands_near_the_exact_ml_estimate() {
         assert!(gap > 1e-3 && gap < ml.bse[i], "{i}: gap {gap}");
     }
 }
+
+/// The MASE of every row of the quick run's forecasting table for `series`, by method.
+fn forecast_mase(series: &str) -> Vec<(String, f64)> {
+    let r = dlbook::experiments::quick("tsa_arima", &DataDir::resolve(None)).unwrap();
+    let t = r.table("forecast").expect("forecast table");
+    t.rows
+        .iter()
+        .filter(|row| matches!(&row[0], dlbook::report::Value::Text(s) if s == series))
+        .map(|row| {
+            let dlbook::report::Value::Text(m) = &row[1] else {
+                panic!("method names are text")
+            };
+            (m.clone(), row[4].number().expect("MASE is a number"))
+        })
+        .collect()
+}
+
+/// On the two monthly series a fixed airline model of two parameters forecasts the tail
+/// better than every one of chapter 9's networks (by their mean over seeds); on
+/// sunspots, whose cycle is not a fixed season, some network beats ARIMA(2,1,2).
+#[test]
+fn arima_beats_every_network_on_the_monthly_series_but_not_on_sunspots() {
+    let nets = |rows: &[(String, f64)]| -> Vec<f64> {
+        rows.iter()
+            .filter(|(m, _)| m.starts_with("LSTM") || m.starts_with("GRU"))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    let arima = |rows: &[(String, f64)]| -> f64 {
+        rows.iter()
+            .find(|(m, _)| m.starts_with("ARIMA"))
+            .expect("an ARIMA row")
+            .1
+    };
+    for s in ["air_passengers", "co2"] {
+        let rows = forecast_mase(s);
+        let n = nets(&rows);
+        assert!(
+            n.len() >= 4,
+            "{s}: chapter 9's network rows are in the table"
+        );
+        assert!(n.iter().all(|&v| arima(&rows) < v), "{s}: {rows:?}");
+    }
+    let rows = forecast_mase("sunspots");
+    assert!(nets(&rows).iter().any(|&v| v < arima(&rows)), "{rows:?}");
+}
