@@ -107,28 +107,7 @@ enum Command {
         top: usize,
     },
     /// Serve chapter 5's MNIST CNN over HTTP (predictions, health, metrics, OpenAPI).
-    Serve {
-        /// The model file written by `dlbook train mnist-cnn`.
-        model: PathBuf,
-        /// The model's name in the route `/v1/models/{name}/predict`.
-        #[arg(long, default_value = "mnist_cnn")]
-        name: String,
-        /// The version reported (default: the first 12 hex digits of the file's SHA-256).
-        #[arg(long)]
-        model_version: Option<String>,
-        /// Address to listen on (loopback by default: expose it on purpose).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: std::net::SocketAddr,
-        /// Inference threads, each with its own copy of the model.
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
-        /// Longest wait for a prediction, in milliseconds (then 504).
-        #[arg(long, default_value_t = 5000)]
-        timeout_ms: u64,
-        /// No log line per request.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -244,33 +223,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => bench(&dir, quick, runs, threads, &name, out, profile),
         Command::Train { model } => train(&dir, model),
         Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
-        Command::Serve {
-            model,
-            name,
-            model_version,
-            addr,
-            workers,
-            timeout_ms,
-            quiet,
-        } => serve(ServeArgs {
-            model,
-            name,
-            model_version,
-            addr,
-            workers,
-            timeout_ms,
-            quiet,
-        }),
+        Command::Serve(args) => serve(args),
     }
 }
 
+/// `dlbook serve`.
+#[derive(clap::Args)]
 struct ServeArgs {
+    /// The model file written by `dlbook train mnist-cnn`.
     model: PathBuf,
+    /// The model's name in the route `/v1/models/{name}/predict`.
+    #[arg(long, default_value = "mnist_cnn")]
     name: String,
+    /// The version reported (default: the first 12 hex digits of the file's SHA-256).
+    #[arg(long)]
     model_version: Option<String>,
+    /// Address to listen on (loopback by default: expose it on purpose).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
+    /// Inference threads, each with its own copy of the model.
+    #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Longest wait for a prediction, in milliseconds (then 504).
+    #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// No log line per request.
+    #[arg(long)]
     quiet: bool,
 }
 

@@ -325,7 +325,8 @@ fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
              values before them; MASE scaled by the seasonal naive error on the training \
              part. The LSTM and GRU rows are chapter 9's (experiment {NETWORKS}, read from its \
              committed results, not retrained): mean ± std over seeds {:?}, window p as \
-             chosen there; \"levels\" is its ablation without the log.",
+             chosen there; \"levels\" is its ablation that predicts the level itself instead \
+             of the change.",
             networks.seeds
         ),
         columns: vec![
