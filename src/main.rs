@@ -108,6 +108,52 @@ enum Command {
     },
     /// Serve chapter 5's MNIST CNN over HTTP (predictions, health, metrics, OpenAPI).
     Serve(ServeArgs),
+    /// The model registry: versions of trained models with their lineage, and aliases
+    /// (in `mlruns/models/`, or on the server MLFLOW_TRACKING_URI names).
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// A hyperparameter sweep over an MNIST MLP's learning rate and width, every trial a
+    /// tracked run (tag `sweep=<id>`), the winner chosen on a validation split.
+    Sweep {
+        /// `grid`, `random`, `halving` or `all`.
+        #[arg(long, default_value = "all")]
+        strategy: String,
+        /// Trials trained at once (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The quick preset (seconds) instead of the book's.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every registered model, its versions with their lineage, and its aliases.
+    List,
+    /// Registers a run's model artifact as the next version of a model.
+    Register {
+        /// The run's id (printed by `dlbook train mnist-cnn`, shown by `mlflow ui`).
+        run_id: String,
+        /// The registered model's name (created if new).
+        #[arg(long)]
+        name: String,
+        /// The run's artifact holding the model.
+        #[arg(long, default_value = dlbook::mlops::registry::MODEL_ARTIFACT)]
+        artifact: String,
+    },
+    /// Points an alias (`production` by default) at a version.
+    Promote {
+        /// The registered model's name.
+        name: String,
+        /// The version number.
+        version: u64,
+        /// The alias to move.
+        #[arg(long, default_value = "production")]
+        alias: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +177,9 @@ enum TrainCommand {
         /// the result is the same as a run that never stopped.
         #[arg(long, value_name = "FILE")]
         resume: Option<PathBuf>,
+        /// Register the trained model as the next version of this registered model.
+        #[arg(long, value_name = "NAME")]
+        register: Option<String>,
     },
     /// A classifier for your own images: DIR holds one subfolder of PNG or JPEG images
     /// per class. Writes the model, its validation accuracy and confusion matrix.
@@ -224,17 +273,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train { model } => train(&dir, model),
         Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
         Command::Serve(args) => serve(args),
+        Command::Models { command } => models(command),
+        Command::Sweep {
+            strategy,
+            threads,
+            quick,
+        } => sweep(&dir, &strategy, threads, quick),
     }
 }
 
 /// `dlbook serve`.
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// The model file written by `dlbook train mnist-cnn`.
-    model: PathBuf,
-    /// The model's name in the route `/v1/models/{name}/predict`.
-    #[arg(long, default_value = "mnist_cnn")]
-    name: String,
+    /// The model file written by `dlbook train mnist-cnn`; with --registry,
+    /// `NAME@ALIAS` (`mnist_cnn@production`): the version the alias points at, reloaded
+    /// whenever the alias moves.
+    model: String,
+    /// The tracking store whose registry holds the model (a folder such as `mlruns`, or
+    /// an MLflow server's http:// URI).
+    #[arg(long, value_name = "STORE")]
+    registry: Option<String>,
+    /// How often the alias is checked, in milliseconds (with --registry).
+    #[arg(long, default_value_t = 2000)]
+    poll_ms: u64,
+    /// The model's name in the route `/v1/models/{name}/predict` (default: the
+    /// registered name, else `mnist_cnn`).
+    #[arg(long)]
+    name: Option<String>,
     /// The version reported (default: the first 12 hex digits of the file's SHA-256).
     #[arg(long)]
     model_version: Option<String>,
@@ -253,49 +318,258 @@ struct ServeArgs {
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode> {
-    use dlbook::serve::batcher::{Batcher, Classifier as Model};
-    use dlbook::serve::model::MnistCnn;
-    use dlbook::serve::{AppState, Deployed, ServeConfig};
-    use sha2::{Digest, Sha256};
+    use dlbook::serve::{AppState, ServeConfig};
     if a.workers == 0 {
         bail!("--workers must be at least 1");
     }
-    let version = match a.model_version {
-        Some(v) => v,
-        None => {
-            let bytes = std::fs::read(&a.model)
-                .with_context(|| format!("reading {}", a.model.display()))?;
-            let digest = Sha256::digest(&bytes);
-            digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-        }
-    };
-    // Each inference thread runs its matrix products on one core.
-    dlbook::gemm::single_threaded_blas();
-    let path = a.model.clone();
-    let load = std::sync::Arc::new(move || {
-        MnistCnn::load(&path).map(|m| Box::new(m) as Box<dyn Model>)
-    });
-    let batcher = Batcher::start(load, a.workers, 1024)?;
     let state = AppState::new(ServeConfig {
         timeout: std::time::Duration::from_millis(a.timeout_ms),
         log_requests: !a.quiet,
     });
-    state.deploy(Deployed::new(&a.name, &version, batcher));
+    // Each inference thread runs its matrix products on one core.
+    dlbook::gemm::single_threaded_blas();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (name, version) = match &a.registry {
+        Some(store) => serve_registered(&a, store, &state, &stop)?,
+        None => {
+            let name = a.name.clone().unwrap_or_else(|| "mnist_cnn".into());
+            let version = serve_file(
+                std::path::Path::new(&a.model),
+                &name,
+                a.model_version.clone(),
+                a.workers,
+                &state,
+            )?;
+            (name, version)
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     eprintln!(
-        "serving {} version {version} on http://{} (Ctrl-C stops)",
-        a.name, a.addr
+        "serving {name} version {version} on http://{} (Ctrl-C stops)",
+        a.addr
     );
     rt.block_on(dlbook::serve::serve(
         a.addr,
         state,
         dlbook::serve::shutdown_signal(),
     ))?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Deploys the version `NAME@ALIAS` (`a.model`) points at in the registry of `store`,
+/// and starts polling the alias; returns the route's name and the version.
+fn serve_registered(
+    a: &ServeArgs,
+    store: &str,
+    state: &dlbook::serve::AppState,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(String, String)> {
+    use dlbook::serve::reload::{Outcome, Reloader, Source};
+    let (model, alias) = a.model.split_once('@').with_context(|| {
+        format!(
+            "with --registry, name the model as NAME@ALIAS (mnist_cnn@production), not {:?}",
+            a.model
+        )
+    })?;
+    let tracker = dlbook::mlops::tracking::Tracker::from_uri(store)?;
+    let registry = dlbook::mlops::registry::Registry::of(&tracker);
+    let name = a.name.clone().unwrap_or_else(|| model.to_string());
+    let mut reloader = Reloader::new(
+        Source {
+            registry,
+            model: model.into(),
+            alias: alias.into(),
+            served_name: name.clone(),
+            workers: a.workers,
+            queue: 1024,
+            cache: std::env::temp_dir().join("dlbook-serve-models"),
+        },
+        state.clone(),
+    );
+    match reloader.poll() {
+        Outcome::Deployed(v) => {
+            reloader.spawn(
+                std::time::Duration::from_millis(a.poll_ms.max(10)),
+                stop.clone(),
+            )?;
+            Ok((name, v.to_string()))
+        }
+        Outcome::Failed(v, e) => bail!("version {v} of {model}: {e}"),
+        Outcome::Unreachable(e) => bail!("{e}"),
+        Outcome::Unchanged => bail!("{model}@{alias}: nothing to serve"),
+    }
+}
+
+/// Deploys the model file `path` into `state` as `name`, under the version given or the
+/// first 12 hex digits of the file's sha256; returns the version.
+fn serve_file(
+    path: &std::path::Path,
+    name: &str,
+    version: Option<String>,
+    workers: usize,
+    state: &dlbook::serve::AppState,
+) -> Result<String> {
+    use dlbook::serve::batcher::{Batcher, Classifier as Model};
+    use dlbook::serve::model::MnistCnn;
+    use dlbook::serve::Deployed;
+    use sha2::{Digest, Sha256};
+    let version = match version {
+        Some(v) => v,
+        None => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let digest = Sha256::digest(&bytes);
+            digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    let path = path.to_path_buf();
+    let load = std::sync::Arc::new(move || {
+        MnistCnn::load(&path).map(|m| Box::new(m) as Box<dyn Model>)
+    });
+    let batcher = Batcher::start(load, workers, 1024)?;
+    state.deploy(Deployed::new(name, &version, batcher));
+    Ok(version)
+}
+
+/// `dlbook models`: the registry of the book's tracking store (or MLFLOW_TRACKING_URI's).
+fn models(command: ModelsCommand) -> Result<ExitCode> {
+    use dlbook::mlops::registry::{register_run, Registry};
+    let tracker = tracking_store()?;
+    let registry = Registry::of(&tracker);
+    match command {
+        ModelsCommand::List => {
+            let models = registry.models()?;
+            if models.is_empty() {
+                println!("no registered models in {}", registry.location());
+            }
+            for m in models {
+                let aliases: Vec<String> = m
+                    .aliases
+                    .iter()
+                    .map(|(a, v)| format!("{a} -> {v}"))
+                    .collect();
+                println!(
+                    "{}  (aliases: {})",
+                    m.name,
+                    if aliases.is_empty() {
+                        "none".into()
+                    } else {
+                        aliases.join(", ")
+                    }
+                );
+                for v in &m.versions {
+                    println!(
+                        "  version {}  run {}  commit {}  data {}  {}",
+                        v.version,
+                        v.run_id,
+                        v.git_commit(),
+                        v.data_sha256(),
+                        v.source
+                    );
+                }
+            }
+        }
+        ModelsCommand::Register {
+            run_id,
+            name,
+            artifact,
+        } => {
+            let v = register_run(&tracker, &registry, &run_id, &name, &artifact)?;
+            println!(
+                "registered {name} version {} from run {run_id} in {}",
+                v.version,
+                registry.location()
+            );
+        }
+        ModelsCommand::Promote {
+            name,
+            version,
+            alias,
+        } => {
+            registry.set_alias(&name, &alias, version)?;
+            println!("{name}@{alias} -> version {version}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tracking store of the book's folder (`mlruns/`, or where the command runs outside
+/// it), or the one MLFLOW_TRACKING_URI names.
+fn tracking_store() -> Result<dlbook::mlops::tracking::Tracker> {
+    let root = match book_root() {
+        Ok(root) => root,
+        Err(_) => std::env::current_dir()?,
+    };
+    dlbook::mlops::logging::store_for(&root)
+}
+
+/// `dlbook sweep`: the sweep of the `sweep_mnist` experiment, every trial a tracked run.
+fn sweep(
+    dir: &DataDir,
+    strategy: &str,
+    threads: Option<usize>,
+    quick: bool,
+) -> Result<ExitCode> {
+    use dlbook::experiments::Preset;
+    use dlbook::mlops::sweep::{self, Strategy, SweepConfig, SweepData, Tracking};
+    let strategies = match strategy {
+        "all" => Strategy::ALL.to_vec(),
+        s => vec![Strategy::parse(s)?],
+    };
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let cfg = if quick {
+        SweepConfig::quick()
+    } else {
+        SweepConfig::full()
+    };
+    cfg.validate()?;
+    dlbook::gemm::single_threaded_blas();
+    let data = SweepData::load(dir, &cfg)?;
+    let tracker = tracking_store()?;
+    let experiment_id = tracker.experiment("sweep_mnist")?;
+    let sweep_id = format!("{:x}", dlbook::mlops::tracking::now_ms());
+    let tracking = Tracking {
+        tracker: &tracker,
+        experiment_id,
+        sweep_id: sweep_id.clone(),
+    };
+    println!(
+        "sweep {sweep_id}: logging every trial to {}",
+        tracker.location()
+    );
+    for s in strategies {
+        let n = match s {
+            Strategy::Grid => cfg.grid().len(),
+            Strategy::Random => cfg.n_random,
+            Strategy::Halving => cfg.rungs().iter().map(|&(n, _)| n).sum(),
+        };
+        let bar = progress::bar(n as u64, s.name());
+        let res = sweep::run(&cfg, s, &data, threads, Some(&tracking), &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        let w = res.winner();
+        println!(
+            "{:8} {:3} points, {:4} epochs: best lr {:.2e}, width {}: validation {:.2} %, \
+             test {:.2} % (run {})",
+            s.name(),
+            res.trials.len(),
+            res.budget,
+            w.point.lr,
+            w.point.hidden,
+            100.0 * w.score(),
+            100.0 * res.test_acc,
+            w.run_id.as_deref().unwrap_or("-")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -307,6 +581,7 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
             out,
             checkpoint,
             resume,
+            register,
         } => {
             let recipe = dlbook::train::mnist::Recipe::new(epochs, seed);
             let (tracker, mut run) = track_training(
@@ -327,9 +602,21 @@ fn train(dir: &DataDir, model: TrainCommand) -> Result<ExitCode> {
                 resume.as_deref(),
                 Some(&mut run),
             )?;
-            run.log_artifact(&out, "model.safetensors")?;
-            println!("logged run {} to {}", run.id(), tracker.location());
+            run.log_artifact(&out, dlbook::mlops::registry::MODEL_ARTIFACT)?;
+            let run_id = run.id().to_string();
+            println!("logged run {run_id} to {}", tracker.location());
             run.end(dlbook::mlops::tracking::RunStatus::Finished)?;
+            if let Some(name) = register {
+                let registry = dlbook::mlops::registry::Registry::of(&tracker);
+                let v = dlbook::mlops::registry::register_run(
+                    &tracker,
+                    &registry,
+                    &run_id,
+                    &name,
+                    dlbook::mlops::registry::MODEL_ARTIFACT,
+                )?;
+                println!("registered {name} version {}", v.version);
+            }
             for (e, a) in accs.iter().enumerate() {
                 println!("epoch {}: test accuracy {:.2} %", e + 1, 100.0 * a);
             }
@@ -395,7 +682,7 @@ fn track_training(
         Ok(root) => root,
         Err(_) => std::env::current_dir()?,
     };
-    let tracker = dlbook::mlops::logging::store_for(&root)?;
+    let tracker = tracking_store()?;
     let data: Vec<(String, String)> = data
         .iter()
         .map(|d| (d.file.clone(), d.sha256.clone()))

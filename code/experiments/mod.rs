@@ -112,6 +112,7 @@ registry! {
     svm_classify::SvmClassify,
     ensemble_breast_cancer::EnsembleBreastCancer,
     // The data appendix.
+    sweep_mnist::SweepMnist,
     datasets::Datasets,
 }
 

@@ -10,6 +10,8 @@
 //! | a run's end | `POST /api/2.0/mlflow/runs/update` |
 //! | runs read back | `POST /api/2.0/mlflow/runs/search`, `GET .../metrics/get-history` |
 //! | an artifact | `PUT  /api/2.0/mlflow-artifacts/artifacts/<path>` (servers that proxy them) |
+//! | a run by id, its artifacts | `GET /api/2.0/mlflow/runs/get`, `GET .../artifacts/list`, `GET .../mlflow-artifacts/artifacts/<path>` |
+//! | the model registry | see [`super::registry`] |
 //!
 //! Every failure is a `Result` error that names the call: the server's own `error_code`
 //! and `message` when it answered, the transport's error when it did not (a server that
@@ -110,7 +112,7 @@ impl RestClient {
 
     /// Sends one call and returns the JSON it answers; a status other than 2xx is an
     /// error with the server's `error_code` and `message`.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -362,25 +364,7 @@ impl RestClient {
         name: &str,
         bytes: &[u8],
     ) -> Result<()> {
-        let path = artifact_uri
-            .strip_prefix("mlflow-artifacts:")
-            .map(|rest| {
-                // `mlflow-artifacts:/path` or `mlflow-artifacts://host:port/path`.
-                match rest.strip_prefix("//") {
-                    Some(hosted) => hosted.split_once('/').map_or("", |(_, p)| p),
-                    None => rest.trim_start_matches('/'),
-                }
-            })
-            .with_context(|| {
-                format!(
-                    "the run's artifacts go to {artifact_uri:?}, not through the server \
-                     (start it with --serve-artifacts to log artifacts over REST)"
-                )
-            })?;
-        let url = format!(
-            "{}/api/2.0/mlflow-artifacts/artifacts/{path}/{name}",
-            self.base
-        );
+        let url = self.artifact_url(artifact_uri, name)?;
         let what = || format!("MLflow server: PUT {url}");
         let mut resp = self
             .agent
@@ -394,6 +378,105 @@ impl RestClient {
             return Err(server_error(status, &text)).with_context(what);
         }
         Ok(())
+    }
+}
+
+impl RestClient {
+    /// The proxy's URL of artifact `name` under `artifact_uri` (`mlflow-artifacts:/path`
+    /// or `mlflow-artifacts://host:port/path`).
+    fn artifact_url(&self, artifact_uri: &str, name: &str) -> Result<String> {
+        let path = artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .map(|rest| match rest.strip_prefix("//") {
+                Some(hosted) => hosted.split_once('/').map_or("", |(_, p)| p),
+                None => rest.trim_start_matches('/'),
+            })
+            .with_context(|| {
+                format!(
+                    "the run's artifacts go to {artifact_uri:?}, not through the server \
+                     (start it with --serve-artifacts to move artifacts over REST)"
+                )
+            })?;
+        Ok(format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{path}/{name}",
+            self.base
+        ))
+    }
+
+    /// Downloads artifact `name` under `artifact_uri` through the server's proxy.
+    pub fn get_artifact(&self, artifact_uri: &str, name: &str) -> Result<Vec<u8>> {
+        let url = self.artifact_url(artifact_uri, name)?;
+        let what = || format!("MLflow server: GET {url}");
+        let mut resp = self.agent.get(&url).call().with_context(what)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            return Err(server_error(status, &text)).with_context(what);
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(1 << 32)
+            .read_to_vec()
+            .with_context(what)
+    }
+
+    /// Every item of a paged `GET` search (`registered-models/search`,
+    /// `model-versions/search`): the arrays under `key` of every page.
+    pub fn search_all(
+        &self,
+        path: &str,
+        key: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Value>> {
+        let mut out = vec![];
+        let mut token = String::new();
+        loop {
+            let mut q = query.to_vec();
+            q.push(("max_results", "1000"));
+            if !token.is_empty() {
+                q.push(("page_token", &token));
+            }
+            let v = self.call("GET", path, &q, None)?;
+            out.extend(
+                v.get(key)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            match v.get("next_page_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = t.to_string(),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// A run as the server's JSON `run` object (`runs/get`).
+    pub fn get_run(&self, run_id: &str) -> Result<Value> {
+        let v = self.call(
+            "GET",
+            "/api/2.0/mlflow/runs/get",
+            &[("run_id", run_id)],
+            None,
+        )?;
+        v.get("run")
+            .cloned()
+            .with_context(|| format!("runs/get answered without a run: {v}"))
+    }
+
+    /// The paths of a run's top-level artifacts (`artifacts/list`).
+    pub fn list_artifacts(&self, run_id: &str) -> Result<Vec<String>> {
+        let v = self.call(
+            "GET",
+            "/api/2.0/mlflow/artifacts/list",
+            &[("run_id", run_id)],
+            None,
+        )?;
+        v.get("files")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|f| str_of(f, "path").map(str::to_string))
+            .collect()
     }
 }
 

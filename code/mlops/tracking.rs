@@ -100,7 +100,7 @@ impl RunStatus {
 }
 
 /// Milliseconds since 1970, MLflow's timestamps.
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -133,14 +133,17 @@ pub fn check_key(key: &str) -> Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
 /// so readers see the old content or the new, never a part.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("a file path has a folder")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path.file_name().context("a file path has a name")?;
+    // Unique per process and per call: threads of one process may write side by side.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     {
         let mut f =
@@ -154,7 +157,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A YAML scalar as MLflow writes strings: single-quoted when it would otherwise read
 /// as something else.
-fn yaml_str(s: &str) -> String {
+pub(crate) fn yaml_str(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./ ".contains(c))
@@ -172,7 +175,7 @@ fn yaml_str(s: &str) -> String {
 
 /// The `key: value` lines of a flat YAML file as MLflow writes them (scalars only),
 /// quotes removed.
-fn read_yaml(path: &Path) -> Result<BTreeMap<String, String>> {
+pub(crate) fn read_yaml(path: &Path) -> Result<BTreeMap<String, String>> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("reading {}", path.display()))?;
     let mut map = BTreeMap::new();
@@ -281,6 +284,51 @@ impl Tracker {
             Store::File(root) => Some(root),
             Store::Rest(_) => None,
         }
+    }
+
+    /// The server's client, for a tracker that logs to one.
+    pub(crate) fn rest_client(&self) -> Option<&RestClient> {
+        match &self.store {
+            Store::File(_) => None,
+            Store::Rest(c) => Some(c),
+        }
+    }
+
+    /// The run with id `run_id`, in whichever experiment it is, with its artifact URI
+    /// and the names of its artifacts; an unknown id is an error saying so.
+    pub fn find_run(&self, run_id: &str) -> Result<FoundRun> {
+        if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!("{run_id:?} is not a run id (MLflow's ids are 32 hex digits)");
+        }
+        let root = match &self.store {
+            Store::File(root) => root,
+            Store::Rest(c) => {
+                let v = c.get_run(run_id)?;
+                let info = v.get("info").context("a run without info")?;
+                let artifact_uri = rest::str_of(info, "artifact_uri")?.to_string();
+                return Ok(FoundRun {
+                    record: RunRecord::from_json(c, &v)?,
+                    artifacts: c.list_artifacts(run_id)?,
+                    artifact_uri,
+                });
+            }
+        };
+        for (exp, _) in self.experiments()? {
+            let dir = root.join(&exp).join(run_id);
+            if dir.join("meta.yaml").exists() {
+                let meta = read_yaml(&dir.join("meta.yaml"))?;
+                let artifact_uri =
+                    meta.get("artifact_uri").cloned().unwrap_or_else(|| {
+                        format!("file://{}", dir.join("artifacts").display())
+                    });
+                return Ok(FoundRun {
+                    record: RunRecord::read(&dir)?,
+                    artifacts: file_names(&dir.join("artifacts"))?,
+                    artifact_uri,
+                });
+            }
+        }
+        bail!("no run {run_id} in {}", root.display())
     }
 
     /// Where the runs go, for messages: the folder or the server's URI.
@@ -724,11 +772,7 @@ impl RunRecord {
         let code: i64 = get("status")?.parse().context("status is a number")?;
         let status = RunStatus::from_code(code)
             .with_context(|| format!("{}: unknown status {code}", dir.display()))?;
-        let files = |sub: &str| -> Result<BTreeMap<String, String>> {
-            let mut m = BTreeMap::new();
-            collect_files(&dir.join(sub), "", &mut m)?;
-            Ok(m)
-        };
+        let files = |sub: &str| collect_files(&dir.join(sub));
         let mut metrics = BTreeMap::new();
         for (key, text) in files("metrics")? {
             let mut lines = vec![];
@@ -766,11 +810,24 @@ impl RunRecord {
     }
 }
 
-/// Every file under `dir` (keys may contain `/`), by key, skipping temporary files.
-fn collect_files(
+/// A run found by its id ([`Tracker::find_run`]).
+#[derive(Clone, Debug)]
+pub struct FoundRun {
+    /// The run as logged.
+    pub record: RunRecord,
+    /// Where its artifacts are (`file://...` in a file store, `mlflow-artifacts:/...`
+    /// on a server that proxies them).
+    pub artifact_uri: String,
+    /// The paths of its artifacts, relative to `artifact_uri`.
+    pub artifacts: Vec<String>,
+}
+
+/// Calls `f` with the key (relative path, `/`-separated) and path of every file under
+/// `dir`, skipping temporary files; a missing `dir` has none.
+fn walk_files(
     dir: &Path,
     prefix: &str,
-    out: &mut BTreeMap<String, String>,
+    f: &mut dyn FnMut(String, &Path) -> Result<()>,
 ) -> Result<()> {
     if !dir.exists() {
         return Ok(());
@@ -784,19 +841,40 @@ fn collect_files(
             continue;
         }
         let key = if prefix.is_empty() {
-            name.clone()
+            name
         } else {
             format!("{prefix}/{name}")
         };
         if entry.path().is_dir() {
-            collect_files(&entry.path(), &key, out)?;
+            walk_files(&entry.path(), &key, f)?;
         } else {
-            let text = fs::read_to_string(entry.path())
-                .with_context(|| format!("reading {}", entry.path().display()))?;
-            out.insert(key, text);
+            f(key, &entry.path())?;
         }
     }
     Ok(())
+}
+
+/// The relative path of every file under `dir`, sorted.
+pub(crate) fn file_names(dir: &Path) -> Result<Vec<String>> {
+    let mut out = vec![];
+    walk_files(dir, "", &mut |key, _| {
+        out.push(key);
+        Ok(())
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Every file under `dir` (keys may contain `/`), by key, with its text.
+pub(crate) fn collect_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    walk_files(dir, "", &mut |key, path| {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        out.insert(key, text);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]

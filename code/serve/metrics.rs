@@ -1,6 +1,6 @@
 //! What `GET /metrics` exports, in Prometheus' text format (OpenMetrics): requests by
 //! route and status, request latency by route, images per forward pass, predictions by
-//! class, and which model version is loaded.
+//! class, which model version is loaded, and the reloads tried from the registry.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +41,15 @@ pub struct ModelLabels {
     pub version: String,
 }
 
+/// Labels of the model-reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// The version the server tried to load.
+    pub version: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+}
+
 /// The server's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +63,8 @@ pub struct Metrics {
     pub predicted: Family<ClassLabels, Counter>,
     /// 1 for the model version being served.
     pub model: Family<ModelLabels, Gauge>,
+    /// Attempts to load a new version from the registry, by version and outcome.
+    pub reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,8 +104,15 @@ impl Default for Metrics {
             "1 for the model version being served",
             model.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "model_reloads",
+            "Attempts to load a new model version from the registry, by outcome",
+            reloads.clone(),
+        );
         Metrics {
             registry,
+            reloads,
             requests,
             latency,
             batch_images,

@@ -18,6 +18,7 @@ pub mod batcher;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod reload;
 pub mod validate;
 
 use std::net::SocketAddr;

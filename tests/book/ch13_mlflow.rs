@@ -22,7 +22,7 @@ const PYTHON_VAR: &str = "DLBOOK_MLFLOW_PYTHON";
 /// schema first: seconds on an idle machine, more on a loaded 2-core one).
 const SERVER_START: Duration = Duration::from_secs(120);
 
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let d =
         std::env::temp_dir().join(format!("dlbook-ch13-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -31,7 +31,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// The Python with MLflow, or a failure saying how to install it.
-fn mlflow_python() -> PathBuf {
+pub(crate) fn mlflow_python() -> PathBuf {
     let Some(p) = std::env::var_os(PYTHON_VAR).filter(|p| !p.is_empty()) else {
         panic!(
             "{PYTHON_VAR} is not set: these tests run the real MLflow. Install it with \
@@ -50,7 +50,7 @@ fn mlflow_python() -> PathBuf {
 }
 
 /// Runs `script` with MLflow's Python and `env`, and parses the JSON it prints last.
-fn python_json(python: &Path, script: &str, env: &[(&str, &str)]) -> Value {
+pub(crate) fn python_json(python: &Path, script: &str, env: &[(&str, &str)]) -> Value {
     let out = Command::new(python)
         .args(["-c", script])
         .envs(env.iter().copied())
@@ -68,9 +68,9 @@ fn python_json(python: &Path, script: &str, env: &[(&str, &str)]) -> Value {
 
 /// An `mlflow server` child, killed (and waited for) when dropped, also when a test
 /// fails.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    uri: String,
+    pub(crate) uri: String,
     log: PathBuf,
 }
 
@@ -84,7 +84,7 @@ impl Drop for Server {
 impl Server {
     /// Starts `mlflow server` on a free port of 127.0.0.1 with a SQLite store and proxied
     /// artifacts in `dir`, and waits (bounded) until it answers.
-    fn start(python: &Path, dir: &Path) -> Server {
+    pub(crate) fn start(python: &Path, dir: &Path) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

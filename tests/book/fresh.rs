@@ -98,6 +98,7 @@ fresh! {
     clustering,
     svm_classify,
     ensemble_breast_cancer,
+    sweep_mnist,
     datasets,
 }
 
