@@ -108,6 +108,15 @@ enum Command {
     },
     /// Serve chapter 5's MNIST CNN over HTTP (predictions, health, metrics, OpenAPI).
     Serve(ServeArgs),
+    /// Check that a server answers: `GET URL`, exit 0 on a 2xx answer, 1 otherwise (the
+    /// container image's health check).
+    Probe {
+        /// The route to ask, e.g. http://127.0.0.1:8080/healthz.
+        url: String,
+        /// Longest wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,6 +233,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train { model } => train(&dir, model),
         Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
         Command::Serve(args) => serve(args),
+        Command::Probe { url, timeout_ms } => {
+            let status = dlbook::deploy::probe(
+                &url,
+                std::time::Duration::from_millis(timeout_ms),
+            )?;
+            println!("{url}: {status}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
