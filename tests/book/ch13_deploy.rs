@@ -429,7 +429,7 @@ fn the_suite_builds_and_starts_the_image() {
         "buildah bud --isolation chroot --format docker --layers --pull=never",
         "-f deploy/Dockerfile",
         "podman image mount",
-        "chroot --userspec=\"$user\" \"$mnt\" \"${cmd[@]}\"",
+        "\"$chroot\" --userspec=\"$user\" \"$mnt\" \"${cmd[@]}\"",
         "\"$base/healthz\"",
         "\"$base/readyz\"",
         "\"$base/v1/models/mnist_cnn/predict\"",
@@ -701,4 +701,17 @@ fn a_sweep_is_an_indexed_job_one_seed_per_pod() {
         .find(|m| text(m, "mountPath") == data_dir)
         .expect("a volume at DLBOOK_DATA");
     assert_eq!(at(data, "readOnly").as_bool(), Some(true));
+    // The root file system is read-only: the trial runs (and `dlbook train` writes its
+    // tracking store, ./mlruns) in a writable volume.
+    assert_eq!(
+        at(c, "securityContext.readOnlyRootFilesystem").as_bool(),
+        Some(true)
+    );
+    let work = text(c, "workingDir");
+    let writable = mounts.iter().find(|m| text(m, "mountPath") == work);
+    assert!(
+        writable
+            .is_some_and(|m| m.get("readOnly").and_then(Value::as_bool) != Some(true)),
+        "workingDir {work} is not a writable volume"
+    );
 }
