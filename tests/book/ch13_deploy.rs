@@ -59,7 +59,7 @@ fn dockerfile() -> Vec<Instruction> {
             }
             None => {
                 pending.push_str(t);
-                let (k, a) = pending.split_once(' ').unwrap_or((&pending, ""));
+                let (k, a) = pending.split_once(' ').unwrap_or((pending.as_str(), ""));
                 out.push(Instruction {
                     keyword: k.to_uppercase(),
                     args: a.trim().to_string(),
@@ -261,7 +261,7 @@ fn port_of(container: &Value, port: &Value) -> u16 {
             let ports = at(container, "ports").as_sequence().unwrap();
             let p = ports
                 .iter()
-                .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+                .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))
                 .unwrap_or_else(|| panic!("no container port named {name}"));
             at(p, "containerPort").as_u64().unwrap() as u16
         }
@@ -278,7 +278,7 @@ pub fn image_stages() -> Vec<(String, String)> {
         .iter()
         .filter(|i| i.keyword == "FROM")
         .map(|i| {
-            let (base, name) = i.args.split_once(" AS ").unwrap_or((&i.args, ""));
+            let (base, name) = i.args.split_once(" AS ").unwrap_or((i.args.as_str(), ""));
             (name.trim().to_string(), base.trim().to_string())
         })
         .collect()
