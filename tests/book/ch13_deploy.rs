@@ -77,7 +77,7 @@ fn dockerfile() -> Vec<Instruction> {
 
 /// The instructions of the stage that starts with `FROM ... AS name` (the last stage
 /// for `None`).
-fn stage(all: &[Instruction], name: Option<&str>) -> Vec<&Instruction> {
+fn stage<'a>(all: &'a [Instruction], name: Option<&str>) -> Vec<&'a Instruction> {
     let starts: Vec<usize> = (0..all.len())
         .filter(|&i| all[i].keyword == "FROM")
         .collect();
