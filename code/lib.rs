@@ -40,6 +40,7 @@ pub mod book;
 pub mod cluster;
 pub mod cnn;
 pub mod data;
+pub mod deploy;
 pub mod detect;
 pub mod ensemble;
 pub mod experiments;

@@ -127,6 +127,15 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Check that a server answers: `GET URL`, exit 0 on a 2xx answer, 1 otherwise (the
+    /// container image's health check).
+    Probe {
+        /// The route to ask, e.g. http://127.0.0.1:8080/healthz.
+        url: String,
+        /// Longest wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -279,6 +288,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             threads,
             quick,
         } => sweep(&dir, &strategy, threads, quick),
+        Command::Probe { url, timeout_ms } => {
+            let status = dlbook::deploy::probe(
+                &url,
+                std::time::Duration::from_millis(timeout_ms),
+            )?;
+            println!("{url}: {status}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
