@@ -70,8 +70,10 @@ struct Fuzzed {
 fn fuzz() -> Fuzzed {
     let bin = schemathesis();
     let srv = server();
-    let report = std::env::temp_dir().join(format!("dlbook-fuzz-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&report);
+    let scratch = std::env::temp_dir().join(format!("dlbook-fuzz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let report = scratch.join("report");
     let out = Command::new(&bin)
         .arg("run")
         .arg(srv.url("/openapi.json"))
@@ -88,7 +90,7 @@ fn fuzz() -> Fuzzed {
         .args(["--suppress-health-check", "data_too_large,too_slow"])
         .env("SCHEMATHESIS_HOOKS", "")
         // It keeps a cache of crashes in its working directory: not in the book's tree.
-        .current_dir(std::env::temp_dir())
+        .current_dir(&scratch)
         .output()
         .expect("starting schemathesis");
     let text = format!(
@@ -132,7 +134,7 @@ fn fuzz() -> Fuzzed {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&report);
+    let _ = std::fs::remove_dir_all(&scratch);
     assert!(
         out.status.success() || !failures.is_empty(),
         "schemathesis ended with {} and no failure in its log:\n{text}",
