@@ -70,7 +70,8 @@ struct Fuzzed {
 fn fuzz() -> Fuzzed {
     let bin = schemathesis();
     let srv = server();
-    let scratch = std::env::temp_dir().join(format!("dlbook-fuzz-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("dlbook-fuzz-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
     let report = scratch.join("report");
