@@ -45,6 +45,7 @@ pub mod peak;
 pub mod python;
 mod registry;
 pub mod rnn_cells;
+pub mod serve;
 mod steps;
 pub mod svm;
 mod tables;

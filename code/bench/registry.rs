@@ -19,6 +19,7 @@ use super::hmm::HmmBenchConfig;
 use super::mha::MhaBenchConfig;
 use super::minilm::MiniLmBenchConfig;
 use super::rnn_cells::RnnCellsConfig;
+use super::serve::ServeLoadConfig;
 use super::Config;
 use crate::data::DataDir;
 use crate::report::Report;
@@ -85,6 +86,7 @@ knobs!(
     HmmBenchConfig,
     ClusterBenchConfig,
     EnsembleBenchConfig,
+    ServeLoadConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -229,6 +231,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "trees and ensembles against scikit-learn and XGBoost",
         run: |o, dir, _| super::ensemble::run(&configured(o), dir, "ensemble_speed"),
+    },
+    Timing {
+        stem: "serve_load",
+        aliases: &["serve"],
+        chapter: "ch13",
+        what: "the model server under wrk's load at 1, 8 and 64 connections, beside FastAPI",
+        run: |o, dir, _| super::serve::run(&configured(o), dir, "serve_load"),
     },
 ];
 

@@ -221,6 +221,16 @@ pub enum Plot {
         /// Digits after the point in the cells (0 for counts).
         decimals: usize,
     },
+    /// A picture taken of something real (a screenshot), kept as PNG bytes (base64 in
+    /// the JSON) and shown at its size under the title.
+    Picture {
+        /// The PNG file, base64-encoded (RFC 4648, with padding).
+        png_base64: String,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
 }
 
 /// A figure: rendered to `<experiment>-<name>.svg`.

@@ -62,6 +62,18 @@ impl Batcher {
     /// load (or copies that disagree on their number of classes) is an error, and no
     /// worker is left running.
     pub fn start(load: Loader, workers: usize, queue: usize) -> Result<Batcher> {
+        Self::start_batching(load, workers, queue, MAX_BATCH_IMAGES)
+    }
+
+    /// [`Batcher::start`] with batches of at most `max_batch` images (a request larger
+    /// than that still runs whole, alone); `max_batch = 1` runs one request per forward
+    /// pass, which is what micro-batching is measured against.
+    pub fn start_batching(
+        load: Loader,
+        workers: usize,
+        queue: usize,
+        max_batch: usize,
+    ) -> Result<Batcher> {
         ensure!(workers >= 1, "a server needs at least one inference worker");
         let (tx, rx) = sync_channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -76,7 +88,7 @@ impl Batcher {
                     Ok(model) => {
                         let _ = ready.send(Ok(model.n_classes()));
                         drop(ready);
-                        work(model, &rx);
+                        work(model, &rx, max_batch);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(format!("{e:#}")));
@@ -141,8 +153,9 @@ impl Batcher {
     }
 }
 
+// ANCHOR: work
 /// A worker's loop: one request, then whatever else is waiting, as one batch.
-fn work(mut model: Box<dyn Classifier>, rx: &Mutex<Receiver<Job>>) {
+fn work(mut model: Box<dyn Classifier>, rx: &Mutex<Receiver<Job>>, max_batch: usize) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -151,7 +164,7 @@ fn work(mut model: Box<dyn Classifier>, rx: &Mutex<Receiver<Job>>) {
             let Ok(first) = rx.recv() else { return };
             let mut images = first.n;
             jobs.push(first);
-            while images < MAX_BATCH_IMAGES {
+            while images < max_batch {
                 match rx.try_recv() {
                     Ok(job) => {
                         images += job.n;
@@ -186,6 +199,7 @@ fn work(mut model: Box<dyn Classifier>, rx: &Mutex<Receiver<Job>>) {
         }
     }
 }
+// ANCHOR_END: work
 
 #[cfg(test)]
 mod tests {

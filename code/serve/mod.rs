@@ -2,7 +2,8 @@
 //!
 //! Routes: `POST /v1/models/{name}/predict` (JSON in, probabilities out, every input
 //! checked by [`validate`]), `GET /healthz` (the process is up), `GET /readyz` (a model is
-//! loaded), `GET /metrics` (Prometheus), `GET /openapi.json` (the API's description).
+//! loaded), `GET /metrics` (Prometheus), `GET /openapi.json` (the API's description),
+//! `GET /` (a page where a reader draws a digit and sees the model's probabilities).
 //!
 //! How a request goes: a middleware gives it an id (the client's `x-request-id`, or a new
 //! one) and, on the way out, counts it, times it and logs it as one JSON line; the handler
@@ -15,6 +16,7 @@
 //! workers stop once the last of those requests is answered.
 
 pub mod batcher;
+pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -167,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
+        .route("/", get(draw_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -201,8 +204,19 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi_json() -> Json<serde_json::Value> {
-    Json(openapi::document())
+async fn openapi_json(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let deployed = s.deployed();
+    Json(openapi::document(
+        deployed.as_ref().map(|d| d.name.as_str()),
+    ))
+}
+
+/// The drawing page: one self-contained HTML file (inline script and style, nothing
+/// fetched from elsewhere), compiled into the binary.
+pub const DRAW_PAGE: &str = include_str!("draw.html");
+
+async fn draw_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(DRAW_PAGE)
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -2,11 +2,12 @@
 //! `dlbook train mnist-cnn` writes, run in evaluation mode.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ndarray::{ArrayD, IxDyn};
 
-use super::batcher::Classifier;
+use super::batcher::{Batcher, Classifier, Loader};
 use crate::models::{checkpoint, mnist_cnn, CnnConfig};
 use crate::nn::{Layer, Mode, Named};
 
@@ -54,4 +55,23 @@ impl Classifier for MnistCnn {
         }
         probs
     }
+}
+
+/// Inference workers for the MNIST CNN in `path`: `workers` threads, each with its own
+/// copy, running its matrix products on one core, a queue of `queue` requests, and
+/// batches of at most `max_batch` images
+/// ([`MAX_BATCH_IMAGES`](super::batcher::MAX_BATCH_IMAGES) normally). A file that
+/// is not such a model is an error, and no worker is left running.
+pub fn start_workers(
+    path: &Path,
+    workers: usize,
+    queue: usize,
+    max_batch: usize,
+) -> Result<Batcher> {
+    crate::gemm::single_threaded_blas();
+    let path = path.to_path_buf();
+    let load: Loader = Arc::new(move || {
+        MnistCnn::load(&path).map(|m| Box::new(m) as Box<dyn Classifier>)
+    });
+    Batcher::start_batching(load, workers, queue, max_batch)
 }

@@ -8,8 +8,14 @@ use serde_json::{json, Value};
 
 use super::validate::{MAX_BATCH, PIXELS};
 
-/// The document.
-pub fn document() -> Value {
+/// The document of a server serving the model `model` (`None`: none loaded yet). The
+/// route's `name` parameter lists the one name the server answers to, so a client (or a
+/// fuzzer) reading the document knows which requests can succeed.
+pub fn document(model: Option<&str>) -> Value {
+    let name = match model {
+        Some(m) => json!({"type": "string", "enum": [m]}),
+        None => json!({"type": "string"}),
+    };
     let error = json!({"$ref": "#/components/schemas/Error"});
     let error_response = |what: &str| {
         json!({
@@ -31,7 +37,7 @@ pub fn document() -> Value {
                     "summary": "Classify a batch of images",
                     "parameters": [{
                         "name": "name", "in": "path", "required": true,
-                        "schema": {"type": "string"},
+                        "schema": name,
                         "description": "The model's name (the server says which it serves at /readyz)."
                     }],
                     "requestBody": {
@@ -62,7 +68,13 @@ pub fn document() -> Value {
                 }}},
             "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "Metrics in the Prometheus text format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+                    "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                "responses": {"200": {"description": "The OpenAPI document",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/": {"get": {"operationId": "draw", "summary": "A page to draw a digit on and see the model's probabilities",
+                "responses": {"200": {"description": "The drawing page",
+                    "content": {"text/html": {"schema": {"type": "string"}}}}}}}
         },
         "components": {"schemas": {
             "PredictRequest": {

@@ -83,7 +83,31 @@ pub fn render_figure(fig: &Figure) -> Result<String> {
             *log_shade,
             *decimals,
         ),
+        Plot::Picture {
+            png_base64,
+            width,
+            height,
+        } => Ok(picture(&fig.title, png_base64, *width, *height)),
     }
+}
+
+/// A PNG under a title, embedded as a data URL (the SVG stays one self-contained file).
+fn picture(title: &str, png_base64: &str, width: u32, height: u32) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    svg_open(&mut s, width, height + 34, "");
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-family="sans-serif" font-size="16" text-anchor="middle">{}</text>"#,
+        width / 2,
+        xml_escape(title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<image x="0" y="34" width="{width}" height="{height}" href="data:image/png;base64,{png_base64}"/>"#
+    );
+    s.push_str("</svg>\n");
+    s
 }
 
 fn bounds(vals: impl Iterator<Item = f64>, scale: Scale) -> Result<(f64, f64)> {
