@@ -527,8 +527,7 @@ fn kalman(ss: &StateSpace, w: &[f64], ones: bool) -> Option<Filtered> {
     let mut steady = false;
     for &wt in w {
         let f = p[0];
-        // Also catches NaN.
-        if !(f > 0.0) {
+        if f.is_nan() || f <= 0.0 {
             return None;
         }
         for i in 0..r {
@@ -799,6 +798,7 @@ impl Arima {
     }
     // ANCHOR_END: fit
 
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         params: Vec<f64>,

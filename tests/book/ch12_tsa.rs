@@ -425,6 +425,13 @@ fn aic_picks_a_larger_model_than_bic() {
     assert!(aic.0 + aic.1 > bic.0 + bic.1);
 }
 
+/// On the sunspot tail, AR(2) with a constant on the levels forecasts better than the
+/// differenced ARIMA(2,1,2): the differenced model has no mean to return to.
+#[test]
+fn ar2_with_a_constant_forecasts_sunspots_better_than_the_differenced_model() {
+    assert!(fact("arima2_mase_sunspots") < fact("arima_mase_sunspots"));
+}
+
 /// On the levels with a constant, BIC picks AR(2): two coefficients for the cycle.
 #[test]
 fn bic_picks_ar2_on_the_sunspot_levels() {
@@ -476,7 +483,7 @@ fn forecast_mase(series: &str) -> Vec<(String, f64)> {
 
 /// On the two monthly series a fixed airline model of two parameters forecasts the tail
 /// better than every one of chapter 9's networks (by their mean over seeds); on
-/// sunspots, whose cycle is not a fixed season, some network beats ARIMA(2,1,2).
+/// sunspots, whose cycle is not a fixed season, some network beats every ARIMA row.
 #[test]
 fn arima_beats_every_network_on_the_monthly_series_but_not_on_sunspots() {
     let nets = |rows: &[(String, f64)]| -> Vec<f64> {
@@ -485,11 +492,13 @@ fn arima_beats_every_network_on_the_monthly_series_but_not_on_sunspots() {
             .map(|(_, v)| *v)
             .collect()
     };
+    // The best ARIMA row.
     let arima = |rows: &[(String, f64)]| -> f64 {
         rows.iter()
-            .find(|(m, _)| m.starts_with("ARIMA"))
+            .filter(|(m, _)| m.starts_with("ARIMA"))
+            .map(|(_, v)| *v)
+            .reduce(f64::min)
             .expect("an ARIMA row")
-            .1
     };
     for s in ["air_passengers", "co2"] {
         let rows = forecast_mase(s);
