@@ -7,15 +7,13 @@
 //! sides run on one thread) and wall seconds, with the load average before and after.
 //! Never asserted by tests.
 
-use std::time::Instant;
-
 use anyhow::{Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::python;
-use super::{load_average, median_min_max, process_cpu_seconds};
+use super::{load_average, time_cpu_wall, CpuWall};
 use crate::pgm::Hmm;
 use crate::progress;
 use crate::report::{col, Format, Report, Table, Value};
@@ -69,34 +67,15 @@ impl HmmBenchConfig {
     }
 }
 
-/// CPU and wall seconds of each of `runs` calls of `f`, after one warm-up call.
-fn timed(runs: usize, mut f: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
-    f();
-    let (mut cpu, mut wall) = (vec![], vec![]);
-    for _ in 0..runs {
-        let (c, w) = (process_cpu_seconds(), Instant::now());
-        f();
-        cpu.push(process_cpu_seconds() - c);
-        wall.push(w.elapsed().as_secs_f64());
-    }
-    (cpu, wall)
-}
-
 const HMMLEARN_SCRIPT: &str = include_str!("hmm_hmmlearn.py");
-
-#[derive(Deserialize)]
-struct Times {
-    cpu: Vec<f64>,
-    wall: Vec<f64>,
-}
 
 #[derive(Deserialize)]
 struct Theirs {
     version: String,
-    forward: Times,
-    viterbi: Times,
-    posteriors: Times,
-    baum_welch: Times,
+    forward: CpuWall,
+    viterbi: CpuWall,
+    posteriors: CpuWall,
+    baum_welch: CpuWall,
 }
 
 /// hmmlearn on the same model and sequence, or why it could not run.
@@ -131,42 +110,44 @@ pub fn run(cfg: &HmmBenchConfig, name: &str) -> Result<Report> {
     let spinner = progress::spinner("bench");
     spinner.set_message("ours");
     let ours = [
-        timed(cfg.runs, || {
+        time_cpu_wall(cfg.runs, || {
             std::hint::black_box(hmm.log_likelihood(&obs));
         }),
-        timed(cfg.runs, || {
+        time_cpu_wall(cfg.runs, || {
             std::hint::black_box(hmm.viterbi(&obs));
         }),
-        timed(cfg.runs, || {
+        time_cpu_wall(cfg.runs, || {
             std::hint::black_box(hmm.posteriors(&obs));
         }),
-        timed(cfg.runs, || {
+        time_cpu_wall(cfg.runs, || {
             std::hint::black_box(hmm.baum_welch_step(&seqs));
         }),
     ];
     spinner.set_message("hmmlearn");
     let theirs = hmmlearn(cfg, &hmm, &obs);
     spinner.finish_and_clear();
-    let med = |v: &[f64]| median_min_max(v).0;
     let mut rows = vec![];
-    let theirs_list: Option<[&Times; 4]> = theirs
+    let theirs_list: Option<[&CpuWall; 4]> = theirs
         .as_ref()
         .ok()
         .map(|t| [&t.forward, &t.viterbi, &t.posteriors, &t.baum_welch]);
     for (i, (what, reference)) in HMMLEARN_REFERENCE.iter().enumerate() {
-        let (c, w) = &ours[i];
+        let o = &ours[i];
         let (tc, tw) = match theirs_list {
-            Some(t) => (Value::Num(med(&t[i].cpu)), Value::Num(med(&t[i].wall))),
+            Some(t) => (
+                Value::Num(t[i].cpu_median()),
+                Value::Num(t[i].wall_median()),
+            ),
             None => (Value::from("not run"), Value::from("not run")),
         };
         let speedup = match theirs_list {
-            Some(t) => Value::Num(med(&t[i].cpu) / med(c)),
+            Some(t) => Value::Num(t[i].cpu_median() / o.cpu_median()),
             None => Value::from("–"),
         };
         rows.push(vec![
             Value::from(*what),
-            Value::Num(med(c)),
-            Value::Num(med(w)),
+            Value::Num(o.cpu_median()),
+            Value::Num(o.wall_median()),
             tc,
             tw,
             speedup,

@@ -53,6 +53,43 @@ pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
+/// CPU seconds of the process and wall seconds of each of `runs` calls of `f`, after one
+/// untimed warm-up call: the measurement of the benchmarks that run a Python twin, whose
+/// script times itself the same way.
+pub fn time_cpu_wall(runs: usize, mut f: impl FnMut()) -> CpuWall {
+    f();
+    let (mut cpu, mut wall) = (vec![], vec![]);
+    for _ in 0..runs {
+        let (c, w) = (process_cpu_seconds(), std::time::Instant::now());
+        f();
+        cpu.push(process_cpu_seconds() - c);
+        wall.push(w.elapsed().as_secs_f64());
+    }
+    CpuWall { cpu, wall }
+}
+
+/// CPU and wall seconds of several runs, as [`time_cpu_wall`] measures them and the Python
+/// twins print them (`{"cpu": [..], "wall": [..]}`).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct CpuWall {
+    /// CPU seconds of the process, per run.
+    pub cpu: Vec<f64>,
+    /// Wall seconds, per run.
+    pub wall: Vec<f64>,
+}
+
+impl CpuWall {
+    /// The median CPU seconds.
+    pub fn cpu_median(&self) -> f64 {
+        median_min_max(&self.cpu).0
+    }
+
+    /// The median wall seconds.
+    pub fn wall_median(&self) -> f64 {
+        median_min_max(&self.wall).0
+    }
+}
+
 /// The median, minimum and maximum of `v` (which must not be empty).
 pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
     assert!(!v.is_empty(), "median_min_max: no values");

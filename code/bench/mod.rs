@@ -29,6 +29,7 @@ use crate::models::count::{count, seed_cnn_spec};
 use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::Named;
 
+pub mod arima;
 pub mod backbone;
 pub mod candle;
 pub mod char_lstm;
@@ -52,8 +53,8 @@ mod tables;
 
 pub use measure::{
     layer_gemm, load_average, median_min_max, process_cpu_seconds, profile, profile_text,
-    synthetic_batch, thread_cpu_seconds, time_inference, time_runs, time_sgemm,
-    time_training, train_step, Clock,
+    synthetic_batch, thread_cpu_seconds, time_cpu_wall, time_inference, time_runs,
+    time_sgemm, time_training, train_step, Clock, CpuWall,
 };
 pub use registry::{find, seed_cnn_config, Options, Timing, TIMINGS};
 pub use tables::{run, REFERENCE};

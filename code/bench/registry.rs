@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::arima::ArimaBenchConfig;
 use super::backbone::BackboneConfig;
 use super::char_lstm::CharLstmBenchConfig;
 use super::cluster::ClusterBenchConfig;
@@ -87,6 +88,7 @@ knobs!(
     ClusterBenchConfig,
     EnsembleBenchConfig,
     ServeLoadConfig,
+    ArimaBenchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -210,6 +212,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch12",
         what: "the hidden Markov model on a million observations, ours and hmmlearn's",
         run: |o, _, _| super::hmm::run(&configured(o), "hmm_speed"),
+    },
+    Timing {
+        stem: "arima_speed",
+        aliases: &["arima"],
+        chapter: "ch12",
+        what: "ARIMA fits and the order search, ours and statsmodels'",
+        run: |o, dir, _| super::arima::run(&configured(o), dir, "arima_speed"),
     },
     Timing {
         stem: "cluster_speed",

@@ -59,6 +59,15 @@ pub struct Config {
     pub seeds: Vec<u64>,
     /// Most Baum-Welch iterations.
     pub n_iter: usize,
+    /// Small EM's random starts per fit (seed `s` of `seeds` uses seeds
+    /// `s * small_em_starts ..`).
+    pub small_em_starts: usize,
+    /// Iterations of each of small EM's short runs.
+    pub small_em_iter: usize,
+    /// Probabilities of staying of the starting models with fixed transitions (random
+    /// emissions, both states staying with `stay` and handing over with `1 - stay`); 0.5
+    /// is uniform.
+    pub start_stays: Vec<f64>,
     /// Baum-Welch stops when the log-likelihood gains less than this.
     pub tol: f64,
     /// Steps of the mixing curves.
@@ -101,6 +110,9 @@ impl Preset for Config {
             letters_chars: None,
             seeds: (0..12).collect(),
             n_iter: 400,
+            small_em_starts: 4,
+            small_em_iter: 10,
+            start_stays: vec![0.5, 0.6],
             tol: 1e-3,
             mixing_steps: 40,
             ruin_n: 10,
@@ -236,7 +248,9 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
     let mut rows = vec![];
     let mut best: Option<(f64, u64, Hmm)> = None;
     let mut found = 0;
+    let mut random_starts = vec![];
     for (seed, fit) in fits {
+        random_starts.push((split_and_stay(&fit.hmm), fit.log_likelihoods.len()));
         let (_, split) = vowel_split(&fit.hmm);
         let vs = vowels();
         let vowel_ok = vs.iter().filter(|&&k| split[k]).count();
@@ -316,6 +330,8 @@ pub fn run(cfg: &Config, dir: &DataDir, r: &mut Report) -> Result<()> {
             })
             .collect(),
     });
+
+    letter_starts(cfg, &seqs, random_starts, r)?;
 
     // Mixing of two chains.
     let fast = MarkovChain::new(array![[0.5, 0.3, 0.2], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4]])?;
@@ -472,4 +488,128 @@ pub fn cpt_errors(a: &crate::pgm::BayesNet, b: &crate::pgm::BayesNet) -> (f64, f
         .collect();
     let max = diffs.iter().copied().fold(0.0, f64::max);
     (max, diffs.iter().sum::<f64>() / diffs.len() as f64)
+}
+
+/// Whether a letter HMM puts all five vowels in one state and all 21 consonants in the
+/// other, and its mean probability of staying, (A00 + A11) / 2.
+fn split_and_stay(hmm: &Hmm) -> (bool, f64) {
+    let (_, split) = vowel_split(hmm);
+    let vs = vowels();
+    let ok = (0..26).all(|k| split[k] == vs.contains(&k));
+    let a = hmm.trans();
+    (ok, 0.5 * (a[[0, 0]] + a[[1, 1]]))
+}
+
+/// A two-state letter model with the random emissions (and start) of seed `seed` and
+/// fixed transitions: each state stays with probability `stay`.
+fn fixed_transitions_start(seed: u64, stay: f64) -> Result<Hmm> {
+    let random = Hmm::random(2, 27, &mut ChaCha8Rng::seed_from_u64(seed));
+    let rows = |m: ndarray::ArrayView2<'_, f64>| -> Vec<Vec<f64>> {
+        m.rows().into_iter().map(|r| r.to_vec()).collect()
+    };
+    Hmm::new(
+        random.start().to_vec(),
+        vec![vec![stay, 1.0 - stay], vec![1.0 - stay, stay]],
+        rows(random.emit()),
+    )
+}
+
+/// A fit of the letters as the comparison of starts sees it: whether it found the split,
+/// its probability of staying, and the EM iterations it spent.
+type StartOutcome = ((bool, f64), usize);
+
+/// Ways of starting Baum-Welch on the letters, each once per seed: a random model (the
+/// fits `random`, made already); random emissions with fixed transitions, for each
+/// probability of staying in `start_stays`; and small EM. Writes the table
+/// `letters_starts` and, per way, the fact `letters_split_<way>` (fits that find the
+/// split): `random`, `stay20` for a probability of staying of 0.2, ..., `small_em`.
+fn letter_starts(
+    cfg: &Config,
+    seqs: &[Vec<usize>],
+    random: Vec<StartOutcome>,
+    r: &mut Report,
+) -> Result<()> {
+    let bw = |seed| BaumWelch { n_states: 2, n_symbols: 27, n_iter: cfg.n_iter, tol: cfg.tol, seed };
+    let ways = cfg.start_stays.len() + 1;
+    let bar = progress::bar((ways * cfg.seeds.len()) as u64, "Baum-Welch starts");
+    let mut rows = vec![];
+    starts_row(r, "random", "random model", &random, &mut rows);
+    for way in 0..ways {
+        let stay = cfg.start_stays.get(way).copied();
+        let fits: Vec<StartOutcome> = cfg
+            .seeds
+            .par_iter()
+            .map(|&seed| {
+                let (fit, spent) = match stay {
+                    Some(stay) => {
+                        let fit = bw(seed).fit_from(fixed_transitions_start(seed, stay)?, seqs)?;
+                        let n = fit.log_likelihoods.len();
+                        (fit, n)
+                    }
+                    None => {
+                        let fit = bw(seed * cfg.small_em_starts as u64).fit_small_em(
+                            seqs,
+                            cfg.small_em_starts,
+                            cfg.small_em_iter,
+                        )?;
+                        // The discarded short runs count too.
+                        let n = fit.log_likelihoods.len()
+                            + (cfg.small_em_starts - 1) * cfg.small_em_iter;
+                        (fit, n)
+                    }
+                };
+                bar.inc(1);
+                Ok((split_and_stay(&fit.hmm), spent))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (key, label) = match stay {
+            Some(p) => (
+                format!("stay{:.0}", 100.0 * p),
+                format!("random emissions, P(stay) = {p}{}", if p == 0.5 { " (uniform)" } else { "" }),
+            ),
+            None => ("small_em".to_string(), "small EM".to_string()),
+        };
+        starts_row(r, &key, &label, &fits, &mut rows);
+    }
+    bar.finish_and_clear();
+    r.tables.push(Table {
+        name: "letters_starts".into(),
+        caption: format!(
+            "Ways to start Baum-Welch on the same letters, each once per seed ({} seeds): a \
+             random model (as in the table above); the same random emissions with fixed \
+             transitions, both states staying with the probability shown; small EM, {} \
+             random models run {} iterations each and the likeliest continued. Fits that \
+             find the vowel/consonant split, fits whose states persist (P(stay) > 0.5 at \
+             the end), and the median EM iterations a fit spends (small EM's discarded \
+             short runs included).",
+            cfg.seeds.len(),
+            cfg.small_em_starts,
+            cfg.small_em_iter
+        ),
+        columns: vec![
+            col("start", Format::Int),
+            col("fits", Format::Int),
+            col("find the split", Format::Int),
+            col("persistent", Format::Int),
+            col("median EM iterations", Format::Int),
+        ],
+        rows,
+    });
+    Ok(())
+}
+
+/// The row of [`letter_starts`]'s table for one way of starting, and its fact.
+fn starts_row(r: &mut Report, key: &str, label: &str, fits: &[StartOutcome], rows: &mut Vec<Vec<Value>>) {
+    let found = fits.iter().filter(|((ok, _), _)| *ok).count();
+    let persistent = fits.iter().filter(|((_, stay), _)| *stay > 0.5).count();
+    let mut spent: Vec<f64> = fits.iter().map(|(_, n)| *n as f64).collect();
+    spent.sort_by(f64::total_cmp);
+    r.fact(&format!("letters_split_{key}"), found as f64, Format::Int);
+    rows.push(vec![
+        Value::from(label),
+        Value::Num(fits.len() as f64),
+        Value::Num(found as f64),
+        Value::Num(persistent as f64),
+        Value::Num(spent[spent.len() / 2]),
+    ]);
 }

@@ -529,6 +529,50 @@ impl BaumWelch {
         self.fit_from(Hmm::random(self.n_states, self.n_symbols, &mut rng), seqs)
     }
 
+    // ANCHOR: small_em
+    /// Fits by "small EM" (Biernacki, Celeux and Govaert, 2003): `n_starts` random
+    /// models (seeds `seed`, `seed + 1`, ...) each run `short_iter` iterations, and only
+    /// the likeliest of them runs on to convergence. EM's early iterations already sort
+    /// the basins a start is heading for, so the short runs buy the choice of basin
+    /// cheaply; the returned history is the chosen short run's followed by its
+    /// continuation.
+    pub fn fit_small_em(
+        &self,
+        seqs: &[Vec<usize>],
+        n_starts: usize,
+        short_iter: usize,
+    ) -> Result<FittedHmm> {
+        ensure!(n_starts > 0, "small EM needs at least one start, got 0");
+        ensure!(
+            short_iter > 0,
+            "small EM's short runs need at least one iteration, got 0"
+        );
+        let short = BaumWelch {
+            n_iter: short_iter,
+            tol: 0.0,
+            ..self.clone()
+        };
+        let mut best: Option<(f64, FittedHmm)> = None;
+        for i in 0..n_starts as u64 {
+            let fit = BaumWelch {
+                seed: self.seed + i,
+                ..short.clone()
+            }
+            .fit(seqs)?;
+            let ll: f64 = seqs.iter().map(|s| fit.hmm.log_likelihood(s)).sum();
+            if best.as_ref().is_none_or(|b| ll > b.0) {
+                best = Some((ll, fit));
+            }
+        }
+        let (_, chosen) = best.expect("at least one start");
+        let mut rest = self.fit_from(chosen.hmm, seqs)?;
+        let mut history = chosen.log_likelihoods;
+        history.append(&mut rest.log_likelihoods);
+        rest.log_likelihoods = history;
+        Ok(rest)
+    }
+    // ANCHOR_END: small_em
+
     /// Fits starting from `init`.
     pub fn fit_from(&self, init: Hmm, seqs: &[Vec<usize>]) -> Result<FittedHmm> {
         ensure!(self.n_iter > 0, "n_iter must be at least 1, got 0");

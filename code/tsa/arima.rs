@@ -27,6 +27,18 @@
 //! likelihood of $y$ equal the stationary likelihood of $w$, so its `nobs_effective`
 //! is the length of $w$.
 //!
+//! **A mean or a drift.** With `Trend::Const` ($d + D = 0$) or `Trend::Drift`
+//! ($d + D = 1$) the model is a regression with ARIMA errors, as statsmodels' `ARIMA`
+//! with `trend="c"` or `"t"` writes it: $y_t = \beta t^k + u_t$ with $k = d + D$ and $u_t$
+//! the ARIMA above. Differencing turns the trend into a constant,
+//! $w_t = \mu + \delta(L)u_t$ with $\mu = \beta\,k!\,s^D$ ($\mu = \beta$ for a constant
+//! or a drift without a seasonal difference), so $w_t - \mu$ is the ARMA. The filter is
+//! linear in the data: filtering $w$ and a column of ones with the same gains gives
+//! errors $v_t(w) - \mu\,v_t(1)$, so for given ARMA coefficients the maximum-likelihood
+//! $\hat\mu$ is the generalised-least-squares estimate
+//! $\sum_t v_t(w)v_t(1)/F_t \big/ \sum_t v_t(1)^2/F_t$. $\mu$ is concentrated out like
+//! $\sigma^2$, and the optimiser searches the ARMA coefficients alone.
+//!
 //! **Constraints.** The optimiser works on unconstrained reals; Monahan's (Jones')
 //! transform maps them to partial autocorrelations $r_k = u_k/\sqrt{1+u_k^2}\in(-1,1)$
 //! and Durbin-Levinson turns those into the coefficients of a stationary AR polynomial
@@ -141,11 +153,76 @@ pub enum Method {
     Ml,
 }
 
-/// An unfitted ARIMA: the order and the fitting method.
+/// The deterministic part of the model, statsmodels' `trend`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trend {
+    /// None: the differenced series has mean zero (statsmodels' `"n"`).
+    #[default]
+    None,
+    /// A constant mean $\beta$, for $d + D = 0$ (statsmodels' `"c"`, parameter `const`).
+    Const,
+    /// A linear trend $\beta t$, for $d + D = 1$: after differencing, a drift of $\beta$
+    /// per step ($s\beta$ per season with a seasonal difference); statsmodels' `"t"`,
+    /// whose parameter it names `x1`.
+    Drift,
+}
+
+impl Trend {
+    /// The parameter's name, or `None` for no trend.
+    pub fn name(&self) -> Option<&'static str> {
+        match self {
+            Trend::None => None,
+            Trend::Const => Some("const"),
+            Trend::Drift => Some("drift"),
+        }
+    }
+
+    /// How many parameters the trend adds (0 or 1).
+    pub fn n_params(&self) -> usize {
+        usize::from(*self != Trend::None)
+    }
+
+    /// The mean of the differenced series per unit of the trend's coefficient,
+    /// $k!\,s^D$ (checked by [`Trend::check`] to be a trend that differencing turns into
+    /// a constant).
+    fn scale(&self, order: &Order) -> f64 {
+        match self {
+            Trend::None => 0.0,
+            Trend::Const | Trend::Drift => (order.s.max(1) as f64).powi(order.sd as i32),
+        }
+    }
+
+    fn check(&self, order: &Order) -> Result<()> {
+        let k = order.d + order.sd;
+        match (self, k) {
+            (Trend::None, _) | (Trend::Const, 0) | (Trend::Drift, 1) => Ok(()),
+            (Trend::Const, _) => bail!(
+                "ARIMA{}: a constant is removed by the {k} difference(s); use a drift \
+                 (d + D = 1) or no trend",
+                order.label()
+            ),
+            (Trend::Drift, 0) => bail!(
+                "ARIMA{}: a drift needs one difference (d + D = 1); with none, use a \
+                 constant",
+                order.label()
+            ),
+            (Trend::Drift, _) => bail!(
+                "ARIMA{}: {k} differences turn a drift into zero; a trend of order {k} is \
+                 not supported",
+                order.label()
+            ),
+        }
+    }
+}
+
+/// An unfitted ARIMA: the order, the trend and the fitting method.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Arima {
     /// The orders.
     pub order: Order,
+    /// The trend (none unless asked for).
+    pub trend: Trend,
     /// CSS or exact ML.
     pub method: Method,
 }
@@ -155,11 +232,14 @@ pub struct Arima {
 pub struct ArimaFit {
     /// The orders fitted.
     pub order: Order,
+    /// The trend fitted.
+    pub trend: Trend,
     /// How.
     pub method: Method,
     /// Names of `params`.
     pub param_names: Vec<String>,
-    /// Coefficients in statsmodels' order, then $\sigma^2$.
+    /// The trend's coefficient (if any), the ARMA coefficients in statsmodels' order,
+    /// then $\sigma^2$.
     pub params: Vec<f64>,
     /// The maximised log-likelihood (exact for ML; Gaussian conditional for CSS).
     pub llf: f64,
@@ -401,65 +481,112 @@ struct Filtered {
     v: Vec<f64>,
     /// Their variances $F_t$ (unit $\sigma^2$).
     f: Vec<f64>,
+    /// The one-step errors of a column of ones through the same filter (empty unless
+    /// asked for): the regressor of the mean.
+    v_ones: Vec<f64>,
     /// $a_{n+1}$ and $P_{n+1}$ after the last observation.
     a: Vec<f64>,
     p: Vec<f64>,
 }
 
+/// One filter step of the state mean: $a \leftarrow T(a + Kv)$, in place.
+fn advance_state(a: &mut [f64], k: &[f64], v: f64, phi: &[f64]) {
+    let r = a.len();
+    let a0 = a[0] + k[0] * v;
+    for i in 0..r {
+        let below = if i + 1 < r {
+            a[i + 1] + k[i + 1] * v
+        } else {
+            0.0
+        };
+        a[i] = phi[i] * a0 + below;
+    }
+}
+
 // ANCHOR: kalman
-/// The Kalman filter of the ARMA `ss` over `w`, from the stationary distribution.
-fn kalman(ss: &StateSpace, w: &[f64]) -> Option<Filtered> {
+/// The Kalman filter of the ARMA `ss` over `w`, from the stationary distribution; with
+/// `ones`, a column of ones goes through the same filter beside `w`.
+///
+/// $Z$ picks the first state, so $v_t = w_t - a_{t,0}$, $F_t = P_{t,00}$ and the gain is
+/// the first column of $P_t$ over $F_t$. The updated covariance
+/// $M = P - P_{\cdot0}P_{0\cdot}/F$ has a zero first row and column, so the companion
+/// $T$ makes the prediction a shift: $P_{t+1,ij} = M_{i+1,j+1} + R_iR_j$, $O(r^2)$ with
+/// no matrix product. $P_t$ does not depend on the data and converges; once a step
+/// changes it by less than $10^{-13}F_t$ the filter stops updating it (statsmodels'
+/// filter does the same), and each later step costs $O(r)$.
+fn kalman(ss: &StateSpace, w: &[f64], ones: bool) -> Option<Filtered> {
     let r = ss.r;
     let mut p = ss.stationary_cov()?;
+    let mut next = vec![0.0; r * r];
+    let mut k = vec![0.0; r];
     let mut a = vec![0.0; r];
-    let (mut vs, mut fs) = (Vec::with_capacity(w.len()), Vec::with_capacity(w.len()));
+    let mut a1 = vec![0.0; if ones { r } else { 0 }];
+    let n = w.len();
+    let (mut vs, mut fs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut v1s = Vec::with_capacity(if ones { n } else { 0 });
+    let mut steady = false;
     for &wt in w {
-        // Z picks the first state: v = w - a_0, F = P_00.
-        let v = wt - a[0];
         let f = p[0];
         if f.is_nan() || f <= 0.0 {
             return None;
         }
-        let k: Vec<f64> = (0..r).map(|i| p[i * r] / f).collect();
-        // Update: a += K v, P -= K F K^T.
         for i in 0..r {
-            a[i] += k[i] * v;
+            k[i] = p[i * r] / f;
         }
-        let p0: Vec<f64> = p[..r].to_vec();
-        for i in 0..r {
-            for j in 0..r {
-                p[i * r + j] -= k[i] * p0[j];
-            }
-        }
-        // Predict: a <- T a, P <- T P T^T + R R^T.
-        let a0 = a[0];
-        for i in 0..r {
-            a[i] = ss.phi[i] * a0 + if i + 1 < r { a[i + 1] } else { 0.0 };
-        }
-        let tp = ss.t_times(&p);
-        let tpt = ss.t_times(&transpose(&tp, r));
-        for i in 0..r {
-            for j in 0..r {
-                p[i * r + j] = tpt[j * r + i] + ss.rvec[i] * ss.rvec[j];
-            }
+        let v = wt - a[0];
+        advance_state(&mut a, &k, v, &ss.phi);
+        if ones {
+            let v1 = 1.0 - a1[0];
+            advance_state(&mut a1, &k, v1, &ss.phi);
+            v1s.push(v1);
         }
         vs.push(v);
         fs.push(f);
+        if !steady {
+            // P is symmetric: fill the upper triangle and mirror it.
+            let mut change = 0.0f64;
+            for i in 0..r {
+                for j in i..r {
+                    // j >= i, so j + 1 < r implies i + 1 < r.
+                    let m = if j + 1 < r {
+                        p[(i + 1) * r + j + 1] - k[i + 1] * p[j + 1]
+                    } else {
+                        0.0
+                    };
+                    let val = m + ss.rvec[i] * ss.rvec[j];
+                    change = change.max((val - p[i * r + j]).abs());
+                    next[i * r + j] = val;
+                    next[j * r + i] = val;
+                }
+            }
+            std::mem::swap(&mut p, &mut next);
+            steady = change <= 1e-13 * f;
+        }
     }
-    Some(Filtered { v: vs, f: fs, a, p })
+    Some(Filtered {
+        v: vs,
+        f: fs,
+        v_ones: v1s,
+        a,
+        p,
+    })
 }
 // ANCHOR_END: kalman
 
-fn transpose(m: &[f64], r: usize) -> Vec<f64> {
-    (0..r * r).map(|ij| m[(ij % r) * r + ij / r]).collect()
-}
-
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
-/// Per-observation exact log-likelihoods at constrained coefficients `c` and `sigma2`.
-fn loglike_obs(order: &Order, w: &[f64], c: &[f64], sigma2: f64) -> Option<Vec<f64>> {
+/// Per-observation exact log-likelihoods of `w - mu` at constrained ARMA coefficients
+/// `c` and `sigma2`.
+fn loglike_obs(
+    order: &Order,
+    w: &[f64],
+    mu: f64,
+    c: &[f64],
+    sigma2: f64,
+) -> Option<Vec<f64>> {
     let (phi, theta) = Coefs::split(order, c).full(order.s);
-    let kf = kalman(&StateSpace::new(&phi, &theta), w)?;
+    let centred: Vec<f64> = w.iter().map(|v| v - mu).collect();
+    let kf = kalman(&StateSpace::new(&phi, &theta), &centred, false)?;
     Some(
         kf.v.iter()
             .zip(&kf.f)
@@ -468,15 +595,47 @@ fn loglike_obs(order: &Order, w: &[f64], c: &[f64], sigma2: f64) -> Option<Vec<f
     )
 }
 
-/// The concentrated log-likelihood and $\hat\sigma^2$.
-fn concentrated(order: &Order, w: &[f64], c: &[f64]) -> Option<(f64, f64)> {
-    let (phi, theta) = Coefs::split(order, c).full(order.s);
-    let kf = kalman(&StateSpace::new(&phi, &theta), w)?;
-    let n = w.len() as f64;
-    let s2 = kf.v.iter().zip(&kf.f).map(|(v, f)| v * v / f).sum::<f64>() / n;
-    let sum_ln_f: f64 = kf.f.iter().map(|f| f.ln()).sum();
-    Some((-0.5 * (n * LN_2PI + n * s2.ln() + sum_ln_f + n), s2))
+// ANCHOR: trend
+/// The generalised-least-squares mean $\sum v\,v_1/F \big/ \sum v_1^2/F$ from the errors
+/// of the data and of a column of ones (plain least squares when every `f` is 1).
+fn gls_mean(v: &[f64], v_ones: &[f64], f: impl Iterator<Item = f64>) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for ((a, b), f) in v.iter().zip(v_ones).zip(f) {
+        num += a * b / f;
+        den += b * b / f;
+    }
+    num / den
 }
+
+/// The concentrated log-likelihood, $\hat\sigma^2$ and $\hat\mu$ (0 without a mean).
+fn concentrated(
+    order: &Order,
+    w: &[f64],
+    mean: bool,
+    c: &[f64],
+) -> Option<(f64, f64, f64)> {
+    let (phi, theta) = Coefs::split(order, c).full(order.s);
+    let kf = kalman(&StateSpace::new(&phi, &theta), w, mean)?;
+    let mu = if mean {
+        gls_mean(&kf.v, &kf.v_ones, kf.f.iter().copied())
+    } else {
+        0.0
+    };
+    let n = w.len() as f64;
+    let s2 = if mean {
+        kf.v.iter()
+            .zip(&kf.v_ones)
+            .zip(&kf.f)
+            .map(|((v, v1), f)| (v - mu * v1).powi(2) / f)
+            .sum::<f64>()
+            / n
+    } else {
+        kf.v.iter().zip(&kf.f).map(|(v, f)| v * v / f).sum::<f64>() / n
+    };
+    let sum_ln_f: f64 = kf.f.iter().map(|f| f.ln()).sum();
+    Some((-0.5 * (n * LN_2PI + n * s2.ln() + sum_ln_f + n), s2, mu))
+}
+// ANCHOR_END: trend
 
 // ANCHOR: css
 /// Conditional residuals: pre-sample shocks zero, the first $p^*$ values conditioned on.
@@ -498,13 +657,38 @@ fn css_residuals(order: &Order, w: &[f64], c: &[f64]) -> Vec<f64> {
 }
 // ANCHOR_END: css
 
+/// The CSS residuals of `w` less its least-squares mean (the recursion is linear in the
+/// data, so the residuals of `w - mu` are those of `w` less `mu` times those of ones),
+/// and that mean (0 without one).
+fn css_residuals_centred(
+    order: &Order,
+    w: &[f64],
+    mean: bool,
+    c: &[f64],
+) -> (Vec<f64>, f64) {
+    let e = css_residuals(order, w, c);
+    if !mean {
+        return (e, 0.0);
+    }
+    let e1 = css_residuals(order, &vec![1.0; w.len()], c);
+    let mu = gls_mean(&e, &e1, std::iter::repeat(1.0));
+    (e.iter().zip(&e1).map(|(a, b)| a - mu * b).collect(), mu)
+}
+
 impl Arima {
-    /// An ARIMA of `order` fitted by exact maximum likelihood.
+    /// An ARIMA of `order` without a trend, fitted by exact maximum likelihood.
     pub fn new(order: Order) -> Self {
         Arima {
             order,
+            trend: Trend::None,
             method: Method::Ml,
         }
+    }
+
+    /// The same model with a trend: a constant (for $d + D = 0$) or a drift (for
+    /// $d + D = 1$); [`Arima::fit`] refuses other combinations.
+    pub fn with_trend(self, trend: Trend) -> Self {
+        Arima { trend, ..self }
     }
 
     /// The same model fitted by conditional sum of squares only.
@@ -518,11 +702,13 @@ impl Arima {
     // ANCHOR: fit
     /// Fits the model to `y` (levels, not differences).
     ///
-    /// An error if `y` has non-finite values, if the seasonal part has no season, or if
-    /// the differenced series is too short for the parameters.
+    /// An error if `y` has non-finite values, if the seasonal part has no season, if the
+    /// trend does not suit the differences, or if the differenced series is too short
+    /// for the parameters.
     pub fn fit(&self, y: &[f64]) -> Result<ArimaFit> {
         let order = self.order;
         order.check()?;
+        self.trend.check(&order)?;
         if let Some(i) = y.iter().position(|v| !v.is_finite()) {
             bail!(
                 "ARIMA: value {i} of the series is {} (fill or drop it first)",
@@ -531,48 +717,56 @@ impl Arima {
         }
         let w = difference(y, &diff_poly(&order));
         let k = order.n_coef();
+        let mean = self.trend != Trend::None;
+        let n_par = k + self.trend.n_params();
         let p_full = order.p + order.s * order.sp;
-        if w.len() < p_full + k + 3 {
+        if w.len() < p_full + n_par + 3 {
             bail!(
                 "ARIMA{}: {} values leave {} after differencing, too few for {} \
                  coefficients",
                 order.label(),
                 y.len(),
                 w.len(),
-                k
+                n_par
             );
         }
-        // CSS: minimise log SSR over unconstrained coefficients.
+        // CSS: minimise log SSR over unconstrained coefficients (the mean concentrated).
         let css_obj = |u: &[f64]| {
-            let e = css_residuals(&order, &w, &constrain(&order, u));
+            let (e, _) = css_residuals_centred(&order, &w, mean, &constrain(&order, u));
             e.iter().map(|v| v * v).sum::<f64>().ln()
         };
         let start = vec![0.0; k];
         let css = bfgs(css_obj, &start, 1e-8, 500);
+        let scale = self.trend.scale(&order);
+        // The parameter vector: the trend's coefficient (if any), the ARMA ones, sigma^2.
+        let params_of = |mu: f64, c: Vec<f64>, s2: f64| {
+            let mut v = if mean { vec![mu / scale] } else { vec![] };
+            v.extend(c);
+            v.push(s2);
+            v
+        };
         if self.method == Method::Css {
             let c = constrain(&order, &css.x);
-            let e = css_residuals(&order, &w, &c);
+            let (e, mu) = css_residuals_centred(&order, &w, mean, &c);
             let n = e.len() as f64;
             let s2 = e.iter().map(|v| v * v).sum::<f64>() / n;
             let llf = -0.5 * n * (LN_2PI + s2.ln() + 1.0);
-            let mut params = c;
-            params.push(s2);
             return Ok(self.finish(
-                params,
+                params_of(mu, c, s2),
                 llf,
                 e.len(),
-                vec![],
-                vec![],
+                (vec![], vec![]),
                 e,
                 css.converged,
                 y,
             ));
         }
-        // Exact ML from the CSS estimate, with sigma^2 concentrated out.
-        let ml_obj = |u: &[f64]| match concentrated(&order, &w, &constrain(&order, u)) {
-            Some((llf, _)) => -llf / w.len() as f64,
-            None => f64::INFINITY,
-        };
+        // Exact ML from the CSS estimate, with sigma^2 (and the mean) concentrated out.
+        let ml_obj =
+            |u: &[f64]| match concentrated(&order, &w, mean, &constrain(&order, u)) {
+                Some((llf, _, _)) => -llf / w.len() as f64,
+                None => f64::INFINITY,
+            };
         // ARMA likelihoods with several MA terms have several local maxima, and the CSS
         // start can sit in the wrong basin: a few fixed extra starts (zero, and partial
         // autocorrelations of +-0.46 in the transformed space) guard against it.
@@ -584,22 +778,23 @@ impl Arima {
             }
         }
         let c = constrain(&order, &best.x);
-        let Some((llf, s2)) = concentrated(&order, &w, &c) else {
+        let Some((llf, s2, mu)) = concentrated(&order, &w, mean, &c) else {
             bail!(
                 "ARIMA{}: the likelihood is not finite at the optimum",
                 order.label()
             );
         };
-        let mut params = c;
-        params.push(s2);
-        let (bse, bse_opg) = standard_errors(&order, &w, &params);
+        let params = params_of(mu, c, s2);
+        let errors = standard_errors(&order, self.trend, &w, &params);
         let resid = {
-            let (phi, theta) = Coefs::split(&order, &params[..k]).full(order.s);
-            kalman(&StateSpace::new(&phi, &theta), &w)
+            let (phi, theta) =
+                Coefs::split(&order, &params[n_par - k..n_par]).full(order.s);
+            let centred: Vec<f64> = w.iter().map(|v| v - mu).collect();
+            kalman(&StateSpace::new(&phi, &theta), &centred, false)
                 .map(|kf| kf.v)
                 .unwrap_or_default()
         };
-        Ok(self.finish(params, llf, w.len(), bse, bse_opg, resid, best.converged, y))
+        Ok(self.finish(params, llf, w.len(), errors, resid, best.converged, y))
     }
     // ANCHOR_END: fit
 
@@ -609,17 +804,20 @@ impl Arima {
         params: Vec<f64>,
         llf: f64,
         nobs: usize,
-        bse: Vec<f64>,
-        bse_opg: Vec<f64>,
+        (bse, bse_opg): (Vec<f64>, Vec<f64>),
         residuals: Vec<f64>,
         converged: bool,
         y: &[f64],
     ) -> ArimaFit {
         let kp = params.len() as f64;
+        let mut param_names: Vec<String> =
+            self.trend.name().map(String::from).into_iter().collect();
+        param_names.extend(self.order.param_names());
         ArimaFit {
             order: self.order,
+            trend: self.trend,
             method: self.method,
-            param_names: self.order.param_names(),
+            param_names,
             llf,
             aic: -2.0 * llf + 2.0 * kp,
             bic: -2.0 * llf + kp * (nobs as f64).ln(),
@@ -636,11 +834,21 @@ impl Arima {
 
 // ANCHOR: bse
 /// Standard errors from the numerical Hessian and from the outer product of the
-/// per-observation scores, both over the constrained parameters (with $\sigma^2$).
-fn standard_errors(order: &Order, w: &[f64], params: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// per-observation scores, both over the constrained parameters (with $\sigma^2$, and the
+/// trend's coefficient if there is one).
+fn standard_errors(
+    order: &Order,
+    trend: Trend,
+    w: &[f64],
+    params: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
     let m = params.len();
-    let k = m - 1;
-    let obs = |x: &[f64]| loglike_obs(order, w, &x[..k], x[k]);
+    let t = trend.n_params();
+    let scale = trend.scale(order);
+    let obs = |x: &[f64]| {
+        let mu = if t == 1 { x[0] * scale } else { 0.0 };
+        loglike_obs(order, w, mu, &x[t..m - 1], x[m - 1])
+    };
     let total = |x: &[f64]| obs(x).map(|v| v.iter().sum::<f64>()).unwrap_or(f64::NAN);
     let h: Vec<f64> = params.iter().map(|v| 1e-4 * v.abs().max(1e-2)).collect();
     let at = |d: &[(usize, f64)]| {
@@ -651,10 +859,11 @@ fn standard_errors(order: &Order, w: &[f64], params: &[f64]) -> (Vec<f64>, Vec<f
         x
     };
     let mut hess = vec![0.0; m * m];
+    let f0 = total(params);
     for i in 0..m {
         for j in i..m {
             let v = if i == j {
-                (total(&at(&[(i, 1.0)])) - 2.0 * total(params) + total(&at(&[(i, -1.0)])))
+                (total(&at(&[(i, 1.0)])) - 2.0 * f0 + total(&at(&[(i, -1.0)])))
                     / (h[i] * h[i])
             } else {
                 (total(&at(&[(i, 1.0), (j, 1.0)]))
@@ -695,9 +904,22 @@ fn standard_errors(order: &Order, w: &[f64], params: &[f64]) -> (Vec<f64>, Vec<f
 // ANCHOR_END: bse
 
 impl ArimaFit {
-    /// The coefficients without $\sigma^2$.
+    /// The coefficients without $\sigma^2$ (the trend's first, if there is one).
     pub fn coefficients(&self) -> &[f64] {
         &self.params[..self.params.len() - 1]
+    }
+
+    /// The ARMA coefficients alone.
+    fn arma_coefficients(&self) -> &[f64] {
+        &self.coefficients()[self.trend.n_params()..]
+    }
+
+    /// The mean of the differenced series implied by the trend (0 without one).
+    pub fn mean_of_differences(&self) -> f64 {
+        match self.trend {
+            Trend::None => 0.0,
+            _ => self.params[0] * self.trend.scale(&self.order),
+        }
     }
 
     /// $\hat\sigma^2$.
@@ -710,12 +932,14 @@ impl ArimaFit {
     /// normal prediction intervals.
     ///
     /// The differenced series is forecast from the filter's last state
-    /// ($\hat w_{n+j} = ZT^{j-1}a_{n+1}$) and integrated back,
+    /// ($\hat w_{n+j} = \mu + ZT^{j-1}a_{n+1}$, the filter run on $w - \mu$) and
+    /// integrated back,
     /// $\hat y_{n+h} = \hat w_{n+h} - \sum_{i\ge1}\delta_i\hat y_{n+h-i}$. The error of
     /// $\hat y_{n+h}$ is $\sum_j\xi_{h-j}(w_{n+j}-\hat w_{n+j})$ with $\xi$ the power
     /// series of $1/\delta(L)$, and each $w$ error is the state error propagated by
     /// $T$ plus the shocks after $n$; its variance follows exactly (no infinite-past
-    /// approximation), as statsmodels' filter gives it.
+    /// approximation), as statsmodels' filter gives it. Like statsmodels, the intervals
+    /// treat the estimated parameters (the mean too) as known.
     pub fn forecast(&self, steps: usize, alpha: f64) -> TsaForecast {
         assert!(
             alpha > 0.0 && alpha < 1.0,
@@ -723,11 +947,12 @@ impl ArimaFit {
         );
         let order = self.order;
         let delta = diff_poly(&order);
-        let w = difference(&self.y, &delta);
+        let mu = self.mean_of_differences();
+        let w: Vec<f64> = difference(&self.y, &delta).iter().map(|v| v - mu).collect();
         let s2 = self.sigma2();
-        let (phi, theta) = Coefs::split(&order, self.coefficients()).full(order.s);
+        let (phi, theta) = Coefs::split(&order, self.arma_coefficients()).full(order.s);
         let ss = StateSpace::new(&phi, &theta);
-        let kf = kalman(&ss, &w).expect("the fitted model filters its own data");
+        let kf = kalman(&ss, &w, false).expect("the fitted model filters its own data");
         let r = ss.r;
         // m_i = Z T^i as rows; psi_i = m_i R.
         let mut rows = vec![{
@@ -759,7 +984,7 @@ impl ArimaFit {
         }
         let what: Vec<f64> = rows
             .iter()
-            .map(|m| m.iter().zip(&kf.a).map(|(a, b)| a * b).sum())
+            .map(|m| mu + m.iter().zip(&kf.a).map(|(a, b)| a * b).sum::<f64>())
             .collect();
         let mut hist = self.y.clone();
         let z = inverse_norm_cdf(1.0 - alpha / 2.0);

@@ -22,7 +22,7 @@ pub mod select;
 pub mod stationarity;
 
 pub use acf::{acf, acovf, bartlett_band, pacf_durbin_levinson, pacf_yule_walker};
-pub use arima::{Arima, ArimaFit, Method, Order, TsaForecast};
+pub use arima::{Arima, ArimaFit, Method, Order, Trend, TsaForecast};
 pub use diagnostics::{ljung_box, LjungBox};
 pub use optimize::{bfgs, Minimum};
 pub use select::{best_by, order_search, SearchRow};

@@ -10,7 +10,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::arima::{Arima, Order};
+use super::arima::{Arima, Order, Trend};
 
 /// One fitted order of the search.
 #[derive(Clone, Debug, Serialize)]
@@ -28,11 +28,12 @@ pub struct SearchRow {
 }
 
 // ANCHOR: order_search
-/// Fits ARIMA$(p,d,q)$ by exact ML for every $p \le$ `p_max`, $q \le$ `q_max` (in
-/// parallel), in the order $p$ then $q$.
+/// Fits ARIMA$(p,d,q)$ with `trend` by exact ML for every $p \le$ `p_max`,
+/// $q \le$ `q_max` (in parallel), in the order $p$ then $q$.
 pub fn order_search(
     y: &[f64],
     d: usize,
+    trend: Trend,
     p_max: usize,
     q_max: usize,
 ) -> Result<Vec<SearchRow>> {
@@ -41,7 +42,7 @@ pub fn order_search(
         .collect();
     grid.par_iter()
         .map(|&(p, q)| {
-            let fit = Arima::new(Order::new(p, d, q)).fit(y)?;
+            let fit = Arima::new(Order::new(p, d, q)).with_trend(trend).fit(y)?;
             Ok(SearchRow {
                 p,
                 q,

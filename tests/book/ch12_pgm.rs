@@ -266,6 +266,32 @@ fn letter_hmm_separates_vowels_from_consonants() {
     }
 }
 
+/// The same seeds' random emissions with fixed starting transitions: uniform ones reach
+/// the split from every seed; ones that lean even slightly towards staying reach it from
+/// none. The basin is chosen by the starting transitions.
+#[test]
+fn uniform_starting_transitions_find_the_split_every_time() {
+    let n = fact("letters_starts");
+    assert!(n >= 8.0, "many seeds");
+    assert_eq!(fact("letters_split_stay50"), n, "uniform transitions");
+    assert_eq!(fact("letters_split_stay60"), 0.0, "sticky transitions");
+    assert!(
+        fact("letters_split_random") < n,
+        "random transitions miss sometimes"
+    );
+}
+
+/// Small EM, which assumes nothing about the answer, finds the split in most fits: more
+/// often than a single random start, because it only needs one of its starts to be
+/// headed there.
+#[test]
+fn small_em_finds_the_split_in_most_fits() {
+    let n = fact("letters_starts");
+    let small = fact("letters_split_small_em");
+    assert!(small > n / 2.0, "{small} of {n}");
+    assert!(small > fact("letters_split_random"));
+}
+
 #[test]
 fn stationary_by_eigenvector_and_power_iteration_agree() {
     assert!(fact("well_eigen_vs_power") < 1e-10);
