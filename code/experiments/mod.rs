@@ -111,6 +111,9 @@ registry! {
     clustering::Clustering,
     svm_classify::SvmClassify,
     ensemble_breast_cancer::EnsembleBreastCancer,
+    // Week 13: production.
+    drift_tests::DriftTests,
+    drift_stream::DriftStream,
     // The data appendix.
     datasets::Datasets,
 }

@@ -98,6 +98,8 @@ fresh! {
     clustering,
     svm_classify,
     ensemble_breast_cancer,
+    drift_tests,
+    drift_stream,
     datasets,
 }
 

@@ -43,6 +43,7 @@ mod ch12_ensemble;
 mod ch12_pgm;
 mod ch12_svm;
 mod ch12_tsa;
+mod ch13_drift;
 mod ch13_logging;
 mod ch13_mlflow;
 mod ch13_serve;
