@@ -332,11 +332,9 @@ fn stream(
     seed: u64,
 ) -> (Array2<f32>, Vec<Option<usize>>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let pool: Vec<usize> = (cfg.n_reference..digits.len()).collect();
-    let order: Vec<usize> = pool
-        .choose_multiple(&mut rng, cfg.n_clean + cfg.n_shifted)
-        .copied()
-        .collect();
+    let mut order: Vec<usize> = (cfg.n_reference..digits.len()).collect();
+    order.shuffle(&mut rng);
+    order.truncate(cfg.n_clean + cfg.n_shifted);
     let n = order.len();
     let (dx, fx) = (digits.flat(), fashion.flat());
     let normal = Normal::new(0.0, cfg.noise_std).expect("a finite std");

@@ -65,7 +65,7 @@ impl Preset for Config {
     fn full() -> Self {
         Config {
             sizes: vec![25, 50, 100, 200, 400],
-            n_resamples: 100,
+            n_resamples: 60,
             alpha: 0.05,
             psi_bins: 10,
             psi_threshold: 0.2,

@@ -99,7 +99,6 @@ fresh! {
     svm_classify,
     ensemble_breast_cancer,
     drift_tests,
-    drift_stream,
     datasets,
 }
 
