@@ -99,6 +99,7 @@ fresh! {
     svm_classify,
     ensemble_breast_cancer,
     sweep_mnist,
+    drift_tests,
     datasets,
 }
 

@@ -44,6 +44,7 @@ mod ch12_pgm;
 mod ch12_svm;
 mod ch12_tsa;
 mod ch13_deploy;
+mod ch13_drift;
 mod ch13_fuzz;
 mod ch13_logging;
 mod ch13_mlflow;
