@@ -17,7 +17,7 @@
 //! | 10 | Attention | [`attn`] (masked softmax, scaled dot-product and multi-head attention, masks, sinusoidal, learned and rotary positions) |
 //! | 11 | Transformers | [`transformer`] (encoder and decoder blocks, pre-LN and post-LN, an encoder-decoder Transformer with greedy and beam decoding, BERT's encoder from scratch), [`gpt`] (a decoder-only language model with a hand-written backward, its KV cache and its candle twin), [`models::bert`] (BERT's configuration, WordPiece tokenization, all-MiniLM-L6-v2 with candle-transformers, sentence embeddings) |
 //! | 12 | Statistical machine learning | [`cluster`] (k-means, DBSCAN on a k-d tree, agglomerative clustering, clustering metrics), [`svm`] (SMO, kernels, one-vs-one, grid search), [`ensemble`] (CART, forests, AdaBoost, histogram gradient boosting, stacking), [`tsa`] (ADF and KPSS, ACF and PACF, seasonal ARIMA by exact likelihood, order search), [`pgm`] (hidden Markov models, Markov chains, Bayesian networks), [`data::folds`] (stratified splits and folds, standardisation) |
-//! | 13 | Production ML | (being written) |
+//! | 13 | Production ML | [`mlops`] (tracking, the model registry, sweeps, drift detection), [`serve`] (the model server), [`deploy`] (the container's health probe) (being written) |
 //!
 //! Shared infrastructure: [`data`] (checksummed datasets and their readers), [`train`]
 //! (the one training loop: any layer stack, loss and optimizer on a dataset, with
