@@ -173,7 +173,9 @@ impl Monitor {
         }
         self.window.push_back(r);
         self.seen += 1;
-        if self.window.len() < self.cfg.window || self.seen % self.cfg.check_every != 0 {
+        if self.window.len() < self.cfg.window
+            || !self.seen.is_multiple_of(self.cfg.check_every)
+        {
             return Ok(None);
         }
         self.check().map(Some)
