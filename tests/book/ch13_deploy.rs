@@ -10,15 +10,12 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use dlbook::deploy::probe;
-use dlbook::serve::batcher::{Batcher, Classifier};
-use dlbook::serve::model::MnistCnn;
-use dlbook::serve::{router, AppState, Deployed, ServeConfig};
+use dlbook::serve::{router, AppState, ServeConfig};
 use serde_norway::Value;
 use tower::ServiceExt;
 
@@ -113,17 +110,7 @@ fn exec_form(args: &str) -> Vec<String> {
 // The server the manifests describe.
 
 fn server() -> AppState {
-    let s = AppState::new(ServeConfig {
-        log_requests: false,
-        ..ServeConfig::default()
-    });
-    let load = Arc::new(|| Ok(Box::new(MnistCnn::untrained(0)) as Box<dyn Classifier>));
-    s.deploy(Deployed::new(
-        "mnist_cnn",
-        "test",
-        Batcher::start(load, 1, 8).unwrap(),
-    ));
-    s
+    super::ch13_serve::untrained("test", 1, 8)
 }
 
 /// The status the real router answers to `GET path`.

@@ -7,12 +7,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
-use dlbook::serve::batcher::{Batcher, Classifier};
 use dlbook::serve::local::Running;
-use dlbook::serve::model::MnistCnn;
-use dlbook::serve::{AppState, Deployed, ServeConfig};
 use serde_json::Value;
 
 /// The variable naming the schemathesis command.
@@ -42,17 +38,7 @@ fn schemathesis() -> PathBuf {
 /// The server as `dlbook serve` runs it (an untrained CNN: the fuzzer checks the
 /// service, not the model), on a free port.
 fn server() -> Running {
-    let s = AppState::new(ServeConfig {
-        log_requests: false,
-        ..ServeConfig::default()
-    });
-    let load = Arc::new(|| Ok(Box::new(MnistCnn::untrained(0)) as Box<dyn Classifier>));
-    s.deploy(Deployed::new(
-        "mnist_cnn",
-        "fuzz",
-        Batcher::start(load, 2, 256).unwrap(),
-    ));
-    Running::start(s, 2).unwrap()
+    Running::start(super::ch13_serve::untrained("fuzz", 2, 256), 2).unwrap()
 }
 
 /// What one schemathesis run found.

@@ -24,16 +24,23 @@ fn quiet() -> ServeConfig {
     }
 }
 
-/// A server with the (untrained) MNIST CNN on one worker.
-fn state() -> AppState {
+/// A quiet server with the (untrained) MNIST CNN as `mnist_cnn` at `version`, on
+/// `workers` inference threads taking batches of at most `max_batch` images (the other
+/// chapter 13 tests start theirs here too).
+pub(crate) fn untrained(version: &str, workers: usize, max_batch: usize) -> AppState {
     let s = AppState::new(quiet());
     let load = Arc::new(|| Ok(Box::new(MnistCnn::untrained(0)) as Box<dyn Classifier>));
     s.deploy(Deployed::new(
         "mnist_cnn",
-        "test-1",
-        Batcher::start(load, 1, 64).unwrap(),
+        version,
+        Batcher::start(load, workers, max_batch).unwrap(),
     ));
     s
+}
+
+/// A server with the (untrained) MNIST CNN on one worker.
+fn state() -> AppState {
+    untrained("test-1", 1, 64)
 }
 
 fn rt() -> tokio::runtime::Runtime {
