@@ -201,7 +201,7 @@ fn monitor_config() -> MonitorConfig {
         alpha: 0.01,
         psi_bins: 10,
         psi_threshold: 0.2,
-        n_permutations: 50,
+        n_permutations: 200,
         n_calibration: 100,
         seed: 0,
     }
