@@ -1,6 +1,6 @@
 //! Experiment `drift_stream`: the MNIST CNN serves a stream of requests that starts
 //! clean and then shifts (rotated, noisy, thickened or thinned digits, or Fashion-MNIST
-//! clothes), suddenly or gradually; a drift [`Monitor`](crate::mlops::drift::Monitor) watches it. Per detector and
+//! clothes), suddenly or gradually; a drift [`Monitor`] watches it. Per detector and
 //! scenario: how many requests after the shift the first alarm comes (the delay), how
 //! often it alarmed before the shift, and whether it beats the accuracy, which is known
 //! only when the labels arrive `label_lag` requests late.
