@@ -495,3 +495,20 @@ fn the_confidence_ks_beats_the_labels_in_every_shifted_stream() {
     all.sort_by(f64::total_cmp);
     assert!(fa("ks_confidence") >= all[all.len() / 2], "{all:?}");
 }
+
+#[test]
+fn gradual_shifts_are_found_later_than_sudden_ones() {
+    let r = committed("drift_stream");
+    for shift in ["rotation", "fashion"] {
+        for d in DETECTOR_SLUGS {
+            let median =
+                |how: &str| r.get_fact(&format!("delay_median_{shift}_{how}_{d}"));
+            let sudden =
+                median("sudden").unwrap_or_else(|| panic!("{shift} {d}: never seen"));
+            // No median: no gradual stream alarmed at all.
+            if let Some(gradual) = median("gradual") {
+                assert!(gradual > sudden, "{shift} {d}: {gradual} vs {sudden}");
+            }
+        }
+    }
+}
