@@ -8,6 +8,7 @@ use std::path::Path;
 
 use dlbook::data::DataDir;
 use dlbook::experiments;
+use dlbook::experiments::drift_stream::{DETECTOR_SLUGS, SCENARIO_SLUGS};
 use dlbook::mlops::drift::{
     chi_square, ks_2samp, ks_exact_p, wasserstein, Detector, FittedPsi, Mmd,
     MonitorConfig, Psi, Request,
@@ -201,7 +202,7 @@ fn monitor_config() -> MonitorConfig {
         alpha: 0.01,
         psi_bins: 10,
         psi_threshold: 0.2,
-        n_permutations: 50,
+        n_permutations: 200,
         n_calibration: 100,
         seed: 0,
     }
@@ -324,4 +325,190 @@ fn power_grows_with_the_sample_size() {
     let q = quick("drift_tests");
     let p = |n: usize| q.get_fact(&format!("power_ks_exact_{n}")).unwrap();
     assert!(p(100) > p(25));
+}
+
+#[test]
+fn the_monitor_refuses_too_few_shuffles_for_its_alpha() {
+    // 50 shuffles: the smallest p-value is 1/51, above alpha = 0.01.
+    let cfg = MonitorConfig {
+        n_permutations: 50,
+        ..monitor_config()
+    };
+    let err = cfg.fit(requests(100, 0, 0.0)).err().unwrap();
+    assert!(
+        format!("{err:#}")
+            .contains("50 shuffles cannot give the MMD a p-value below alpha"),
+        "{err:#}"
+    );
+    // 100 shuffles reach 1/101, below it.
+    let cfg = MonitorConfig {
+        n_permutations: 100,
+        ..monitor_config()
+    };
+    assert!(cfg.fit(requests(100, 0, 0.0)).is_ok());
+}
+
+/// A fact of the committed `drift_stream` results: `kind` (`detected`, `delay_max`,
+/// `delay_median`, `before_accuracy`), a scenario's stem, a detector's stem.
+fn stream_fact(report: &Report, kind: &str, scenario: &str, detector: &str) -> f64 {
+    let name = format!("{kind}_{scenario}_{detector}");
+    report
+        .get_fact(&name)
+        .unwrap_or_else(|| panic!("drift_stream has no fact {name}"))
+}
+
+/// The drift detectors' stems (the accuracy's test, last, left out).
+const STREAM_DETECTORS: &[&str] = DETECTOR_SLUGS.split_at(DETECTOR_SLUGS.len() - 1).0;
+
+/// The full preset's `check_every`, from the registered configuration.
+fn stream_check_every() -> f64 {
+    let cfg = experiments::by_name("drift_stream").unwrap();
+    (cfg.config)(experiments::Tier::Full)["monitor"]["check_every"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn every_detector_sees_fashion_mnist_within_three_checks() {
+    let r = committed("drift_stream");
+    let step = stream_check_every();
+    for d in STREAM_DETECTORS {
+        assert_eq!(stream_fact(&r, "detected", "fashion_sudden", d), 1.0, "{d}");
+        let slowest = stream_fact(&r, "delay_max", "fashion_sudden", d);
+        assert!(slowest <= 3.0 * step, "{d}: slowest stream {slowest}");
+        // And before the labels could tell, in every stream.
+        assert_eq!(
+            stream_fact(&r, "before_accuracy", "fashion_sudden", d),
+            1.0,
+            "{d}"
+        );
+    }
+    // The quick preset's single stream shows it too.
+    let q = quick("drift_stream");
+    for d in STREAM_DETECTORS {
+        assert_eq!(
+            stream_fact(q, "detected", "fashion_sudden", d),
+            1.0,
+            "quick: {d}"
+        );
+    }
+}
+
+#[test]
+fn ink_detectors_miss_the_rotation_that_the_model_feels() {
+    let r = committed("drift_stream");
+    for d in ["ks_ink", "wasserstein"] {
+        let sudden = stream_fact(&r, "detected", "rotation_sudden", d);
+        assert!(sudden < 0.5, "{d} on the sudden rotation: {sudden}");
+        assert_eq!(
+            stream_fact(&r, "detected", "rotation_gradual", d),
+            0.0,
+            "{d}"
+        );
+    }
+    for d in ["ks_confidence", "mmd"] {
+        assert_eq!(
+            stream_fact(&r, "detected", "rotation_sudden", d),
+            1.0,
+            "{d}"
+        );
+        assert_eq!(
+            stream_fact(&r, "before_accuracy", "rotation_sudden", d),
+            1.0,
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn on_the_gradual_rotation_only_the_confidence_beats_the_labels() {
+    let r = committed("drift_stream");
+    for d in ["psi", "ks_confidence"] {
+        assert_eq!(
+            stream_fact(&r, "before_accuracy", "rotation_gradual", d),
+            1.0,
+            "{d}"
+        );
+    }
+    let mmd = stream_fact(&r, "before_accuracy", "rotation_gradual", "mmd");
+    assert!(mmd < 0.5, "MMD before the accuracy in {mmd} of the streams");
+    let chi = stream_fact(&r, "before_accuracy", "rotation_gradual", "chi_square");
+    assert_eq!(chi, 0.0);
+}
+
+#[test]
+fn drift_is_not_harm_noise_moves_the_inputs_not_the_accuracy() {
+    let r = committed("drift_stream");
+    let acc = |sc: &str| r.get_fact(&format!("final_accuracy_{sc}")).unwrap();
+    let (clean, noisy) = (acc("none"), acc("noise_sudden"));
+    assert!(noisy > clean - 0.03, "noise: {noisy}, no shift: {clean}");
+    let step = stream_check_every();
+    for d in ["ks_ink", "wasserstein"] {
+        assert_eq!(stream_fact(&r, "detected", "noise_sudden", d), 1.0, "{d}");
+        let slowest = stream_fact(&r, "delay_max", "noise_sudden", d);
+        assert!(slowest <= 2.0 * step, "{d}: {slowest}");
+    }
+}
+
+#[test]
+fn rotation_costs_the_most_accuracy_of_the_digit_shifts() {
+    let r = committed("drift_stream");
+    let acc = |sc: &str| r.get_fact(&format!("final_accuracy_{sc}")).unwrap();
+    let rotated = acc("rotation_sudden");
+    assert!(rotated < 0.5, "{rotated}");
+    for sc in ["noise_sudden", "thicker_sudden", "thinner_sudden"] {
+        assert!(acc(sc) > rotated + 0.3, "{sc}: {} vs {rotated}", acc(sc));
+    }
+}
+
+#[test]
+fn detectors_keep_their_false_alarms_and_the_accuracy_test_does_not() {
+    let r = committed("drift_stream");
+    let cfg = experiments::by_name("drift_stream").unwrap();
+    let alpha = (cfg.config)(experiments::Tier::Full)["monitor"]["alpha"]
+        .as_f64()
+        .unwrap();
+    let fa = |d: &str| r.get_fact(&format!("false_alarms_{d}")).unwrap();
+    let worst = STREAM_DETECTORS.iter().map(|d| fa(d)).fold(0.0, f64::max);
+    assert!(
+        worst <= alpha,
+        "a detector's false alarms per check: {worst}"
+    );
+    let accuracy = fa("accuracy");
+    assert!(
+        accuracy > 2.0 * worst && accuracy > alpha,
+        "accuracy's test {accuracy}, worst detector {worst}"
+    );
+}
+
+#[test]
+fn the_confidence_ks_beats_the_labels_in_every_shifted_stream() {
+    let r = committed("drift_stream");
+    // Every scenario but the first, "no shift".
+    for sc in &SCENARIO_SLUGS[1..] {
+        let share = stream_fact(&r, "before_accuracy", sc, "ks_confidence");
+        assert_eq!(share, 1.0, "{sc}: {share}");
+    }
+    // Not for free: its false alarms are at least the median detector's.
+    let fa = |d: &str| r.get_fact(&format!("false_alarms_{d}")).unwrap();
+    let mut all: Vec<f64> = STREAM_DETECTORS.iter().map(|d| fa(d)).collect();
+    all.sort_by(f64::total_cmp);
+    assert!(fa("ks_confidence") >= all[all.len() / 2], "{all:?}");
+}
+
+#[test]
+fn gradual_shifts_are_found_later_than_sudden_ones() {
+    let r = committed("drift_stream");
+    for shift in ["rotation", "fashion"] {
+        for d in DETECTOR_SLUGS {
+            let median =
+                |how: &str| r.get_fact(&format!("delay_median_{shift}_{how}_{d}"));
+            let sudden =
+                median("sudden").unwrap_or_else(|| panic!("{shift} {d}: never seen"));
+            // No median: no gradual stream alarmed at all.
+            if let Some(gradual) = median("gradual") {
+                assert!(gradual > sudden, "{shift} {d}: {gradual} vs {sudden}");
+            }
+        }
+    }
 }

@@ -100,6 +100,7 @@ fresh! {
     ensemble_breast_cancer,
     sweep_mnist,
     drift_tests,
+    drift_stream,
     datasets,
 }
 

@@ -94,8 +94,8 @@ pub struct MonitorConfig {
     pub psi_threshold: f64,
     /// Shuffles of the MMD test.
     pub n_permutations: usize,
-    /// Bootstrap windows drawn from the reference to set the Wasserstein threshold at
-    /// their `1 - alpha` quantile.
+    /// Bootstrap pairs (a reference and a window, both resampled from the reference)
+    /// whose Wasserstein distances set the threshold at their `1 - alpha` quantile.
     pub n_calibration: usize,
     /// Seed of the calibration and the shuffles.
     pub seed: u64,
@@ -114,10 +114,20 @@ pub struct Monitor {
 
 impl MonitorConfig {
     /// Keeps `reference` (at least one window of requests, with embeddings of one
-    /// width) and calibrates the Wasserstein threshold on it.
+    /// width) and calibrates the Wasserstein threshold on it. Refuses a window under 2,
+    /// and fewer MMD shuffles than a p-value below `alpha` needs.
     pub fn fit(&self, reference: Vec<Request>) -> Result<Monitor> {
         ensure!(self.window >= 2, "the window needs at least 2 requests");
         ensure!(self.check_every >= 1, "check_every must be at least 1");
+        // A permutation p-value is at least 1 / (1 + shuffles).
+        ensure!(
+            (1.0 + self.n_permutations as f64) * self.alpha > 1.0,
+            "{} shuffles cannot give the MMD a p-value below alpha = {}: it needs at \
+             least {}",
+            self.n_permutations,
+            self.alpha,
+            (1.0 / self.alpha).floor() as usize
+        );
         ensure!(
             reference.len() >= self.window,
             "the reference holds {} requests, fewer than one window of {}",
@@ -136,12 +146,19 @@ impl MonitorConfig {
         .fit(&conf)?;
         let ink: Vec<f64> = reference.iter().map(|r| r.ink).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        // W1 between two independent samples of the reference's distribution, one the
+        // reference's size and one a window's, both drawn from the reference with
+        // replacement. (A window drawn from the reference compared with the reference
+        // itself would share values with it and come out too close.)
         let mut w1s = (0..self.n_calibration.max(1))
             .map(|_| {
-                let s: Vec<f64> = (0..self.window)
-                    .map(|_| ink[rng.random_range(0..ink.len())])
-                    .collect();
-                wasserstein(&ink, &s)
+                let mut draw = |n: usize| -> Vec<f64> {
+                    (0..n)
+                        .map(|_| ink[rng.random_range(0..ink.len())])
+                        .collect()
+                };
+                let (r, w) = (draw(ink.len()), draw(self.window));
+                wasserstein(&r, &w)
             })
             .collect::<Result<Vec<f64>>>()?;
         w1s.sort_by(f64::total_cmp);
