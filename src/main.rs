@@ -78,7 +78,8 @@ enum Command {
         /// The timing report to run (its file stem): `throughput` and
         /// `throughput_baseline` (chapter 5), `backbone`, `depthwise` (6),
         /// `detector_speed` (7), `rnn_cells` (8), `char_lstm_speed`, `char_lstm_budget`
-        /// (9), `mha` (10), `minilm`, `gpt_speed`, `gpt_budget` (11), `cluster_speed`, `svm_speed`, `ensemble_speed`, `arima_speed`, `hmm_speed` (12); the list is
+        /// (9), `mha` (10), `minilm`, `gpt_speed`, `gpt_budget` (11), `cluster_speed`, `svm_speed`, `ensemble_speed`, `arima_speed`, `hmm_speed` (12),
+        /// `serve_load` (13); the list is
         /// `dlbook::bench::TIMINGS`.
         #[arg(long, default_value = "throughput")]
         name: String,
