@@ -116,6 +116,7 @@ registry! {
     ensemble_breast_cancer::EnsembleBreastCancer,
     // Week 13: production.
     drift_tests::DriftTests,
+    mlops_map::MlopsMap,
     // The data appendix.
     sweep_mnist::SweepMnist,
     datasets::Datasets,

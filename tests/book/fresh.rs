@@ -100,6 +100,7 @@ fresh! {
     ensemble_breast_cancer,
     sweep_mnist,
     drift_tests,
+    mlops_map,
     datasets,
 }
 
