@@ -94,9 +94,14 @@ pub const ARROWS: [(usize, usize); 12] = [
 ];
 // ANCHOR_END: stops
 
-/// The last component of a path (a file's name).
+/// A path's file name, with its folder for a `mod.rs` (`drift/mod.rs`).
 fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    let mut cut = path.rsplitn(3, '/');
+    let name = cut.next().unwrap_or(path);
+    match (name, cut.next()) {
+        ("mod.rs", Some(folder)) => &path[path.len() - folder.len() - name.len() - 1..],
+        _ => name,
+    }
 }
 
 /// Runs the experiment: fills `r`, whose header and configuration are set.
