@@ -177,6 +177,12 @@ fn data_with_truncated(broken: &str) -> PathBuf {
 #[test]
 fn a_truncated_data_file_stops_the_pipeline_at_data_checks() {
     let (broken, _) = data::mnist_files(Split::Test);
+    let want = data::catalog()
+        .iter()
+        .flat_map(|d| d.files)
+        .find(|f| f.path == broken)
+        .unwrap()
+        .bytes;
     let data = data_with_truncated(broken);
     let store = data.parent().unwrap().join("mlruns");
     let out = Command::new(env!("CARGO_BIN_EXE_dlbook"))
@@ -191,7 +197,7 @@ fn a_truncated_data_file_stops_the_pipeline_at_data_checks() {
     assert!(
         stderr.contains("error: the pipeline stopped at data checks")
             && stderr.contains("t10k-images-idx3-ubyte.gz")
-            && stderr.contains("1000 bytes"),
+            && stderr.contains(&format!("1000 bytes where the catalog records {want}")),
         "{stderr}"
     );
     assert!(registry_files(&store).is_empty());
