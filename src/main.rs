@@ -128,6 +128,11 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The whole way from data to a served model: data checks, tracked training,
+    /// evaluation, a quality gate against the current version, registration, promotion,
+    /// and (with --server) waiting until the server serves the new version. A stage that
+    /// fails stops it, names itself, and exits 1.
+    Pipeline(PipelineArgs),
     /// Check that a server answers: `GET URL`, exit 0 on a 2xx answer, 1 otherwise (the
     /// container image's health check).
     Probe {
@@ -289,6 +294,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             threads,
             quick,
         } => sweep(&dir, &strategy, threads, quick),
+        Command::Pipeline(args) => pipeline(&dir, args),
         Command::Probe { url, timeout_ms } => {
             let status = dlbook::deploy::probe(
                 &url,
@@ -296,6 +302,94 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             println!("{url}: {status}");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `dlbook pipeline`: the quick or full preset, each setting overridable.
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// The small preset (600 images, one epoch: seconds) instead of the full one.
+    #[arg(long)]
+    quick: bool,
+    /// The tracking store (a folder or an MLflow server's http:// URI; default:
+    /// MLFLOW_TRACKING_URI, else mlruns/ in the book's folder).
+    #[arg(long, value_name = "STORE")]
+    store: Option<String>,
+    /// The registered model's name.
+    #[arg(long)]
+    model: Option<String>,
+    /// The alias the gate compares against and promotion moves.
+    #[arg(long)]
+    alias: Option<String>,
+    /// Training images (the first ones of the training file).
+    #[arg(long)]
+    n_train: Option<usize>,
+    /// Evaluation images (the first ones of the test file).
+    #[arg(long)]
+    n_test: Option<usize>,
+    /// Passes over the training images.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of the initialization, batch order and dropout.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Images per training step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam's learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// The lowest accuracy promoted, between 0 and 1.
+    #[arg(long)]
+    min_accuracy: Option<f64>,
+    /// Test images allowed to be exact copies of training images.
+    #[arg(long)]
+    max_duplicates: Option<usize>,
+    /// A server following the alias (`dlbook serve --registry`): wait until its
+    /// /readyz reports the new version, else move the alias back.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// How long to wait for that server, in milliseconds.
+    #[arg(long)]
+    server_timeout_ms: Option<u64>,
+}
+
+fn pipeline(dir: &DataDir, a: PipelineArgs) -> Result<ExitCode> {
+    use dlbook::mlops::pipeline::{self, PipelineConfig};
+    let mut cfg = if a.quick {
+        PipelineConfig::quick()
+    } else {
+        PipelineConfig::full()
+    };
+    macro_rules! set {
+        ($($field:ident <- $arg:expr),*) => { $( if let Some(v) = $arg { cfg.$field = v; } )* };
+    }
+    set!(model <- a.model, alias <- a.alias, n_train <- a.n_train, n_test <- a.n_test,
+         n_epochs <- a.epochs, batch_size <- a.batch_size, seed <- a.seed, lr <- a.lr, min_accuracy <- a.min_accuracy,
+         max_duplicates <- a.max_duplicates, server_timeout_ms <- a.server_timeout_ms);
+    cfg.server = a.server;
+    let tracker = match &a.store {
+        Some(s) => dlbook::mlops::tracking::Tracker::from_uri(s)?,
+        None => tracking_store()?,
+    };
+    let code_dir = book_root().or_else(|_| std::env::current_dir())?;
+    match pipeline::run(&cfg, dir, &tracker, &code_dir) {
+        Ok(o) => {
+            println!(
+                "{}@{} is version {} (run {}), accuracy {:.2} % on {} test images",
+                cfg.model,
+                cfg.alias,
+                o.version,
+                o.run_id,
+                100.0 * o.accuracy,
+                cfg.n_test
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

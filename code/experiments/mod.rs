@@ -114,6 +114,7 @@ registry! {
     // Week 13: production.
     drift_tests::DriftTests,
     drift_stream::DriftStream,
+    mlops_map::MlopsMap,
     // The data appendix.
     sweep_mnist::SweepMnist,
     datasets::Datasets,

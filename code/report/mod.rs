@@ -32,7 +32,7 @@ mod value;
 pub use json::{round_sig, write_atomic, write_file_atomic, SIGNIFICANT_DIGITS};
 pub use notebook::{show_markdown, show_svg};
 pub use plot::attention::{attention_figure, write_attention_map};
-pub use plot::{attention, boxes, contour, graph, render_figure};
+pub use plot::{attention, boxes, contour, flow, graph, render_figure};
 pub use value::{Fact, Format, Value};
 
 use json::round_floats;
@@ -185,6 +185,8 @@ pub enum Plot {
     Contour(contour::ContourPlot),
     /// A directed graph, e.g. a computational graph with values and gradients.
     Graph(graph::GraphPlot),
+    /// Boxes on a grid joined by arrows, each box with links (to code and tests).
+    Flow(flow::FlowPlot),
     /// Grey-scale images with boxes drawn over them (detections, ground truth).
     Boxes(boxes::BoxesPlot),
     /// Attention weights, one panel per head or mask, queries down and keys across.

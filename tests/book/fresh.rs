@@ -101,6 +101,7 @@ fresh! {
     sweep_mnist,
     drift_tests,
     drift_stream,
+    mlops_map,
     datasets,
 }
 

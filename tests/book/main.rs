@@ -49,6 +49,7 @@ mod ch13_fuzz;
 mod ch13_logging;
 mod ch13_mlflow;
 mod ch13_page;
+mod ch13_pipeline;
 mod ch13_registry;
 mod ch13_serve;
 mod ch13_sweep;

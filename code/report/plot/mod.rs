@@ -13,6 +13,7 @@ use super::{Figure, Plot, Scale};
 pub mod attention;
 pub mod boxes;
 pub mod contour;
+pub mod flow;
 pub mod graph;
 mod heatmap;
 mod images;
@@ -58,6 +59,7 @@ pub fn render_figure(fig: &Figure) -> Result<String> {
         } => scatter::render(&fig.title, x_label, y_label, groups, lines),
         Plot::Contour(c) => contour::render(&fig.title, c),
         Plot::Graph(g) => graph::render(&fig.title, g),
+        Plot::Flow(f) => flow::render(&fig.title, f),
         Plot::Boxes(b) => boxes::render(&fig.title, b),
         Plot::Attention(a) => attention::render(&fig.title, a),
         Plot::Images {
