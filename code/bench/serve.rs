@@ -365,7 +365,7 @@ pub fn page_drawing(server: &Running, pixels: &[u8]) -> String {
 }
 
 /// A PNG screenshot of `url`, `width` × `height` CSS pixels.
-fn screenshot(url: &str, width: u32, height: u32) -> Result<Vec<u8>> {
+pub(crate) fn screenshot(url: &str, width: u32, height: u32) -> Result<Vec<u8>> {
     let file =
         std::env::temp_dir().join(format!("dlbook-page-{}.png", std::process::id()));
     headless(
