@@ -427,7 +427,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
                 "the drift reference {} was made with another model file (sha256 {}…, \
                  {} has {}…): write one for this model with `dlbook drift reference {} --out FILE`",
                 path.display(),
-                &reference.model_sha256[..12.min(reference.model_sha256.len())],
+                reference.model_sha256.chars().take(12).collect::<String>(),
                 a.model,
                 &sha[..12],
                 a.model

@@ -60,10 +60,10 @@ impl WatchConfig {
             monitor: MonitorConfig {
                 window: 200,
                 check_every: 100,
-                alpha: 0.001,
+                alpha: 0.005,
                 psi_bins: 10,
                 psi_threshold: 0.2,
-                n_permutations: 50,
+                n_permutations: 400,
                 n_calibration: 100,
                 seed: 0,
             },
@@ -75,7 +75,7 @@ impl WatchConfig {
     /// The book's picture: the server's default monitor.
     pub fn full() -> Self {
         WatchConfig {
-            train_images: 60_000,
+            train_images: 20_000,
             reference_images: 1000,
             sent_images: 1000,
             batch: 10,

@@ -2,8 +2,9 @@
 //! handle, and a thread that compares the images the server answers with it.
 //!
 //! `dlbook drift reference MODEL --out FILE` runs the model on MNIST test images and
-//! writes what a [`Monitor`] keeps of each (predicted class, confidence, ink, embedding)
-//! with the monitor's settings and the model file's sha256 ([`Reference`]).
+//! writes what a [`Monitor`](crate::mlops::drift::Monitor) keeps of each (predicted
+//! class, confidence, ink, embedding) with the monitor's settings and the model file's
+//! sha256 ([`Reference`]).
 //! `dlbook serve MODEL --drift-reference FILE` starts a [`DriftFeed`]: for each
 //! prediction request, the handler sums each image's pixels (its ink, 784 additions) and
 //! offers the answers to a bounded queue without waiting ([`DriftFeed::offer`]); a
@@ -205,11 +206,26 @@ impl Reference {
                 path.display()
             )
         })?;
-        r.monitor
-            .fit(r.requests()?)
+        check_settings(&r.monitor)
+            .and_then(|()| r.monitor.fit(r.requests()?).map(drop))
             .with_context(|| format!("the drift reference {}", path.display()))?;
         Ok(r)
     }
+}
+
+/// Refuses settings under which a detector could never alarm: a permutation p-value is
+/// at least `1 / (n_permutations + 1)`, so the MMD test needs that below alpha.
+pub fn check_settings(cfg: &MonitorConfig) -> Result<()> {
+    let floor = 1.0 / (cfg.n_permutations as f64 + 1.0);
+    ensure!(
+        floor < cfg.alpha,
+        "with {} permutations the MMD p-value is never below {floor:.4}, so at alpha = {} \
+         its test could never alarm: use more than {:.0} permutations",
+        cfg.n_permutations,
+        cfg.alpha,
+        1.0 / cfg.alpha - 1.0
+    );
+    Ok(())
 }
 
 /// The queue to the monitor's thread.
@@ -227,6 +243,7 @@ impl DriftFeed {
         dashboard: Arc<Dashboard>,
     ) -> Result<DriftFeed> {
         let cfg = reference.monitor;
+        check_settings(&cfg)?;
         let mut monitor = cfg.fit(reference.requests()?)?;
         metrics.alpha.set(cfg.alpha);
         for d in Detector::ALL {
@@ -361,6 +378,7 @@ pub fn mnist_reference(
     let requests = observe_all(&mut cnn, &pixels, n_images);
     bar.finish_and_clear();
     let r = Reference::new(&sha, monitor, &requests);
+    check_settings(&monitor)?;
     monitor.fit(r.requests()?)?;
     Ok(r)
 }

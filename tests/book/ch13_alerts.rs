@@ -174,7 +174,11 @@ fn the_rule_tests_fail_on_a_wrong_threshold() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         !out.status.success(),

@@ -179,7 +179,13 @@ fn a_bad_drift_reference_is_refused_with_a_clear_error() {
     );
     let path = dir.join("ref.json");
     good.save(&path).unwrap();
-    assert_eq!(Reference::load(&path).unwrap(), good);
+    let back = Reference::load(&path).unwrap();
+    assert_eq!((back.class.len(), back.monitor), (300, good.monitor));
+    assert!(back
+        .ink
+        .iter()
+        .zip(&good.ink)
+        .all(|(a, b)| (a - b).abs() < 1e-12));
     let text = std::fs::read(&path).unwrap();
     let err = |bytes: &[u8]| {
         std::fs::write(&path, bytes).unwrap();
@@ -202,9 +208,15 @@ fn a_bad_drift_reference_is_refused_with_a_clear_error() {
     wide.embedding[7].push(1.0);
     let e = err(&serde_json::to_vec(&wide).unwrap());
     assert!(e.contains("embedding 7 has 5 values"), "{e}");
-    let mut few = good;
+    let mut few = good.clone();
     few.monitor.window = 1000;
     let e = err(&serde_json::to_vec(&few).unwrap());
     assert!(e.contains("fewer than one window"), "{e}");
+    // An MMD test with 50 permutations has p >= 1/51: at alpha = 0.001 it could never
+    // alarm.
+    let mut blind = good;
+    (blind.monitor.n_permutations, blind.monitor.alpha) = (50, 0.001);
+    let e = err(&serde_json::to_vec(&blind).unwrap());
+    assert!(e.contains("could never alarm"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
