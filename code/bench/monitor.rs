@@ -28,7 +28,6 @@ use crate::serve::drift::{labels, mnist_reference};
 use crate::serve::local::{request, Running};
 use crate::serve::model::start_workers;
 use crate::serve::{AppState, Deployed, ServeConfig};
-use crate::train::mnist::{train_and_save, Recipe};
 
 /// What to serve and send.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -142,9 +141,6 @@ pub fn wait_observed(addr: SocketAddr, n: u64, timeout: Duration) -> Result<Stri
 /// Serves the model file `weights` with a drift reference from the first test images,
 /// and sends it the next test images clean, then thickened.
 pub fn watch(cfg: &WatchConfig, dir: &DataDir, weights: &Path) -> Result<Watched> {
-    let scratch =
-        std::env::temp_dir().join(format!("dlbook-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
     let reference = mnist_reference(dir, weights, cfg.reference_images, cfg.monitor)?;
     let state = AppState::new(ServeConfig {
         log_requests: false,
@@ -192,7 +188,6 @@ pub fn watch(cfg: &WatchConfig, dir: &DataDir, weights: &Path) -> Result<Watched
     let thick: Vec<Vec<f32>> = images.iter().map(|img| morph(img, true)).collect();
     send(&thick)?;
     let after_shift = wait_observed(server.addr, 2 * n, Duration::from_secs(120))?;
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(Watched {
         server,
         after_clean,
@@ -203,20 +198,12 @@ pub fn watch(cfg: &WatchConfig, dir: &DataDir, weights: &Path) -> Result<Watched
 /// Runs `cfg` and reports each detector's state after each phase, with the dashboard's
 /// screenshot.
 pub fn run(cfg: &WatchConfig, dir: &DataDir, name: &str) -> Result<Report> {
-    let scratch =
-        std::env::temp_dir().join(format!("dlbook-serve-monitor-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let weights = scratch.join("mnist_cnn.safetensors");
-    let recipe = Recipe {
-        n_train: cfg.train_images,
-        n_test: 10_000,
-        ..Recipe::new(1, 0)
-    };
-    train_and_save(dir, &recipe, &weights, None, None, None)?;
+    let (scratch, weights, _) =
+        super::serve::train_for_serving(dir, cfg.train_images, "serve-monitor")?;
     let w = watch(cfg, dir, &weights)?;
     // Two samples with no traffic, so the charts end on the idle server too.
     std::thread::sleep(Duration::from_millis(600));
-    let shot = super::serve::screenshot(&w.server.url("/dashboard"), 1300, 900)
+    let shot = super::serve::screenshot(&w.server.url("/dashboard"), 1300, 1120)
         .context("the dashboard's screenshot")?;
     w.server.stop()?;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -273,7 +260,7 @@ pub fn run(cfg: &WatchConfig, dir: &DataDir, name: &str) -> Result<Report> {
         plot: Plot::Picture {
             png_base64: base64::engine::general_purpose::STANDARD.encode(&shot),
             width: 1300,
-            height: 900,
+            height: 1120,
         },
     });
     Ok(r)
