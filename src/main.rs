@@ -109,6 +109,12 @@ enum Command {
     },
     /// Serve chapter 5's MNIST CNN over HTTP (predictions, health, metrics, OpenAPI).
     Serve(ServeArgs),
+    /// Drift monitoring: write the reference `dlbook serve --drift-reference` compares
+    /// the served images with.
+    Drift {
+        #[command(subcommand)]
+        command: DriftCommand,
+    },
     /// The model registry: versions of trained models with their lineage, and aliases
     /// (in `mlruns/models/`, or on the server MLFLOW_TRACKING_URI names).
     Models {
@@ -288,6 +294,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train { model } => train(&dir, model),
         Command::Predict { model, images, top } => predict(&dir, &model, &images, top),
         Command::Serve(args) => serve(args),
+        Command::Drift {
+            command: DriftCommand::Reference(args),
+        } => drift_reference(&dir, args),
         Command::Models { command } => models(command),
         Command::Sweep {
             strategy,
@@ -427,6 +436,63 @@ struct ServeArgs {
     /// No log line per request.
     #[arg(long)]
     quiet: bool,
+    /// Watch the served images for drift against this reference (written by
+    /// `dlbook drift reference` for the same model file): scores and alarms on
+    /// /metrics and /dashboard.
+    #[arg(long, value_name = "FILE")]
+    drift_reference: Option<PathBuf>,
+}
+
+/// `dlbook drift`.
+#[derive(Subcommand)]
+enum DriftCommand {
+    /// Run the model on the first MNIST test images and write what the drift monitor
+    /// compares served images with, and the monitor's settings.
+    Reference(DriftReferenceArgs),
+}
+
+/// `dlbook drift reference`.
+#[derive(clap::Args)]
+struct DriftReferenceArgs {
+    /// The model file written by `dlbook train mnist-cnn`.
+    model: PathBuf,
+    /// Where to write the reference (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// MNIST test images in the reference (the first ones).
+    #[arg(long, default_value_t = 1000)]
+    images: usize,
+    /// Served images in each check's window.
+    #[arg(long, default_value_t = dlbook::serve::drift::default_monitor().window)]
+    window: usize,
+    /// Served images between two checks.
+    #[arg(long, default_value_t = dlbook::serve::drift::default_monitor().check_every)]
+    check_every: usize,
+    /// Significance level of the tests with a p-value.
+    #[arg(long, default_value_t = dlbook::serve::drift::default_monitor().alpha)]
+    alpha: f64,
+}
+
+fn drift_reference(dir: &DataDir, a: DriftReferenceArgs) -> Result<ExitCode> {
+    use dlbook::serve::drift::{default_monitor, mnist_reference};
+    let monitor = dlbook::mlops::drift::MonitorConfig {
+        window: a.window,
+        check_every: a.check_every,
+        alpha: a.alpha,
+        ..default_monitor()
+    };
+    let r = mnist_reference(dir, &a.model, a.images, monitor)?;
+    r.save(&a.out)?;
+    println!(
+        "{}: {} reference images of {} (sha256 {}), a window of {} checked every {}",
+        a.out.display(),
+        r.class.len(),
+        a.model.display(),
+        &r.model_sha256[..12],
+        monitor.window,
+        monitor.check_every
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode> {
@@ -437,10 +503,33 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let state = AppState::new(ServeConfig {
         timeout: std::time::Duration::from_millis(a.timeout_ms),
         log_requests: !a.quiet,
+        ..ServeConfig::default()
     });
     // Each inference thread runs its matrix products on one core.
     dlbook::gemm::single_threaded_blas();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(path) = &a.drift_reference {
+        if a.registry.is_some() {
+            bail!(
+                "--drift-reference compares served images with one model's answers: serve \
+                 a model file with it, not a registry alias whose version may change"
+            );
+        }
+        let reference = dlbook::serve::drift::Reference::load(path)?;
+        let sha = dlbook::serve::drift::file_sha256(std::path::Path::new(&a.model))?;
+        if reference.model_sha256 != sha {
+            bail!(
+                "the drift reference {} was made with another model file (sha256 {}…, \
+                 {} has {}…): write one for this model with `dlbook drift reference {} --out FILE`",
+                path.display(),
+                reference.model_sha256.chars().take(12).collect::<String>(),
+                a.model,
+                &sha[..12],
+                a.model
+            );
+        }
+        state.monitor_drift(&reference)?;
+    }
     let (name, version) = match &a.registry {
         Some(store) => serve_registered(&a, store, &state, &stop)?,
         None => {

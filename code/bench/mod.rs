@@ -42,6 +42,7 @@ pub mod hmm;
 mod measure;
 pub mod mha;
 pub mod minilm;
+pub mod monitor;
 pub mod peak;
 pub mod python;
 mod registry;

@@ -19,6 +19,7 @@ use super::gpt::GptBenchConfig;
 use super::hmm::HmmBenchConfig;
 use super::mha::MhaBenchConfig;
 use super::minilm::MiniLmBenchConfig;
+use super::monitor::WatchConfig;
 use super::rnn_cells::RnnCellsConfig;
 use super::serve::ServeLoadConfig;
 use super::Config;
@@ -89,6 +90,7 @@ knobs!(
     EnsembleBenchConfig,
     ServeLoadConfig,
     ArimaBenchConfig,
+    WatchConfig,
 );
 
 /// The preset `o` asks for, with its overrides (at least one run and one thread).
@@ -247,6 +249,13 @@ pub const TIMINGS: &[Timing] = &[
         chapter: "ch13",
         what: "the model server under wrk's load at 1, 8 and 64 connections, beside FastAPI",
         run: |o, dir, _| super::serve::run(&configured(o), dir, "serve_load"),
+    },
+    Timing {
+        stem: "serve_monitor",
+        aliases: &["dashboard"],
+        chapter: "ch13",
+        what: "the server's drift monitor on clean then thickened digits, and its dashboard",
+        run: |o, dir, _| super::monitor::run(&configured(o), dir, "serve_monitor"),
     },
 ];
 

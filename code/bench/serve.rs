@@ -364,8 +364,29 @@ pub fn page_drawing(server: &Running, pixels: &[u8]) -> String {
     server.url(&format!("/#draw={hex}"))
 }
 
+/// Chapter 5's CNN after one epoch on the first `n_train` MNIST training images, saved in
+/// a new scratch folder `dlbook-{what}-{pid}` of the temporary directory: returns the
+/// folder, the weights file and the test accuracies.
+pub(crate) fn train_for_serving(
+    dir: &DataDir,
+    n_train: usize,
+    what: &str,
+) -> Result<(PathBuf, PathBuf, Vec<f64>)> {
+    let scratch =
+        std::env::temp_dir().join(format!("dlbook-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let weights = scratch.join("mnist_cnn.safetensors");
+    let recipe = Recipe {
+        n_train,
+        n_test: 10_000,
+        ..Recipe::new(1, 0)
+    };
+    let acc = train_and_save(dir, &recipe, &weights, None, None, None)?;
+    Ok((scratch, weights, acc))
+}
+
 /// A PNG screenshot of `url`, `width` × `height` CSS pixels.
-fn screenshot(url: &str, width: u32, height: u32) -> Result<Vec<u8>> {
+pub(crate) fn screenshot(url: &str, width: u32, height: u32) -> Result<Vec<u8>> {
     let file =
         std::env::temp_dir().join(format!("dlbook-page-{}.png", std::process::id()));
     headless(
@@ -384,16 +405,7 @@ fn screenshot(url: &str, width: u32, height: u32) -> Result<Vec<u8>> {
 /// Runs the loads of `cfg` and reports them.
 pub fn run(cfg: &ServeLoadConfig, dir: &DataDir, name: &str) -> Result<Report> {
     let load_before = load_average();
-    let scratch =
-        std::env::temp_dir().join(format!("dlbook-serve-load-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let weights = scratch.join("mnist_cnn.safetensors");
-    let recipe = Recipe {
-        n_train: cfg.train_images,
-        n_test: 10_000,
-        ..Recipe::new(1, 0)
-    };
-    let acc = train_and_save(dir, &recipe, &weights, None, None, None)?;
+    let (scratch, weights, acc) = train_for_serving(dir, cfg.train_images, "serve-load")?;
     let test = mnist(dir, Split::Test)?;
     let image = &test.images.pixels[..784];
     let pixels: Vec<f32> = image.iter().map(|&b| f32::from(b) / 255.0).collect();

@@ -30,13 +30,29 @@ pub trait Classifier {
     /// Probabilities `(n × n_classes)`, row-major, for `n` images of `pixels.len() / n`
     /// values each.
     fn predict(&mut self, pixels: &[f32], n: usize) -> Vec<f32>;
+    /// The probabilities of [`Classifier::predict`] and, from the same forward pass, each
+    /// image's embedding (`n × width`, row-major: what the drift monitor compares), or
+    /// an empty vector for a model that has none (the default).
+    fn predict_embedded(&mut self, pixels: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+        (self.predict(pixels, n), Vec::new())
+    }
+}
+
+/// A request's answer: one row of probabilities per image and, when the model has one,
+/// one row of its embedding per image.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answer {
+    /// `n × n_classes` probabilities, row-major.
+    pub probs: Vec<f32>,
+    /// `n × width` embedding values, row-major (empty without an embedding).
+    pub embedding: Vec<f32>,
 }
 
 /// One request's images and where its answer goes.
 struct Job {
     pixels: Vec<f32>,
     n: usize,
-    reply: oneshot::Sender<Vec<f32>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// Why a request was not run.
@@ -134,7 +150,7 @@ impl Batcher {
         &self,
         pixels: Vec<f32>,
         n: usize,
-    ) -> Result<oneshot::Receiver<Vec<f32>>, SubmitError> {
+    ) -> Result<oneshot::Receiver<Answer>, SubmitError> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { pixels, n, reply }) {
             Ok(()) => Ok(rx),
@@ -184,18 +200,29 @@ fn work(mut model: Box<dyn Classifier>, rx: &Mutex<Receiver<Job>>, max_batch: us
         // their reply channels drop), not the worker.
         let k = model.n_classes();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            model.predict(&pixels, n)
+            model.predict_embedded(&pixels, n)
         }));
-        let Ok(probs) = run else { continue };
+        let Ok((probs, embedding)) = run else {
+            continue;
+        };
         if probs.len() != n * k {
             continue;
         }
+        // An embedding that does not split into n rows is left out, not misassigned.
+        let e = if embedding.len() % n.max(1) == 0 {
+            embedding.len() / n.max(1)
+        } else {
+            0
+        };
         let mut at = 0;
         for job in jobs {
-            let rows = probs[at * k..(at + job.n) * k].to_vec();
+            let answer = Answer {
+                probs: probs[at * k..(at + job.n) * k].to_vec(),
+                embedding: embedding[at * e..(at + job.n) * e].to_vec(),
+            };
             at += job.n;
             // A client that gave up (timeout, closed connection) no longer listens.
-            let _ = job.reply.send(rows);
+            let _ = job.reply.send(answer);
         }
     }
 }
@@ -241,7 +268,7 @@ mod tests {
             waiting.push((r, n, b.submit(px, n).unwrap()));
         }
         for (r, n, rx) in waiting {
-            let rows = rx.blocking_recv().unwrap();
+            let rows = rx.blocking_recv().unwrap().probs;
             assert_eq!(rows.len(), n * 3);
             for i in 0..n {
                 assert_eq!(rows[i * 3 + (r + i) % 3], 1.0, "request {r}, image {i}");

@@ -3,7 +3,9 @@
 //! Routes: `POST /v1/models/{name}/predict` (JSON in, probabilities out, every input
 //! checked by [`validate`]), `GET /healthz` (the process is up), `GET /readyz` (a model is
 //! loaded), `GET /metrics` (Prometheus), `GET /openapi.json` (the API's description),
-//! `GET /` (a page where a reader draws a digit and sees the model's probabilities).
+//! `GET /` (a page where a reader draws a digit and sees the model's probabilities),
+//! `GET /dashboard` (a page of the server's latency, throughput, errors, predicted
+//! classes and drift, drawn from `GET /dashboard.json`, see [`dashboard`]).
 //!
 //! How a request goes: a middleware gives it an id (the client's `x-request-id`, or a new
 //! one) and, on the way out, counts it, times it and logs it as one JSON line; the handler
@@ -14,8 +16,13 @@
 //! The model being served sits behind a lock as an `Arc`: [`AppState::deploy`] swaps in
 //! a new one while requests in flight finish on the one they started with, whose
 //! workers stop once the last of those requests is answered.
+//!
+//! Given a drift reference ([`AppState::monitor_drift`]), the server also compares the
+//! images it answers with it, off the request's path ([`drift`]).
 
 pub mod batcher;
+pub mod dashboard;
+pub mod drift;
 pub mod local;
 pub mod metrics;
 pub mod model;
@@ -25,7 +32,7 @@ pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -39,6 +46,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use batcher::{Batcher, SubmitError};
+use dashboard::Dashboard;
+use drift::{DriftFeed, Reference};
 use metrics::{ClassLabels, Metrics, ModelLabels, RequestLabels, RouteLabels};
 use validate::{parse_predict, ApiError, MAX_BODY_BYTES};
 
@@ -73,6 +82,8 @@ pub struct ServeConfig {
     pub timeout: Duration,
     /// One JSON line per request on stderr.
     pub log_requests: bool,
+    /// The dashboard's sampling interval.
+    pub sample_every: Duration,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +91,7 @@ impl Default for ServeConfig {
         ServeConfig {
             timeout: Duration::from_secs(5),
             log_requests: true,
+            sample_every: Duration::from_secs(1),
         }
     }
 }
@@ -87,6 +99,8 @@ impl Default for ServeConfig {
 struct Inner {
     deployed: RwLock<Option<Arc<Deployed>>>,
     metrics: Metrics,
+    dashboard: Arc<Dashboard>,
+    drift: OnceLock<DriftFeed>,
     cfg: ServeConfig,
     next_id: AtomicU64,
     id_prefix: String,
@@ -104,13 +118,50 @@ impl AppState {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        AppState(Arc::new(Inner {
+        let inner = Arc::new(Inner {
             deployed: RwLock::new(None),
             metrics: Metrics::default(),
+            dashboard: Arc::new(Dashboard::new(cfg.sample_every)),
+            drift: OnceLock::new(),
             cfg,
             next_id: AtomicU64::new(0),
             id_prefix: format!("{:x}", nanos & 0xffff_ffff_ffff),
-        }))
+        });
+        // The dashboard's sampler: closes an interval every `sample_every`, and ends
+        // once the state is gone.
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let every = inner.cfg.sample_every.max(Duration::from_millis(10));
+        let _ =
+            std::thread::Builder::new()
+                .name("dashboard".into())
+                .spawn(move || loop {
+                    std::thread::sleep(every);
+                    match weak.upgrade() {
+                        Some(inner) => inner.dashboard.tick(),
+                        None => return,
+                    }
+                });
+        AppState(inner)
+    }
+
+    /// Compares the images this server answers from now on with `reference`, on a
+    /// thread of its own ([`drift::DriftFeed`]); its checks go to `/metrics` and the
+    /// dashboard. Errors on a reference the monitor cannot use, or a second one.
+    pub fn monitor_drift(&self, reference: &Reference) -> Result<()> {
+        let feed = DriftFeed::start(
+            reference,
+            self.0.metrics.drift.clone(),
+            Arc::clone(&self.0.dashboard),
+        )?;
+        self.0
+            .drift
+            .set(feed)
+            .map_err(|_| anyhow::anyhow!("this server already watches for drift"))
+    }
+
+    /// The dashboard's buffers.
+    pub fn dashboard(&self) -> &Dashboard {
+        &self.0.dashboard
     }
 
     /// Serves `model` from now on; requests already running finish on the previous one.
@@ -132,6 +183,7 @@ impl AppState {
             })
             .set(1);
         *slot = Some(Arc::new(model));
+        m.ready.set(1);
     }
 
     /// The model being served, if any.
@@ -161,15 +213,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The prediction route's template (its `route` label).
+pub const PREDICT_ROUTE: &str = "/v1/models/{name}/predict";
+
 /// The routes, with the request-id, logging and metrics middleware.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/models/{name}/predict", post(predict))
+        .route(PREDICT_ROUTE, post(predict))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/", get(draw_page))
+        .route("/dashboard", get(dashboard_page))
+        .route("/dashboard.json", get(dashboard_json))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -217,6 +274,48 @@ pub const DRAW_PAGE: &str = include_str!("draw.html");
 
 async fn draw_page() -> axum::response::Html<&'static str> {
     axum::response::Html(DRAW_PAGE)
+}
+
+/// The dashboard page: self-contained like the drawing page; it polls
+/// `/dashboard.json` and draws SVG charts.
+pub const DASHBOARD_PAGE: &str = include_str!("dashboard.html");
+
+async fn dashboard_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(DASHBOARD_PAGE)
+}
+
+async fn dashboard_json(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let deployed = s.deployed();
+    let m = s.metrics();
+    let n_classes = deployed.as_ref().map_or(0, |d| d.batcher.n_classes());
+    let classes: Vec<u64> = (0..n_classes as u32)
+        .map(|class| m.predicted.get_or_create(&ClassLabels { class }).get())
+        .collect();
+    let drift_requests = |outcome: &str| {
+        m.drift
+            .requests
+            .get_or_create(&metrics::OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .get()
+    };
+    let drift_counts = s.0.drift.get().map(|_| {
+        json!({
+            "observed": drift_requests("observed"),
+            "dropped": drift_requests("dropped"),
+            "rejected": drift_requests("rejected"),
+        })
+    });
+    Json(json!({
+        "model": {
+            "ready": deployed.is_some(),
+            "name": deployed.as_ref().map(|d| d.name.clone()),
+            "version": deployed.as_ref().map(|d| d.version.clone()),
+        },
+        "classes": classes,
+        "drift_requests": drift_counts,
+        "dashboard": s.dashboard().snapshot(),
+    }))
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -272,6 +371,12 @@ async fn predict(
         ));
     }
     let (pixels, n) = parse_predict(&bytes)?;
+    // With a drift monitor, each image's ink is summed now: the pixels go to the
+    // workers.
+    let inks: Option<Vec<f64>> =
+        s.0.drift
+            .get()
+            .map(|_| pixels.chunks(validate::PIXELS).map(drift::ink).collect());
     let rx = deployed.batcher.submit(pixels, n).map_err(|e| match e {
         SubmitError::Overloaded => ApiError::new(
             503,
@@ -282,7 +387,7 @@ async fn predict(
             ApiError::new(503, "not_ready", "the model is being replaced: retry")
         }
     })?;
-    let probs = match tokio::time::timeout(s.0.cfg.timeout, rx).await {
+    let answer = match tokio::time::timeout(s.0.cfg.timeout, rx).await {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => {
             return Err(ApiError::new(
@@ -302,7 +407,23 @@ async fn predict(
     let k = deployed.batcher.n_classes();
     let m = s.metrics();
     m.batch_images.observe(n as f64);
-    let predictions: Vec<serde_json::Value> = probs
+    if let (Some(feed), Some(inks)) = (s.0.drift.get(), inks) {
+        let e = answer.embedding.len() / n.max(1);
+        feed.offer(
+            inks.iter()
+                .enumerate()
+                .map(|(i, &ink)| {
+                    drift::observation(
+                        &answer.probs[i * k..(i + 1) * k],
+                        &answer.embedding[i * e..(i + 1) * e],
+                        ink,
+                    )
+                })
+                .collect(),
+        );
+    }
+    let predictions: Vec<serde_json::Value> = answer
+        .probs
         .chunks(k)
         .map(|row| {
             let class = (0..k)
@@ -359,6 +480,8 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
             route: route.clone(),
         })
         .observe(seconds);
+    s.dashboard()
+        .record(route == PREDICT_ROUTE, status, seconds);
     if s.0.cfg.log_requests {
         eprintln!(
             "{}",

@@ -9,7 +9,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::batcher::{Batcher, Classifier, Loader};
 use crate::models::{checkpoint, mnist_cnn, CnnConfig};
-use crate::nn::{Layer, Mode, Named};
+use crate::nn::{Mode, Named};
 
 /// The MNIST CNN as a [`Classifier`]: 784 pixels in, 10 probabilities out.
 pub struct MnistCnn {
@@ -36,16 +36,32 @@ impl MnistCnn {
     }
 }
 
+/// The layer whose output is the served CNN's embedding (128 values per image: the
+/// penultimate layer, what the drift monitor's MMD compares).
+pub const EMBEDDING_LAYER: &str = "relu3";
+
 impl Classifier for MnistCnn {
     fn n_classes(&self) -> usize {
         10
     }
 
     fn predict(&mut self, pixels: &[f32], n: usize) -> Vec<f32> {
-        let x = ArrayD::from_shape_vec(IxDyn(&[n, 1, 28, 28]), pixels.to_vec())
+        self.predict_embedded(pixels, n).0
+    }
+
+    fn predict_embedded(&mut self, pixels: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut h = ArrayD::from_shape_vec(IxDyn(&[n, 1, 28, 28]), pixels.to_vec())
             .expect("MnistCnn::predict: n × 784 pixels");
-        let logits = self.model.forward(&x, Mode::Eval);
-        let logits = logits.as_slice().expect("contiguous logits");
+        // The layers one by one, each handed its input (what `Named::forward` does),
+        // keeping a copy of the embedding on the way.
+        let mut embedding = Vec::new();
+        for (name, layer) in &mut self.model.layers {
+            h = layer.forward_owned(h, Mode::Eval);
+            if name == EMBEDDING_LAYER {
+                embedding = h.iter().copied().collect();
+            }
+        }
+        let logits = h.as_slice().expect("contiguous logits");
         let mut probs = Vec::with_capacity(n * 10);
         for row in logits.chunks(10) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -53,7 +69,7 @@ impl Classifier for MnistCnn {
             let s: f32 = e.iter().sum();
             probs.extend(e.iter().map(|v| v / s));
         }
-        probs
+        (probs, embedding)
     }
 }
 

@@ -72,6 +72,12 @@ pub fn document(model: Option<&str>) -> Value {
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                 "responses": {"200": {"description": "The OpenAPI document",
                     "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/dashboard": {"get": {"operationId": "dashboard", "summary": "A page of the server's latency, throughput, errors, predicted classes and drift",
+                "responses": {"200": {"description": "The dashboard page",
+                    "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/dashboard.json": {"get": {"operationId": "dashboardData", "summary": "What the dashboard page draws: the last samples and drift checks",
+                "responses": {"200": {"description": "The dashboard's ring buffers",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Dashboard"}}}}}}},
             "/": {"get": {"operationId": "draw", "summary": "A page to draw a digit on and see the model's probabilities",
                 "responses": {"200": {"description": "The drawing page",
                     "content": {"text/html": {"schema": {"type": "string"}}}}}}}
@@ -119,6 +125,7 @@ pub fn document(model: Option<&str>) -> Value {
                     }
                 }}
             },
+            "Dashboard": dashboard_schema(),
             "Status": {
                 "type": "object",
                 "required": ["status"],
@@ -129,5 +136,68 @@ pub fn document(model: Option<&str>) -> Value {
                 }
             }
         }}
+    })
+}
+
+/// The schema of `GET /dashboard.json` (apart: one `json!` of the whole document would
+/// pass the macro's recursion limit).
+fn dashboard_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["model", "classes", "dashboard"],
+        "properties": {
+            "model": {"type": "object", "required": ["ready"], "properties": {
+                "ready": {"type": "boolean"},
+                "name": {"type": "string", "nullable": true},
+                "version": {"type": "string", "nullable": true}
+            }},
+            "classes": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                "description": "Predictions per class since the start"},
+            "drift_requests": {"type": "object", "nullable": true, "properties": {
+                "observed": {"type": "integer", "minimum": 0},
+                "dropped": {"type": "integer", "minimum": 0},
+                "rejected": {"type": "integer", "minimum": 0}
+            }},
+            "dashboard": {"type": "object", "required": ["interval_s", "uptime_s", "total_requests", "samples"], "properties": {
+                "interval_s": {"type": "number"},
+                "uptime_s": {"type": "number"},
+                "total_requests": {"type": "integer", "minimum": 0},
+                "samples": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["t", "requests_per_s", "client_errors_per_s", "server_errors_per_s"],
+                    "properties": {
+                        "t": {"type": "number"},
+                        "requests_per_s": {"type": "number", "minimum": 0.0},
+                        "client_errors_per_s": {"type": "number", "minimum": 0.0},
+                        "server_errors_per_s": {"type": "number", "minimum": 0.0},
+                        "p50_ms": {"type": "number", "nullable": true},
+                        "p99_ms": {"type": "number", "nullable": true}
+                    }
+                }},
+                "drift": {"type": "object", "nullable": true,
+                    "required": ["window", "check_every", "alpha", "detectors", "checks"],
+                    "properties": {
+                        "window": {"type": "integer"},
+                        "check_every": {"type": "integer"},
+                        "alpha": {"type": "number"},
+                        "detectors": {"type": "array", "items": {"type": "object",
+                            "required": ["detector", "feature"],
+                            "properties": {
+                                "detector": {"type": "string"},
+                                "feature": {"type": "string"},
+                                "threshold": {"type": "number", "nullable": true}
+                            }}},
+                        "checks": {"type": "array", "items": {"type": "object",
+                            "required": ["t", "seen", "scores", "p_values", "alarms"],
+                            "properties": {
+                                "t": {"type": "number"},
+                                "seen": {"type": "integer"},
+                                "scores": {"type": "array", "items": {"type": "number", "nullable": true}},
+                                "p_values": {"type": "array", "items": {"type": "number", "nullable": true}},
+                                "alarms": {"type": "array", "items": {"type": "boolean"}}
+                            }}}
+                    }}
+            }}
+        }
     })
 }

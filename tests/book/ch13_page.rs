@@ -21,7 +21,7 @@ const DIGITS: usize = 3;
 
 /// Chapter 5's CNN after one epoch on the first 8,000 training images (a few seconds),
 /// saved where the server loads it from.
-fn trained() -> &'static std::path::Path {
+pub(crate) fn trained() -> &'static std::path::Path {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let dir =
@@ -76,7 +76,7 @@ fn page_predictions() -> &'static [(String, usize, u8, bool)] {
 }
 
 /// The text of the element `id` in `dom` (up to the next tag).
-fn element(dom: &str, id: &str) -> String {
+pub(crate) fn element(dom: &str, id: &str) -> String {
     dom.split_once(&format!("id=\"{id}\""))
         .and_then(|(_, rest)| rest.split_once('>'))
         .and_then(|(_, rest)| rest.split_once('<'))

@@ -7,7 +7,7 @@ use anyhow::{ensure, Result};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{chi_square, ks_2samp, wasserstein, FittedPsi, Mmd, Psi};
 
@@ -80,7 +80,7 @@ pub struct Signal {
 }
 
 /// How the monitor watches.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MonitorConfig {
     /// Requests in the current (sliding) window.
     pub window: usize,
