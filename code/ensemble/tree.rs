@@ -372,6 +372,10 @@ struct Builder<'a, T> {
     hist: Vec<f64>,
     /// Scratch for the histogram search: rows per code.
     hist_rows: Vec<u32>,
+    /// Scratch for the histogram search: the class and the weight of each of the node's
+    /// rows, gathered once per node instead of once per examined feature.
+    node_y: Vec<u32>,
+    node_w: Vec<f64>,
 }
 
 impl DecisionTree {
@@ -472,9 +476,11 @@ impl DecisionTree {
                 Target::Values(_) => Vec::new(),
             },
             hist_rows: vec![0; 256],
+            node_y: Vec::with_capacity(rows.len()),
+            node_w: Vec::with_capacity(rows.len()),
         };
         let mut rows = rows.to_vec();
-        b.grow(&mut rows, 0);
+        b.grow(&mut rows, 0, vec![false; x.n_cols()]);
         let total: f64 = b.decrease.iter().sum();
         let importances = if total > 0.0 {
             b.decrease.iter().map(|d| d / total).collect()
@@ -503,8 +509,12 @@ impl<T: Feature> Builder<'_, T> {
         s
     }
 
-    /// Grows the subtree of `rows` at `depth` and returns its node index.
-    fn grow(&mut self, rows: &mut [u32], depth: usize) -> usize {
+    /// Grows the subtree of `rows` at `depth` and returns its node index. `constant`
+    /// marks the features an ancestor found constant: constant on a node's rows, a
+    /// feature is constant on every subset of them, so the search skips it without a
+    /// pass over the rows (as scikit-learn does). The features drawn, and so the tree,
+    /// are the same as with a pass that finds it constant again.
+    fn grow(&mut self, rows: &mut [u32], depth: usize, mut constant: Vec<bool>) -> usize {
         let stats = self.stats(rows);
         let impurity = stats.impurity(self.params.criterion);
         let id = self.nodes.len();
@@ -527,7 +537,7 @@ impl<T: Feature> Builder<'_, T> {
         if leaf {
             return id;
         }
-        let Some(split) = self.best_split(rows, &stats) else {
+        let Some(split) = self.best_split(rows, &stats, &mut constant) else {
             return id;
         };
         // Partition the rows in place: left ones first, both sides in their current order.
@@ -548,8 +558,8 @@ impl<T: Feature> Builder<'_, T> {
         self.right = right;
         self.decrease[split.feature] += stats.weight() * impurity - split.child_cost;
         let (lrows, rrows) = rows.split_at_mut(n_left);
-        let l = self.grow(lrows, depth + 1);
-        let r = self.grow(rrows, depth + 1);
+        let l = self.grow(lrows, depth + 1, constant.clone());
+        let r = self.grow(rrows, depth + 1, constant);
         let node = &mut self.nodes[id];
         node.feature = Some(split.feature);
         node.threshold = split.threshold;
@@ -559,8 +569,14 @@ impl<T: Feature> Builder<'_, T> {
     }
 
     /// The best split over the examined features, or `None` if no feature splits the
-    /// rows into two children of at least `min_samples_leaf` rows.
-    fn best_split(&mut self, rows: &[u32], stats: &Stats) -> Option<Split> {
+    /// rows into two children of at least `min_samples_leaf` rows. Features found
+    /// constant on the rows are marked in `constant`.
+    fn best_split(
+        &mut self,
+        rows: &[u32],
+        stats: &Stats,
+        constant: &mut [bool],
+    ) -> Option<Split> {
         let f = self.x.n_cols();
         let want = match self.params.max_features {
             MaxFeatures::All => f,
@@ -568,6 +584,19 @@ impl<T: Feature> Builder<'_, T> {
             MaxFeatures::Count(k) => k.min(f),
         };
         let draw = want < f || self.params.random_thresholds;
+        if let (Target::Classes(y, _), false) =
+            (self.target, self.params.random_thresholds)
+        {
+            let codes = self.x.col(0).first().is_some_and(|v| v.code().is_some());
+            if rows.len() >= HISTOGRAM_MIN_ROWS && codes {
+                self.node_y.clear();
+                self.node_y
+                    .extend(rows.iter().map(|&i| y[i as usize] as u32));
+                self.node_w.clear();
+                self.node_w
+                    .extend(rows.iter().map(|&i| self.weights[i as usize]));
+            }
+        }
         let mut best: Option<Split> = None;
         let mut examined = 0;
         for t in 0..f {
@@ -583,8 +612,12 @@ impl<T: Feature> Builder<'_, T> {
             } else {
                 t
             };
-            let (cand, constant) = self.best_split_on(rows, stats, j);
-            if constant {
+            if constant[j] {
+                continue;
+            }
+            let (cand, is_constant) = self.best_split_on(rows, stats, j);
+            if is_constant {
+                constant[j] = true;
                 continue;
             }
             examined += 1;
@@ -607,11 +640,11 @@ impl<T: Feature> Builder<'_, T> {
         let col = self.x.col(j);
         let crit = self.params.criterion;
         let min_leaf = self.params.min_samples_leaf;
-        if let (Target::Classes(y, k), false) =
+        if let (Target::Classes(_, k), false) =
             (self.target, self.params.random_thresholds)
         {
             if rows.len() >= HISTOGRAM_MIN_ROWS && col[0].code().is_some() {
-                return self.best_split_histogram(rows, stats, j, y, k);
+                return self.best_split_histogram(rows, stats, j, k);
             }
         }
         let mut buf = std::mem::take(&mut self.buf);
@@ -688,17 +721,16 @@ impl<T: Feature> Builder<'_, T> {
         rows: &[u32],
         stats: &Stats,
         j: usize,
-        y: &[usize],
         k: usize,
     ) -> (Option<Split>, bool) {
         let col = self.x.col(j);
         let crit = self.params.criterion;
         let min_leaf = self.params.min_samples_leaf;
         let (mut lo, mut hi) = (255usize, 0usize);
-        for &i in rows {
+        for ((&i, &c), &w) in rows.iter().zip(&self.node_y).zip(&self.node_w) {
             let b = usize::from(col[i as usize].code().expect("a feature with codes"));
             self.hist_rows[b] += 1;
-            self.hist[b * k + y[i as usize]] += self.weights[i as usize];
+            self.hist[b * k + c as usize] += w;
             lo = lo.min(b);
             hi = hi.max(b);
         }
