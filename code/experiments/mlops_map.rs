@@ -57,7 +57,7 @@ pub struct Stop {
 // ANCHOR: stops
 /// The boxes of the map, in the order data meets them.
 #[rustfmt::skip]
-pub const STOPS: [Stop; 13] = [
+pub const STOPS: [Stop; 14] = [
     Stop { label: "Datasets", detail: "checksummed MNIST files", cell: (0, 0),
            code: "code/data/verify.rs", tests: "tests/book/data_io.rs" },
     Stop { label: "Data checks", detail: "schema, labels, duplicates", cell: (1, 0),
@@ -84,13 +84,16 @@ pub const STOPS: [Stop; 13] = [
            code: "code/mlops/drift/mod.rs", tests: "tests/book/ch13_drift.rs" },
     Stop { label: "Drift monitor", detail: "windows of requests, alarms", cell: (3, 3),
            code: "code/mlops/drift/monitor.rs", tests: "tests/book/ch13_drift.rs" },
+    Stop { label: "Alerts, dashboards", detail: "promtool-tested rules, Grafana", cell: (2, 3),
+           code: "deploy/prometheus/alerts.yml", tests: "tests/book/ch13_alerts.rs" },
 ];
 
 /// The arrows, as `(from, to)` indices into [`STOPS`].
 #[rustfmt::skip]
-pub const ARROWS: [(usize, usize); 12] = [
+pub const ARROWS: [(usize, usize); 14] = [
     (0, 1), (1, 2), (3, 2), (2, 4), (4, 5), (5, 6),
     (6, 7), (7, 8), (9, 8), (8, 10), (10, 11), (11, 12),
+    (10, 13), (12, 13),
 ];
 // ANCHOR_END: stops
 
