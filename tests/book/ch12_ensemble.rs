@@ -359,14 +359,15 @@ fn speed_rows(r: &Report, prefix: &str) -> Vec<[f64; 4]> {
 
 /// Random forests on MNIST, three seeds each side: the mean accuracies within 0.003
 /// (30 of the 10,000 test digits; one forest's accuracies over seeds spread over about
-/// that much), and ours fitted and predicted in fewer CPU-seconds on average.
+/// that much), and ours fitted and predicted in more CPU-seconds on average (the day
+/// this fails, the chapter can say the opposite).
 #[test]
-fn our_forest_matches_scikit_learn_on_mnist_in_fewer_cpu_seconds() {
+fn our_forest_matches_scikit_learn_on_mnist_but_costs_more_cpu_seconds() {
     let rows = speed_rows(&speed(), "MNIST: random forest");
     assert_eq!(rows.len(), 3);
     let mean = |c: usize| rows.iter().map(|r| r[c]).sum::<f64>() / rows.len() as f64;
     assert!((mean(0) - mean(2)).abs() <= 0.003, "{rows:?}");
-    assert!(mean(1) < mean(3), "{rows:?}");
+    assert!(mean(1) > mean(3), "{rows:?}");
 }
 
 /// Histogram boosting with XGBoost's settings (100 rounds, depth 6, lr 0.3) on MNIST:
