@@ -33,6 +33,7 @@ use crate::models::{mnist_cnn, CnnConfig};
 use crate::nn::{Mode, Named};
 use crate::optim::Adam;
 use crate::progress;
+use crate::serve::drift::{default_monitor, ink};
 use crate::report::{col, Figure, Format, Plot, Report, Scale, Series, Table, Value};
 use crate::train::{train_classifier, TrainSpec};
 
@@ -88,15 +89,11 @@ impl Preset for Config {
             n_clean: 1_000,
             n_shifted: 1_500,
             label_lag: 300,
+            // The server's default monitor, with more shuffles: the stream's MMD is
+            // read at alpha = 0.01 and 100 shuffles would leave it barely able to alarm.
             monitor: MonitorConfig {
-                window: 200,
-                check_every: 25,
-                alpha: 0.01,
-                psi_bins: 10,
-                psi_threshold: 0.2,
                 n_permutations: 300,
-                n_calibration: 200,
-                seed: 0,
+                ..default_monitor()
             },
             degrees: 45.0,
             noise_std: 0.2,
@@ -235,7 +232,7 @@ fn serve(model: &mut Named, images: &Array2<f32>) -> Vec<Request> {
             out.push(Request {
                 class,
                 confidence: e[class] / s,
-                ink: chunk.row(i).iter().map(|&p| f64::from(p)).sum::<f64>() / 784.0,
+                ink: ink(chunk.row(i).as_slice().expect("a standard-layout row")),
                 embedding: (0..emb.shape()[1])
                     .map(|k| f64::from(emb[[i, k]]))
                     .collect(),

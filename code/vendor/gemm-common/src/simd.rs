@@ -679,42 +679,42 @@ mod x86 {
 
         #[inline(always)]
         fn from_lhs(self, _lhs: f16) -> f32 {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn from_rhs(self, _rhs: f16) -> f32 {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn from_dst(self, _dst: f16) -> f32 {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn into_dst(self, _acc: f32) -> f16 {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn simd_mult_add(self, _lhs: Self::AccN, _rhs: Self::AccN, _acc: Self::AccN) -> Self::AccN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn simd_from_lhs(self, _lhs: Self::LhsN) -> Self::AccN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn simd_from_rhs(self, _rhs: Self::RhsN) -> Self::AccN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn simd_splat(self, _lhs: f32) -> Self::AccN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
@@ -724,27 +724,27 @@ mod x86 {
 
         #[inline(always)]
         fn simd_into_dst(self, _acc: Self::AccN) -> Self::DstN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn vectorize<F: NullaryFnOnce>(self, _f: F) -> F::Output {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn add(self, _lhs: f32, _rhs: f32) -> f32 {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn simd_mul(self, _lhs: Self::AccN, _rhs: Self::AccN) -> Self::AccN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
 
         #[inline(always)]
         fn simd_add(self, _lhs: Self::AccN, _rhs: Self::AccN) -> Self::AccN {
-            todo!()
+            unreachable!("gemm-common 0.19: this f16 kernel uses only mult_add and simd_from_dst")
         }
     }
 
