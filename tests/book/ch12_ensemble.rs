@@ -359,15 +359,17 @@ fn speed_rows(r: &Report, prefix: &str) -> Vec<[f64; 4]> {
 
 /// Random forests on MNIST, three seeds each side: the mean accuracies within 0.003
 /// (30 of the 10,000 test digits; one forest's accuracies over seeds spread over about
-/// that much), and ours fitted and predicted in more CPU-seconds on average (the day
-/// this fails, the chapter can say the opposite).
+/// that much), and every one of ours fitted and predicted in fewer CPU-seconds than
+/// every one of scikit-learn's in the same run.
 #[test]
-fn our_forest_matches_scikit_learn_on_mnist_but_costs_more_cpu_seconds() {
+fn our_forest_matches_scikit_learn_on_mnist_in_fewer_cpu_seconds() {
     let rows = speed_rows(&speed(), "MNIST: random forest");
     assert_eq!(rows.len(), 3);
     let mean = |c: usize| rows.iter().map(|r| r[c]).sum::<f64>() / rows.len() as f64;
     assert!((mean(0) - mean(2)).abs() <= 0.003, "{rows:?}");
-    assert!(mean(1) > mean(3), "{rows:?}");
+    let slowest_ours = rows.iter().map(|r| r[1]).fold(0.0, f64::max);
+    let fastest_theirs = rows.iter().map(|r| r[3]).fold(f64::INFINITY, f64::min);
+    assert!(slowest_ours < fastest_theirs, "{rows:?}");
 }
 
 /// Histogram boosting with XGBoost's settings (100 rounds, depth 6, lr 0.3) on MNIST:
@@ -376,9 +378,19 @@ fn our_forest_matches_scikit_learn_on_mnist_but_costs_more_cpu_seconds() {
 /// in fewer CPU-seconds than XGBoost's in the same run.
 #[test]
 fn our_boosting_matches_xgboost_on_mnist_in_fewer_cpu_seconds() {
-    let rows = speed_rows(&speed(), "MNIST: hist boosting");
+    let rows = speed_rows(&speed(), "MNIST: hist boosting, 100 rounds");
     let [acc, cpu, ref_acc, ref_cpu] = rows[0];
     assert!(acc >= ref_acc - 0.003 && cpu < ref_cpu, "{rows:?}");
+}
+
+/// The goal for boosting: at least 0.978 on MNIST in fewer CPU-seconds than
+/// XGBoost's 100 rounds. Ours gets there with 150 rounds (XGBoost's settings otherwise),
+/// compared with the XGBoost run of the row above, in the same bench run.
+#[test]
+fn our_boosting_reaches_0_978_on_mnist_in_fewer_cpu_seconds_than_xgboost() {
+    let rows = speed_rows(&speed(), "MNIST: hist boosting, 150 rounds");
+    let [acc, cpu, _, ref_cpu] = rows[0];
+    assert!(acc >= 0.978 && cpu < ref_cpu, "{rows:?}");
 }
 
 /// Stacking RF50 + ExtraTrees50 into a logistic regression on MNIST: accuracy within
