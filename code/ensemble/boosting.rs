@@ -50,7 +50,7 @@ pub struct Binner {
 
 /// A row-major matrix of bin indices: a row's bins are contiguous, so building a
 /// histogram reads a node's rows a cache line of features at a time (see
-/// [`build_hist`]).
+/// `build_hist`).
 #[derive(Clone, Debug)]
 pub struct Binned {
     /// Row-major bins: row `i` is `data[i * F..(i + 1) * F]` for `F` features.
@@ -271,7 +271,7 @@ impl Spare {
     }
 }
 
-/// Features whose histograms one pass over a node's rows builds (see [`build_hist`]).
+/// Features whose histograms one pass over a node's rows builds (see `build_hist`).
 const FEATURES_PER_PASS: usize = 32;
 
 /// One node being grown: its rows and its histogram (`n_features * stride` bins).
