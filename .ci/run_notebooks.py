@@ -13,7 +13,12 @@ first notebook runs alone and brings the shared build folder up to date (the lib
 rebuilt there once per change), then that folder is copied for each extra worker, into
 a scratch folder beside `notebooks/` (same depth, so `..` still names the book), which
 is deleted at the end.
+
+The rest are started longest first, by the times the last run took (kept in the build
+folder, which CI keeps between runs): a long notebook started last would otherwise run
+on alone while the other kernel sits idle.
 """
+import json
 import os
 import queue
 import shutil
@@ -27,6 +32,24 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 BUILD = "target-evcxr"  # the evcxr tmpdir of notebooks/evcxr.toml
+TIMES = "notebook-seconds.json"  # in BUILD: how long each notebook took last time
+
+
+def load_times(nb_dir):
+    try:
+        with open(os.path.join(nb_dir, BUILD, TIMES)) as f:
+            return {k: float(v) for k, v in json.load(f).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def save_times(nb_dir, times):
+    try:
+        os.makedirs(os.path.join(nb_dir, BUILD), exist_ok=True)
+        with open(os.path.join(nb_dir, BUILD, TIMES), "w") as f:
+            json.dump(times, f, indent=1, sort_keys=True)
+    except OSError as e:
+        print(f"  (notebook times not kept: {e})", flush=True)
 
 
 def run(path, out_dir):
@@ -91,13 +114,23 @@ def worker_folder(nb_dir, k):
 
 
 def run_parallel(paths, out_dir, jobs):
-    """The first notebook alone, then the rest on `jobs` kernels, each in its own folder."""
+    """The first notebook alone, then the rest on `jobs` kernels, each in its own folder,
+    longest first."""
+    nb_dir = os.path.dirname(os.path.abspath(paths[0]))
+    last = load_times(nb_dir)
+    times = dict(last)
+    t = time.time()
     passed = int(run_one(paths[0], out_dir))
-    rest = paths[1:]
+    times[os.path.basename(paths[0])] = round(time.time() - t, 1)
+    rest = sorted(paths[1:], key=lambda p: -last.get(os.path.basename(p), 0.0))
     jobs = min(jobs, len(rest))
     if jobs <= 1:
-        return passed + sum(run_one(p, out_dir) for p in rest)
-    nb_dir = os.path.dirname(os.path.abspath(paths[0]))
+        for p in rest:
+            t = time.time()
+            passed += run_one(p, out_dir)
+            times[os.path.basename(p)] = round(time.time() - t, 1)
+        save_times(nb_dir, times)
+        return passed
     folders = [nb_dir]
     todo = queue.Queue()
     for p in rest:
@@ -125,6 +158,7 @@ def run_parallel(paths, out_dir, jobs):
                     shutil.copy(p, target)
                 # A child process per notebook: kernels and their event loops stay apart,
                 # and its lines arrive whole.
+                t = time.time()
                 r = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--one", target],
                     env={**os.environ, "NOTEBOOK_OUT": out_dir},
@@ -136,6 +170,7 @@ def run_parallel(paths, out_dir, jobs):
                     sys.stdout.write(r.stderr)
                     sys.stdout.flush()
                     results.append(r.returncode == 0)
+                    times[os.path.basename(p)] = round(time.time() - t, 1)
 
         threads = [threading.Thread(target=work, args=(f,)) for f in folders]
         for t in threads:
@@ -145,6 +180,7 @@ def run_parallel(paths, out_dir, jobs):
     finally:
         for f in folders[1:]:
             shutil.rmtree(f, ignore_errors=True)
+    save_times(nb_dir, times)
     return passed + sum(results)
 
 
