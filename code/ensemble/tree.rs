@@ -221,8 +221,9 @@ pub struct DecisionTree {
     pub min_samples_split: usize,
     /// Each child keeps at least this many rows.
     pub min_samples_leaf: usize,
-    /// Features examined per split; drawn without replacement, and constant features
-    /// do not count towards the number (as in scikit-learn).
+    /// Features drawn per split, without replacement. As in scikit-learn, a drawn
+    /// feature counts even if it is constant on the node's rows, and drawing goes on
+    /// past the number only until one non-constant feature has been examined.
     pub max_features: MaxFeatures,
     /// Extremely randomised trees: one uniform random threshold per examined feature
     /// instead of the best one.
@@ -621,13 +622,16 @@ impl<T: Feature> Builder<'_, T> {
             }
         }
         let mut best: Option<Split> = None;
-        let mut examined = 0;
+        let (mut visited, mut examined) = (0, 0);
         for t in 0..f {
-            // Keep drawing past `want` while the features drawn were constant here, so
-            // a split is still found when many features are (MNIST's border pixels).
-            if examined >= want {
+            // scikit-learn's rule: every drawn feature counts towards `want`, constant
+            // ones too, but drawing goes on past `want` until one non-constant feature
+            // has been examined, so a split is still found when many features are
+            // constant (MNIST's border pixels).
+            if visited >= want && examined > 0 {
                 break;
             }
+            visited += 1;
             let j = if draw {
                 let pick = self.rng.random_range(t..f);
                 self.order.swap(t, pick);
